@@ -1,0 +1,1 @@
+"""The `zoo` command line: a thin Typer layer over the zoo package."""

@@ -1,0 +1,186 @@
+"""`zoo`: list, info, train, evaluate, export and serve the zoo's models.
+
+Commands only gather options and call the zoo package; ZooError becomes an exit code in one place,
+`ZooGroup.invoke`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from typer.core import TyperGroup
+
+import zoo
+from zoo.errors import DataNotFoundError, ExportError, IntegrityError, ZooError
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+# Errors in what the user typed exit 2 (like a usage error); failures of data or files on disk exit 1.
+RUNTIME_ERRORS = (DataNotFoundError, IntegrityError, ExportError)
+
+
+class ZooGroup(TyperGroup):
+    """Turns every ZooError raised by a command into a one-line message on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ZooError as error:
+            errors.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+            raise typer.Exit(1 if isinstance(error, RUNTIME_ERRORS) else 2) from None
+
+
+app = typer.Typer(
+    cls=ZooGroup,
+    help="A packaged model zoo of five PyTorch tutorials: train, evaluate, export and serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ModelArg = Annotated[str, typer.Argument(help="Model name, see `zoo list`.", show_default=False)]
+RefArg = Annotated[str, typer.Argument(help="MODEL or MODEL:VERSION (latest when no version).", show_default=False)]
+WeightsDir = Annotated[Optional[str], typer.Option(help="Weights root; default $ZOO_WEIGHTS_DIR, else the project's weights/.")]
+DataDir = Annotated[Optional[str], typer.Option(help="Data root holding MNIST/raw; default $ZOO_DATA_DIR, else ~/.cache/zoo/data.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _metrics_line(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items() if not isinstance(v, (list, dict)))
+
+
+@app.command("list")
+def list_command(
+    weights_dir: WeightsDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the registered models with their recipes and trained versions."""
+    rows = [zoo.describe_model(name, weights_dir) for name in zoo.list_models()]
+    if as_json:
+        return _print_json(rows)
+    table = Table("model", "task", "params", "recipes", "versions", "latest metrics", title="zoo models")
+    for row in rows:
+        latest = row["versions"][-1] if row["versions"] else None
+        table.add_row(
+            row["name"], row["task"], f"{row['parameters']:,}", ", ".join(row["recipes"]),
+            str(len(row["versions"])), _metrics_line(latest["metrics"]) if latest else "-",
+        )
+    console.print(table)
+
+
+@app.command()
+def info(model: ModelArg, weights_dir: WeightsDir = None, as_json: JsonFlag = False) -> None:
+    """Show a model's architecture, parameter count, recipes and versions."""
+    row = zoo.describe_model(model, weights_dir)
+    if as_json:
+        return _print_json(row)
+    console.print(f"[bold]{row['name']}[/] - {row['summary']}")
+    console.print(f"source: document {row['source']}")
+    console.print(f"task: {row['task']}   data: {row['dataset']}   parameters: {row['parameters']:,}")
+    if row["input"]:
+        console.print(f"input: {row['input']['name']} {row['input']['shape']} {row['input']['dtype']}"
+                      f" -> output: {row['output']['name']} {row['output']['shape']}")
+    console.print(f"preprocessing: {row['preprocessing']}")
+    if row["notes"]:
+        console.print(f"notes: {row['notes']}")
+    console.print(row["architecture"], markup=False)
+    recipes = Table("recipe", "hyperparameters", title="recipes")
+    for name, params in row["recipes"].items():
+        marker = " (default)" if name == row["default_recipe"] else ""
+        recipes.add_row(name + marker, ", ".join(f"{k}={v}" for k, v in params.items()))
+    console.print(recipes)
+    versions = Table("version", "recipe", "metrics", "created", title=f"versions in {row['weights_dir']}")
+    for version in row["versions"]:
+        versions.add_row(str(version["version"]), version["recipe"], _metrics_line(version["metrics"]), version["created"])
+    console.print(versions if row["versions"] else f"no trained versions in {row['weights_dir']}")
+
+
+@app.command()
+def train(
+    model: ModelArg,
+    recipe: Annotated[Optional[str], typer.Option(help="Recipe name, see `zoo info MODEL`; default: the best one.")] = None,
+    device: Device = "auto",
+    epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epochs (steps for single-batch models).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Override the learning rate.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Override the batch size.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Override the seed.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any recipe key: --set key=value (repeatable).")] = None,
+    data_dir: DataDir = None,
+    weights_dir: WeightsDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a model and store the result as a new weights version."""
+    overrides: dict[str, Any] = zoo.parse_assignments(set_ or [])
+    for key, value in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size), ("seed", seed)):
+        if value is not None:
+            overrides[key] = value
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.4g}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=errors, transient=True, disable=as_json) as bar:
+        task = bar.add_task(f"train {model}", total=None, loss=float("nan"))
+        result = zoo.train(
+            model, recipe, overrides, device=device, data_dir=data_dir, weights_dir=weights_dir,
+            on_progress=lambda p: bar.update(task, completed=p.step, total=p.total, loss=p.loss),
+        )
+    if as_json:
+        return _print_json(result.manifest)
+    manifest = result.manifest
+    console.print(f"[bold green]{model}[/] version {result.version} ({manifest['recipe']['name']} recipe, "
+                  f"{manifest['device']}, {manifest['training_seconds']:.1f} s) -> {result.path}")
+    table = Table("metric", "value")
+    for key, value in result.metrics.items():
+        table.add_row(key, _fmt(value))
+    console.print(table)
+
+
+class Backend(str, Enum):
+    torch = "torch"
+    torchscript = "torchscript"
+    onnx = "onnx"
+
+
+@app.command()
+def evaluate(
+    ref: RefArg,
+    backend: Annotated[Backend, typer.Option(help="Runtime to score with.")] = Backend.torch,
+    device: Device = "cpu",
+    data_dir: DataDir = None,
+    weights_dir: WeightsDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check a version's weights against its manifest and recompute its held-out metrics."""
+    report = zoo.evaluate(ref, weights_dir=weights_dir, data_dir=data_dir, device=device, backend=backend.value)
+    if as_json:
+        return _print_json(report)
+    table = Table("metric", "now", "recorded", title=f"{report['model']} version {report['version']} ({report['backend']})")
+    for key, value in report["metrics"].items():
+        table.add_row(key, _fmt(value), _fmt(report["recorded"].get(key, "-")))
+    console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

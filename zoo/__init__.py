@@ -1,0 +1,30 @@
+"""zoo: the networks of five PyTorch tutorials, registered, trainable, versioned and exportable."""
+
+from zoo import models as _models  # noqa: F401  (registers every architecture)
+from zoo.errors import (
+    DataNotFoundError,
+    DeviceUnavailableError,
+    ExportError,
+    IntegrityError,
+    InvalidInputError,
+    InvalidOverrideError,
+    UnknownModelError,
+    UnknownRecipeError,
+    UnknownVersionError,
+    ZooError,
+)
+from zoo.catalog import describe_model
+from zoo.loading import LoadedModel, evaluate, load_version
+from zoo.recipes import Recipe, parse_assignments
+from zoo.registry import get_model, list_models, register_model
+from zoo.spec import ModelSpec, TensorSpec
+from zoo.store import WeightsStore, parse_ref
+from zoo.training import Progress, TrainResult, resolve_device, train
+
+__all__ = [
+    "DataNotFoundError", "DeviceUnavailableError", "ExportError", "IntegrityError", "InvalidInputError",
+    "InvalidOverrideError", "UnknownModelError", "UnknownRecipeError", "UnknownVersionError", "ZooError",
+    "describe_model", "LoadedModel", "evaluate", "load_version", "Recipe", "parse_assignments", "get_model", "list_models",
+    "register_model", "ModelSpec", "TensorSpec", "WeightsStore", "parse_ref", "Progress", "TrainResult",
+    "resolve_device", "train",
+]

@@ -1,0 +1,77 @@
+"""lenet: the LeNet-style CNN of document 002, on MNIST padded to 32x32."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.recipes import Recipe
+from zoo.registry import register_model
+from zoo.spec import ModelSpec, TensorSpec
+from zoo.tasks import MNIST_PREPROCESSING, MnistInput, classification_loss, classification_metrics, mnist_splits
+
+
+class LeNet(nn.Module):
+    """conv(1,6,3)-pool-conv(6,16,3)-pool-fc(576,120)-fc(120,84)-fc(84,10), ReLU throughout."""
+
+    def __init__(self, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.input = MnistInput(pad=2)
+        self.conv1 = nn.Conv2d(1, 6, 3)
+        self.conv2 = nn.Conv2d(6, 16, 3)
+        self.fc1 = nn.Linear(16 * 6 * 6, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input(x)
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        x = self.dropout(F.relu(self.fc1(x)))
+        x = self.dropout(F.relu(self.fc2(x)))
+        return self.fc3(x)
+
+
+@dataclass(frozen=True)
+class LeNetRecipe(Recipe):
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    dropout: float = 0.0
+    label_smoothing: float = 0.0
+    momentum: float = 0.0
+    bounds: typing.ClassVar = {**Recipe.bounds, "dropout": (0.0, 0.95), "label_smoothing": (0.0, 0.5), "momentum": (0.0, 0.999)}
+
+
+RECIPES = {
+    # Document 002 fixes SGD lr 0.01 and MSELoss; it trains on one random input, so batch and epochs are ours.
+    "document": LeNetRecipe(epochs=3, lr=0.01, batch_size=64, optimizer="sgd", loss="mse"),
+    "default": LeNetRecipe(
+        epochs=12, lr=4e-3, batch_size=128, optimizer="adamw", weight_decay=0.05,
+        schedule="onecycle", label_smoothing=0.1,
+    ),
+}
+
+
+@register_model
+def lenet() -> ModelSpec:
+    return ModelSpec(
+        name="lenet",
+        summary="LeNet-style CNN (2 conv + 3 fc) classifying MNIST digits padded to 32x32",
+        source="002: building a neural network (conv-pool-conv-pool-fc-fc-fc)",
+        task="image-classification",
+        dataset="MNIST",
+        preprocessing=MNIST_PREPROCESSING + "; zero-padded by 2 to 32x32 before normalising",
+        input=TensorSpec("image", ("N", 1, 28, 28)),
+        output=TensorSpec("logits", ("N", 10)),
+        build=lambda r: LeNet(dropout=r.dropout),
+        recipes=RECIPES,
+        load_data=mnist_splits,
+        loss=classification_loss,
+        metrics=classification_metrics,
+    )

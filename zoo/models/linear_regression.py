@@ -1,0 +1,87 @@
+"""linear-regression: nn.Linear(1,1) recovering y = 0.5x + 30 from noisy samples, as in document 004."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.data import fingerprint
+from zoo.recipes import Recipe
+from zoo.registry import register_model
+from zoo.spec import DataContext, ModelSpec, Splits, TensorSpec
+
+X_SCALE = 0.1
+TRUE_SLOPE, TRUE_INTERCEPT = 0.5, 30.0
+
+
+class LinearRegression(nn.Module):
+    """nn.Linear(1, 1) on x scaled by 0.1 (the document's `x = x * 0.1`), so callers pass x in the document's units."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x * X_SCALE)
+
+
+@dataclass(frozen=True)
+class LinearRegressionRecipe(Recipe):
+    samples: int = 11
+    test_samples: int = 1000
+    bounds: typing.ClassVar = {**Recipe.bounds, "samples": (2, 10_000_000), "test_samples": (1, 10_000_000)}
+
+
+RECIPES = {
+    # Document 004: 11 samples, SGD lr 1e-2, MSELoss, 1000 full-batch epochs.
+    "document": LinearRegressionRecipe(epochs=1000, lr=1e-2, batch_size=11, samples=11),
+    "default": LinearRegressionRecipe(epochs=300, lr=0.15, batch_size=1000, samples=1000),
+}
+
+
+def fake_data(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The document's get_fake_data: x integer in [-5, 30), y = 0.5x + 30 + N(0, 1) noise, as [count, 1]."""
+    x = torch.randint(-5, 30, (count,), generator=generator).to(torch.float32)
+    y = TRUE_SLOPE * x + TRUE_INTERCEPT + torch.randn(count, generator=generator)
+    return x.unsqueeze(1), y.unsqueeze(1)
+
+
+def noisy_line(recipe: Recipe, context: DataContext) -> Splits:
+    generator = torch.Generator().manual_seed(recipe.seed)
+    train_x, train_y = fake_data(recipe.samples, generator)
+    test_x, test_y = fake_data(recipe.test_samples, generator)
+    tensors = [t.to(context.device) for t in (train_x, train_y, test_x, test_y)]
+    description = f"y = 0.5x + 30 + N(0,1), x in [-5, 30): {recipe.samples} training, {recipe.test_samples} test samples"
+    return Splits(*tensors, fingerprint(*tensors), description)
+
+
+def line_metrics(model: LinearRegression, splits: Splits, recipe: Recipe) -> dict:
+    """Slope and intercept in the document's units, and the held-out MSE."""
+    return {
+        "slope": round(float(model.linear.weight) * X_SCALE, 6),
+        "intercept": round(float(model.linear.bias), 6),
+        "test_mse": round(float(F.mse_loss(model(splits.test_x), splits.test_y)), 6),
+    }
+
+
+@register_model
+def linear_regression() -> ModelSpec:
+    return ModelSpec(
+        name="linear-regression",
+        summary="nn.Linear(1,1) fitting y = 0.5x + 30 + noise",
+        source="004: linear regression with torch.nn",
+        task="regression",
+        dataset="synthetic y = 0.5x + 30 + N(0,1) from the seed",
+        preprocessing="built into the model: x in the document's units, scaled by 0.1 inside",
+        input=TensorSpec("x", ("N", 1)),
+        output=TensorSpec("y", ("N", 1)),
+        build=lambda r: LinearRegression(),
+        recipes=RECIPES,
+        load_data=noisy_line,
+        loss=lambda r: F.mse_loss,
+        metrics=line_metrics,
+    )

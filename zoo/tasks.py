@@ -1,0 +1,72 @@
+"""What models of the same task share: the MNIST input layer, data loaders, losses and metrics."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.data import load_mnist
+from zoo.recipes import Recipe
+from zoo.spec import DataContext, Splits
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+MNIST_PREPROCESSING = (
+    "built into the model: input is raw pixels in [0, 1] (white digit on black, as MNIST), "
+    "normalised inside by (x - 0.1307) / 0.3081"
+)
+EVAL_CHUNK = 10_000
+
+
+class MnistInput(nn.Module):
+    """Raw pixels in [0, 1] to the documents' normalisation, after optional zero padding.
+
+    Parameter-free, so the weights stay the document's; having it in the graph means every caller,
+    exported file and server passes the same raw pixels.
+    """
+
+    def __init__(self, pad: int = 0) -> None:
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad:
+            x = F.pad(x, (self.pad, self.pad, self.pad, self.pad))
+        return (x - MNIST_MEAN) / MNIST_STD
+
+
+def mnist_splits(recipe: Recipe, context: DataContext) -> Splits:
+    return load_mnist(context.data_dir, context.device)
+
+
+def classification_loss(recipe: Recipe) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Cross-entropy (with the recipe's label smoothing), or MSE against one-hot targets."""
+    if getattr(recipe, "loss", "cross_entropy") == "mse":
+        return lambda logits, target: F.mse_loss(logits, F.one_hot(target, logits.shape[1]).to(logits.dtype))
+    smoothing = getattr(recipe, "label_smoothing", 0.0)
+    return lambda logits, target: F.cross_entropy(logits, target, label_smoothing=smoothing)
+
+
+def predict_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Eval-mode forward pass in chunks, so the whole test set never has to fit at once."""
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model(x[i:i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)])
+
+
+def classification_metrics(model: nn.Module, splits: Splits, recipe: Recipe) -> dict[str, Any]:
+    """Test accuracy (%) and mean cross-entropy over the held-out split."""
+    logits = predict_logits(model, splits.test_x)
+    return scores_from_logits(logits, splits.test_y)
+
+
+def scores_from_logits(logits: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+    correct = int((logits.argmax(1) == target).sum())
+    return {
+        "accuracy": round(100.0 * correct / len(target), 4),
+        "correct": correct,
+        "total": len(target),
+        "test_loss": round(float(F.cross_entropy(logits.float(), target)), 6),
+    }
