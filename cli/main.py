@@ -65,8 +65,9 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _metrics_line(metrics: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items() if not isinstance(v, (list, dict)))
+def _metrics_line(metrics: dict[str, Any], limit: int = 99) -> str:
+    scalars = [(k, v) for k, v in metrics.items() if not isinstance(v, (list, dict))]
+    return ", ".join(f"{k} {_fmt(v)}" for k, v in scalars[:limit])
 
 
 @app.command("list")
@@ -78,12 +79,15 @@ def list_command(
     rows = [zoo.describe_model(name, weights_dir) for name in zoo.list_models()]
     if as_json:
         return _print_json(rows)
-    table = Table("model", "task", "params", "recipes", "versions", "latest metrics", title="zoo models")
+    table = Table(title="zoo models")
+    table.add_column("model", no_wrap=True)
+    for column in ("task", "params", "recipes", "versions", "latest version's metrics"):
+        table.add_column(column)
     for row in rows:
         latest = row["versions"][-1] if row["versions"] else None
         table.add_row(
             row["name"], row["task"], f"{row['parameters']:,}", ", ".join(row["recipes"]),
-            str(len(row["versions"])), _metrics_line(latest["metrics"]) if latest else "-",
+            str(len(row["versions"])), _metrics_line(latest["metrics"], limit=2) if latest else "-",
         )
     console.print(table)
 

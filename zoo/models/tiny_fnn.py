@@ -74,7 +74,10 @@ def one_sample(recipe: Recipe, context: DataContext) -> Splits:
 
 
 def loss_for(recipe: TinyFNNRecipe):
-    return F.binary_cross_entropy if recipe.loss == "bce" else F.mse_loss
+    if recipe.loss == "bce":
+        # BCE is defined for targets in [0, 1]; the document's y1 = -0.07 is not, so it is clamped to 0.
+        return lambda output, target: F.binary_cross_entropy(output, target.clamp(0.0, 1.0))
+    return F.mse_loss
 
 
 def fit_metrics(model: TinyFNN, splits: Splits, recipe: TinyFNNRecipe) -> dict:
@@ -98,5 +101,5 @@ def tiny_fnn() -> ModelSpec:
         load_data=one_sample,
         loss=loss_for,
         metrics=fit_metrics,
-        notes="Exercises: --set activation=relu, loss=bce, optimizer=adam, init=none, and other --lr values.",
+        notes="Exercises: --set activation=relu, loss=bce, optimizer=adam, init=none, and other --lr values. With loss=bce the target -0.07 is clamped to 0 (BCE needs targets in [0, 1]).",
     )

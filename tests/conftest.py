@@ -1,0 +1,51 @@
+"""Shared fixtures: the real MNIST beside the checkout, and weights roots that are never the project's own."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Set before the zoo is imported anywhere, so no test can fall back to the project's weights/ or ~/.cache.
+os.environ.setdefault("ZOO_DATA_DIR", str(SHARED_DATA))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_weights(tmp_path_factory, monkeypatch):
+    """Every test gets a throwaway default weights root unless it asks for another."""
+    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(tmp_path_factory.mktemp("default-weights")))
+
+
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch) -> Path:
+    """An empty weights root, also set as $ZOO_WEIGHTS_DIR."""
+    root = tmp_path / "weights"
+    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return Path(os.environ["ZOO_DATA_DIR"])
+
+
+@pytest.fixture(scope="session")
+def trained_weights(tmp_path_factory, data_dir) -> Path:
+    """A weights root with one quickly trained version of each exportable model (MNIST models: 1 epoch)."""
+    import zoo
+
+    root = tmp_path_factory.mktemp("trained-weights")
+    quick = {
+        "mnist-mlp": {"epochs": 1},
+        "lenet": {"epochs": 1},
+        "linear-regression": {},
+        "two-layer-net": {"epochs": 20},
+        "tiny-fnn": {},
+    }
+    for name, overrides in quick.items():
+        zoo.train(name, overrides=overrides, device="cpu", data_dir=str(data_dir), weights_dir=str(root))
+    return root
