@@ -34,7 +34,8 @@ class MnistInput(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pad:
             x = F.pad(x, (self.pad, self.pad, self.pad, self.pad))
-        return (x - MNIST_MEAN) / MNIST_STD
+        # One allocation instead of two: this runs on every training batch.
+        return x.mul(1.0 / MNIST_STD).sub_(MNIST_MEAN / MNIST_STD)
 
 
 def mnist_splits(recipe: Recipe, context: DataContext) -> Splits:

@@ -19,10 +19,12 @@ class MnistMLP(nn.Module):
     def __init__(self, hidden: int = 200, dropout: float = 0.0, final_relu: bool = False) -> None:
         super().__init__()
         self.input = MnistInput()
+        # Dropout(0) still draws a mask in training; Identity keeps the layer indices without the cost.
+        drop = nn.Dropout(dropout) if dropout else nn.Identity()
         layers: list[nn.Module] = [
             nn.Flatten(),
-            nn.Linear(784, hidden), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(784, hidden), nn.ReLU(), drop,
+            nn.Linear(hidden, hidden), nn.ReLU(), drop,
             nn.Linear(hidden, 10),
         ]
         if final_relu:
