@@ -63,7 +63,7 @@ def test_info_shows_architecture_and_recipes():
         (("info", "resnet"), 2, "unknown model 'resnet'"),
         (("evaluate", "resnet:1"), 2, "unknown model 'resnet'"),
         (("train", "tiny-fnn", "--recipe", "fast"), 2, "has no recipe 'fast'"),
-        (("train", "tiny-fnn", "--set", "momentum=0.9"), 2, "unknown recipe key 'momentum'; valid keys: epochs (int)"),
+        (("train", "tiny-fnn", "--set", "nesterov=1"), 2, "unknown recipe key 'nesterov'; valid keys: epochs (int)"),
         (("train", "tiny-fnn", "--set", "lr"), 2, "malformed override 'lr': expected key=value"),
         (("train", "tiny-fnn", "--set", "activation=tanh"), 2, "expected one of sigmoid, relu, got 'tanh'"),
         (("train", "tiny-fnn", "--epochs", "-3"), 2, "bad value for 'epochs'"),

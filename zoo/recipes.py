@@ -21,6 +21,7 @@ class Recipe:
     seed: int = 0
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     weight_decay: float = 0.0
+    momentum: float = 0.0  # SGD only
     schedule: Literal["constant", "onecycle"] = "constant"
 
     # Inclusive numeric bounds per field; subclasses extend it. Checked on every construction.
@@ -29,6 +30,7 @@ class Recipe:
         "lr": (1e-12, 1e3),
         "batch_size": (1, 10_000_000),
         "weight_decay": (0.0, 1.0),
+        "momentum": (0.0, 0.999),
     }
 
     def __post_init__(self) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Literal
+
+import typing
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +21,16 @@ MNIST_PREPROCESSING = (
     "normalised inside by (x - 0.1307) / 0.3081"
 )
 EVAL_CHUNK = 10_000
+
+
+@dataclass(frozen=True)
+class ClassifierRecipe(Recipe):
+    """Recipe fields every MNIST classifier has: its loss, dropout after hidden layers, label smoothing."""
+
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    dropout: float = 0.0
+    label_smoothing: float = 0.0
+    bounds: typing.ClassVar = {**Recipe.bounds, "dropout": (0.0, 0.95), "label_smoothing": (0.0, 0.5)}
 
 
 class MnistInput(nn.Module):
@@ -42,11 +55,11 @@ def mnist_splits(recipe: Recipe, context: DataContext) -> Splits:
     return load_mnist(context.data_dir, context.device)
 
 
-def classification_loss(recipe: Recipe) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def classification_loss(recipe: ClassifierRecipe) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Cross-entropy (with the recipe's label smoothing), or MSE against one-hot targets."""
-    if getattr(recipe, "loss", "cross_entropy") == "mse":
+    if recipe.loss == "mse":
         return lambda logits, target: F.mse_loss(logits, F.one_hot(target, logits.shape[1]).to(logits.dtype))
-    smoothing = getattr(recipe, "label_smoothing", 0.0)
+    smoothing = recipe.label_smoothing
     return lambda logits, target: F.cross_entropy(logits, target, label_smoothing=smoothing)
 
 

@@ -69,7 +69,7 @@ def make_optimizer(recipe: Recipe, params: Iterable[nn.Parameter]) -> torch.opti
     params = [p for p in params if p.requires_grad]
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(params, lr=recipe.lr, weight_decay=recipe.weight_decay,
-                               momentum=getattr(recipe, "momentum", 0.0), foreach=True)
+                               momentum=recipe.momentum, foreach=True)
     if recipe.optimizer == "adam":
         return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)

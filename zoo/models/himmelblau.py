@@ -5,7 +5,6 @@ The "model" is the points themselves; there is no forward pass over inputs, so i
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass
 from typing import Callable, Optional
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.recipes import Recipe
 from zoo.registry import register_model
 from zoo.spec import ModelSpec, TensorSpec
-from zoo.tasks import MNIST_PREPROCESSING, MnistInput, classification_loss, classification_metrics, mnist_splits
+from zoo.tasks import MNIST_PREPROCESSING, ClassifierRecipe, MnistInput, classification_loss, classification_metrics, mnist_splits
 
 
 class LeNet(nn.Module):
@@ -40,12 +37,8 @@ class LeNet(nn.Module):
 
 
 @dataclass(frozen=True)
-class LeNetRecipe(Recipe):
-    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
-    dropout: float = 0.0
-    label_smoothing: float = 0.0
-    momentum: float = 0.0
-    bounds: typing.ClassVar = {**Recipe.bounds, "dropout": (0.0, 0.95), "label_smoothing": (0.0, 0.5), "momentum": (0.0, 0.999)}
+class LeNetRecipe(ClassifierRecipe):
+    """LeNet adds nothing to the classifier fields; its own class keeps recipes typed per model."""
 
 
 RECIPES = {

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass
 
 from torch import nn
 
-from zoo.recipes import Recipe
 from zoo.registry import register_model
 from zoo.spec import ModelSpec, TensorSpec
-from zoo.tasks import MNIST_PREPROCESSING, MnistInput, classification_loss, classification_metrics, mnist_splits
+from zoo.tasks import MNIST_PREPROCESSING, ClassifierRecipe, MnistInput, classification_loss, classification_metrics, mnist_splits
 
 
 class MnistMLP(nn.Module):
@@ -36,12 +34,8 @@ class MnistMLP(nn.Module):
 
 
 @dataclass(frozen=True)
-class MnistMLPRecipe(Recipe):
+class MnistMLPRecipe(ClassifierRecipe):
     final_relu: bool = False
-    dropout: float = 0.0
-    label_smoothing: float = 0.0
-    momentum: float = 0.0
-    bounds: typing.ClassVar = {**Recipe.bounds, "dropout": (0.0, 0.95), "label_smoothing": (0.0, 0.5), "momentum": (0.0, 0.999)}
 
 
 RECIPES = {
