@@ -14,9 +14,11 @@ from zoo.errors import (
     ZooError,
 )
 from zoo.catalog import describe_model
+from zoo.export import export
 from zoo.loading import LoadedModel, evaluate, load_version
 from zoo.recipes import Recipe, parse_assignments
 from zoo.registry import get_model, list_models, register_model
+from zoo.runtimes import Runtime, open_runtime
 from zoo.spec import ModelSpec, TensorSpec
 from zoo.store import WeightsStore, parse_ref
 from zoo.training import Progress, TrainResult, resolve_device, train
@@ -26,5 +28,5 @@ __all__ = [
     "InvalidOverrideError", "UnknownModelError", "UnknownRecipeError", "UnknownVersionError", "ZooError",
     "describe_model", "LoadedModel", "evaluate", "load_version", "Recipe", "parse_assignments", "get_model", "list_models",
     "register_model", "ModelSpec", "TensorSpec", "WeightsStore", "parse_ref", "Progress", "TrainResult",
-    "resolve_device", "train",
+    "resolve_device", "train", "export", "open_runtime", "Runtime",
 ]

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from zoo.data import resolve_data_dir
-from zoo.errors import ExportError
 from zoo.recipes import Recipe, recipe_from_dict
 from zoo.registry import get_model
+from zoo.runtimes import RuntimeModule, open_runtime
 from zoo.spec import DataContext, ModelSpec
 from zoo.store import StoredVersion, WeightsStore, parse_ref
 from zoo.training import resolve_device
@@ -56,13 +56,15 @@ def evaluate(
     backend: str = "torch",
 ) -> dict[str, Any]:
     """Recompute a stored version's held-out metrics and set them beside the ones its manifest recorded."""
-    if backend != "torch":
-        raise ExportError(f"backend {backend!r} is not available yet: expected torch")
     loaded = load_version(ref, weights_dir, device)
+    model = loaded.model
+    if backend != "torch":
+        runtime = open_runtime(f"{loaded.spec.name}:{loaded.version}", backend, weights_dir)
+        model = RuntimeModule(runtime, loaded.model)
     context = DataContext(resolve_data_dir(data_dir), resolve_device(device))
     splits = loaded.spec.load_data(loaded.recipe, context)
     with torch.no_grad():
-        metrics = loaded.spec.metrics(loaded.model, splits, loaded.recipe)
+        metrics = loaded.spec.metrics(model, splits, loaded.recipe)
     recorded = {k: v for k, v in loaded.manifest["metrics"].items() if k in metrics}
     return {
         "model": loaded.spec.name,

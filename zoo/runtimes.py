@@ -1,0 +1,175 @@
+"""Running a stored version through one backend: PyTorch eager, TorchScript, torch.export or ONNX Runtime.
+
+Every backend takes and returns float32 numpy arrays with a batch dimension, so callers (evaluate, the server,
+benchmarks) never care which one answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from zoo.errors import ExportError, IntegrityError, InvalidInputError
+from zoo.registry import get_model
+from zoo.spec import ModelSpec
+from zoo.store import WeightsStore, parse_ref, sha256_file
+
+# Artifact file per export format: the names a Triton model repository expects (model.pt2 is torch.export's).
+ARTIFACT_FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "pt2": "model.pt2"}
+BACKENDS = ("torch", *ARTIFACT_FILES)
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+@contextlib.contextmanager
+def quiet_torchscript() -> Iterator[None]:
+    """Silence torch's FutureWarnings that TorchScript is deprecated; the CLI says so once instead."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit\.")
+        yield
+
+
+def torch_predict(module: Callable[[torch.Tensor], torch.Tensor], device: torch.device = torch.device("cpu")) -> Predict:
+    """A predictor over a torch callable: numpy in, numpy out, under inference_mode."""
+    def predict(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(x).to(device)).cpu().numpy()
+
+    return predict
+
+
+def torchscript_predict(path: Path) -> Predict:
+    """A predictor over a saved TorchScript module (thread-safe: a scripted module's forward holds no state)."""
+    with quiet_torchscript():
+        module = torch.jit.load(str(path), map_location="cpu")
+    return torch_predict(module.eval())
+
+
+def pt2_predict(path: Path) -> Predict:
+    """A predictor over a saved torch.export ExportedProgram."""
+    return torch_predict(torch.export.load(str(path)).module())
+
+
+def onnx_session_options(threads: Optional[int] = None):
+    """Options for the zoo's small models: all graph optimisations, and one intra-op thread unless told otherwise.
+
+    The models are a few small matmuls: at batch 1 a thread pool costs more to wake than it saves (see
+    benchmarks/README.md), and a server runs requests side by side on its own threads anyway.
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads if threads is not None else int(os.environ.get("ZOO_ORT_THREADS", "1"))
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: ORT's warnings are about its own internals
+    return options
+
+
+def onnx_predict(path: Path, threads: Optional[int] = None) -> Predict:
+    """A predictor over an ONNX file in ONNX Runtime (InferenceSession.run is thread-safe)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), onnx_session_options(threads), providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {input_name: x})[0]
+
+
+ARTIFACT_LOADERS: dict[str, Callable[[Path], Predict]] = {
+    "onnx": onnx_predict,
+    "torchscript": torchscript_predict,
+    "pt2": pt2_predict,
+}
+
+
+@dataclass
+class Runtime:
+    """A stored version ready for inference through one backend; `run` is safe to call from many threads."""
+
+    name: str
+    version: int
+    spec: ModelSpec
+    manifest: dict[str, Any]
+    backend: str
+    predict: Predict = field(repr=False)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """The model's output for a float32 batch shaped like the spec's input, e.g. [N, 1, 28, 28] -> [N, 10]."""
+        return self.predict(self.check_input(x))
+
+    def check_input(self, x: Any) -> np.ndarray:
+        """`x` as a contiguous float32 array, or InvalidInputError saying which shape and dtype were expected."""
+        expected = self.spec.input
+        shape = "[" + ", ".join(map(str, expected.shape)) + "]"
+        array = np.asarray(x)
+        if array.dtype.kind not in "fiu":
+            raise InvalidInputError(f"{self.name} expects {expected.name} as {expected.dtype} numbers, got dtype {array.dtype}")
+        if array.ndim != len(expected.shape) or tuple(array.shape[1:]) != tuple(expected.shape[1:]) or not array.shape[0]:
+            raise InvalidInputError(f"{self.name} expects {expected.name} of shape {shape}, got {list(array.shape)}")
+        return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def artifact_path(name: str, version: int, folder: Path, manifest: dict[str, Any], backend: str) -> Path:
+    """The checked path of a version's artifact for `backend`; missing or altered files raise with the fix."""
+    record = manifest.get("artifacts", {}).get(backend)
+    path = folder / ARTIFACT_FILES[backend]
+    if record is None or not path.is_file():
+        raise ExportError(
+            f"{name} version {version} has no {backend} artifact in {folder}; "
+            f"create it with `zoo export {name}:{version} --format {backend}`"
+        )
+    actual = sha256_file(path)
+    if actual != record["sha256"]:
+        raise IntegrityError(f"{path} does not match its manifest: expected sha256 {record['sha256']}, got {actual}")
+    return path
+
+
+def open_runtime(ref: str, backend: str = "torch", weights_dir: Optional[str] = None, device: str = "cpu") -> Runtime:
+    """Open `MODEL[:VERSION]` for inference through `backend` (torch, torchscript, pt2 or onnx)."""
+    if backend not in BACKENDS:
+        raise ExportError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    name, version = parse_ref(ref)
+    spec = get_model(name)
+    if not spec.exportable:
+        raise ExportError(f"{name} cannot be run on inputs: {spec.notes or 'it has no forward pass over inputs'}")
+    if backend == "torch":
+        from zoo.loading import load_version
+
+        loaded = load_version(ref, weights_dir, device)
+        predict = torch_predict(loaded.model, next(loaded.model.parameters()).device)
+        return Runtime(name, loaded.version, spec, loaded.manifest, backend, predict)
+    store = WeightsStore(weights_dir)
+    version = store.resolve(name, version)
+    manifest = store.manifest(name, version)
+    path = artifact_path(name, version, store.version_dir(name, version), manifest, backend)
+    return Runtime(name, version, spec, manifest, backend, ARTIFACT_LOADERS[backend](path))
+
+
+class RuntimeModule(nn.Module):
+    """A Runtime dressed as an eval-mode nn.Module, so the specs' own metric functions score any backend.
+
+    forward goes through the runtime; any other attribute a metric reads (linear-regression's slope comes
+    from its weights) falls back to the eager module of the same version.
+    """
+
+    def __init__(self, runtime: Runtime, eager: nn.Module) -> None:
+        super().__init__()
+        self.runtime = runtime
+        object.__setattr__(self, "eager", eager)  # not a submodule: its parameters are not this module's
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.runtime.run(x.detach().cpu().numpy())).to(x.device)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.__dict__["eager"], name)
