@@ -182,6 +182,38 @@ def evaluate(
     console.print(table)
 
 
+class Format(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+    pt2 = "pt2"
+    all = "all"
+
+
+@app.command()
+def export(
+    ref: RefArg,
+    format_: Annotated[list[Format], typer.Option("--format", "-f", help="Artifact to write (repeatable): onnx, torchscript, pt2 or all.")],
+    opset: Annotated[Optional[int], typer.Option(help="ONNX opset; default: the exporter's own.")] = None,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare each artifact with PyTorch eager before keeping it.")] = True,
+    weights_dir: WeightsDir = None,
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Export a version to ONNX, TorchScript or torch.export files beside its weights, verified against eager."""
+    report = zoo.export(ref, [f.value for f in format_], opset=opset, verify=verify,
+                        weights_dir=weights_dir, data_dir=data_dir)
+    if as_json:
+        return _print_json(report)
+    table = Table("format", "file", "size", "sha256", "max abs diff", title=f"{report['model']} version {report['version']} -> {report['folder']}")
+    for fmt, entry in report["artifacts"].items():
+        check = entry["verification"]
+        table.add_row(fmt, entry["file"], f"{entry['bytes'] / 1024:,.0f} KiB", entry["sha256"][:12],
+                      f"{check['max_abs_diff']:.2g}" if check else "not verified")
+    console.print(table)
+    if "torchscript" in report["artifacts"]:
+        console.print("note: TorchScript is deprecated in PyTorch; model.pt2 (--format pt2, torch.export) is its supported successor.")
+
+
 def main() -> None:
     app()
 

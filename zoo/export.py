@@ -21,8 +21,7 @@ from torch import nn
 from zoo.data import mnist_test_images, resolve_data_dir
 from zoo.errors import ExportError
 from zoo.loading import LoadedModel, load_version
-from zoo.registry import get_model
-from zoo.runtimes import ARTIFACT_FILES, ARTIFACT_LOADERS, quiet_torchscript
+from zoo.runtimes import ARTIFACT_FILES, ARTIFACT_LOADERS, exportable_model, quiet_torchscript
 from zoo.spec import DataContext
 from zoo.store import WeightsStore, parse_ref, sha256_file
 
@@ -49,9 +48,7 @@ def export(
     """
     formats = _check_formats(formats)
     name, _ = parse_ref(ref)
-    spec = get_model(name)
-    if not spec.exportable:
-        raise ExportError(f"{name} cannot be exported: {spec.notes or 'it has no forward pass over inputs'}")
+    exportable_model(name)
     loaded = load_version(ref, weights_dir, "cpu")
     folder = loaded.stored.path
     inputs = verification_inputs(loaded, data_dir)

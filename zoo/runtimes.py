@@ -117,6 +117,15 @@ class Runtime:
         return np.ascontiguousarray(array, dtype=np.float32)
 
 
+def exportable_model(name: str) -> ModelSpec:
+    """The spec of `name` if it has a forward pass over inputs to export and run; raise saying so otherwise."""
+    spec = get_model(name)
+    if not spec.exportable:
+        raise ExportError(f"{name} cannot be exported or run on inputs: it has no forward pass over inputs "
+                          f"(only models with an input spec can; `zoo info {name}` says why)")
+    return spec
+
+
 def artifact_path(name: str, version: int, folder: Path, manifest: dict[str, Any], backend: str) -> Path:
     """The checked path of a version's artifact for `backend`; missing or altered files raise with the fix."""
     record = manifest.get("artifacts", {}).get(backend)
@@ -137,9 +146,7 @@ def open_runtime(ref: str, backend: str = "torch", weights_dir: Optional[str] = 
     if backend not in BACKENDS:
         raise ExportError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     name, version = parse_ref(ref)
-    spec = get_model(name)
-    if not spec.exportable:
-        raise ExportError(f"{name} cannot be run on inputs: {spec.notes or 'it has no forward pass over inputs'}")
+    spec = exportable_model(name)
     if backend == "torch":
         from zoo.loading import load_version
 
