@@ -160,6 +160,7 @@ def train(
 class Backend(str, Enum):
     torch = "torch"
     torchscript = "torchscript"
+    pt2 = "pt2"
     onnx = "onnx"
 
 

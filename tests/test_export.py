@@ -1,0 +1,244 @@
+"""zoo export: every format of every exportable model, verified, self-contained, atomic, with clear errors."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import zoo
+from cli.main import app
+from zoo.store import sha256_file
+
+EXPORTABLE = ["mnist-mlp", "lenet", "linear-regression", "two-layer-net", "tiny-fnn"]
+FORMATS = ["onnx", "torchscript", "pt2"]
+# The module, not the zoo.export function that the package re-exports under the same name.
+exporter = importlib.import_module("zoo.export")
+FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "pt2": "model.pt2"}
+EXPORTERS = {"onnx": "torch.onnx.export(dynamo=True)", "torchscript": "torch.jit.trace", "pt2": "torch.export.export"}
+
+
+@pytest.fixture(scope="module")
+def exported(trained_weights, tmp_path_factory, data_dir) -> Path:
+    """A copy of the trained weights with every format of every exportable model exported (read-only for tests)."""
+    root = tmp_path_factory.mktemp("exported") / "weights"
+    shutil.copytree(trained_weights, root)
+    for name in EXPORTABLE:
+        zoo.export(name, ["all"], weights_dir=str(root), data_dir=str(data_dir))
+    return root
+
+
+@pytest.fixture
+def weights_copy(trained_weights, tmp_path) -> Path:
+    root = tmp_path / "weights"
+    shutil.copytree(trained_weights, root)
+    return root
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (hidden ones included, so stray temp files show) with its sha256."""
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("name", EXPORTABLE)
+def test_every_format_is_written_and_recorded(exported, name):
+    folder = exported / name / "1"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    spec = zoo.get_model(name)
+    for fmt in FORMATS:
+        entry = manifest["artifacts"][fmt]
+        assert entry["file"] == FILES[fmt]
+        assert entry["sha256"] == sha256_file(folder / FILES[fmt])
+        assert entry["bytes"] == (folder / FILES[fmt]).stat().st_size
+        assert entry["inputs"] == [spec.input.to_dict()] and entry["outputs"] == [spec.output.to_dict()]
+        assert entry["preprocessing"] == spec.preprocessing
+        assert entry["verification"]["passed"] and 0 <= entry["verification"]["max_abs_diff"] < 1e-5
+        assert entry["verification"]["batches"] == [1, 1000]
+        assert entry["exporter"].startswith(EXPORTERS[fmt])
+    assert manifest["artifacts"]["onnx"]["opset"] == 20
+    assert (folder / "test_data_set_0" / "input_0.pb").is_file() and (folder / "test_data_set_0" / "output_0.pb").is_file()
+    assert not [p for p in folder.iterdir() if p.name.startswith(".") and p.name != ".manifest.lock"]
+
+
+def test_image_models_document_raw_pixel_input(exported):
+    entry = json.loads((exported / "lenet" / "1" / "manifest.json").read_text())["artifacts"]["onnx"]
+    assert entry["inputs"] == [{"name": "image", "shape": ["N", 1, 28, 28], "dtype": "float32"}]
+    assert entry["outputs"] == [{"name": "logits", "shape": ["N", 10], "dtype": "float32"}]
+    assert "raw pixels in [0, 1]" in entry["preprocessing"]
+
+
+def test_onnx_graph_names_and_dynamic_batch(exported):
+    import onnx
+
+    graph = onnx.load(str(exported / "mnist-mlp" / "1" / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["image"] and [o.name for o in graph.output] == ["logits"]
+    batch = graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.dim_value
+    assert not list((exported / "mnist-mlp" / "1").glob("*.data"))  # no external data: one self-contained file
+
+
+@pytest.mark.parametrize("backend", FORMATS)
+@pytest.mark.parametrize("name", EXPORTABLE)
+def test_batch_1_and_1000_run_from_the_same_file(exported, name, backend):
+    runtime = zoo.open_runtime(name, backend, weights_dir=str(exported))
+    eager = zoo.open_runtime(name, "torch", weights_dir=str(exported))
+    features = zoo.get_model(name).input.shape[1:]
+    x = np.random.default_rng(1).random((1000, *features), dtype=np.float32)
+    for batch in (1, 1000):
+        got = runtime.run(x[:batch])
+        assert got.shape == (batch, *zoo.get_model(name).output.shape[1:]) and got.dtype == np.float32
+        np.testing.assert_allclose(got, eager.run(x[:batch]), atol=1e-5, rtol=0)
+
+
+FRESH_PROCESS = {
+    "onnx": """
+import onnxruntime, onnx.numpy_helper as nh
+session = onnxruntime.InferenceSession(folder + "/model.onnx", providers=["CPUExecutionProvider"])
+got = session.run(None, {session.get_inputs()[0].name: x})[0]
+""",
+    "torchscript": """
+import torch
+got = torch.jit.load(folder + "/model.pt")(torch.from_numpy(x)).detach().numpy()
+""",
+    "pt2": """
+import torch
+got = torch.export.load(folder + "/model.pt2").module()(torch.from_numpy(x)).detach().numpy()
+""",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", ["mnist-mlp", "lenet", "linear-regression"])
+def test_stored_test_data_reproduced_in_a_fresh_process_without_zoo(exported, name, fmt, tmp_path):
+    folder = str(exported / name / "1")
+    script = f"""
+import sys
+sys.modules["zoo"] = None  # any import of the zoo now fails: the artifact must stand alone
+import numpy as np
+from onnx import load_tensor, numpy_helper
+folder = {folder!r}
+x = numpy_helper.to_array(load_tensor(folder + "/test_data_set_0/input_0.pb"))
+want = numpy_helper.to_array(load_tensor(folder + "/test_data_set_0/output_0.pb"))
+{FRESH_PROCESS[fmt]}
+assert got.shape == want.shape, (got.shape, want.shape)
+print(float(np.abs(got - want).max()))
+"""
+    done = subprocess.run([sys.executable, "-W", "ignore::FutureWarning", "-c", script],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.strip()) < 1e-5
+
+
+def test_export_is_silent_and_warning_free(weights_copy, data_dir, capfd):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = zoo.export("lenet", ["all"], weights_dir=str(weights_copy), data_dir=str(data_dir))
+    assert [str(w.message) for w in caught] == []
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    assert sorted(report["artifacts"]) == sorted(FORMATS) and report["version"] == 1
+
+
+def test_reexport_overwrites_in_place(weights_copy, data_dir):
+    first = zoo.export("tiny-fnn", ["onnx"], weights_dir=str(weights_copy), data_dir=str(data_dir))
+    second = zoo.export("tiny-fnn:1", ["onnx", "pt2"], opset=18, weights_dir=str(weights_copy), data_dir=str(data_dir))
+    manifest = zoo.WeightsStore(weights_copy).manifest("tiny-fnn", 1)
+    assert first["artifacts"]["onnx"]["opset"] == 20 and manifest["artifacts"]["onnx"]["opset"] == 18
+    assert manifest["artifacts"]["onnx"]["sha256"] == second["artifacts"]["onnx"]["sha256"]
+    assert manifest["artifacts"]["onnx"]["sha256"] == sha256_file(weights_copy / "tiny-fnn" / "1" / "model.onnx")
+    assert sorted(manifest["artifacts"]) == ["onnx", "pt2"]
+
+
+def test_no_verify_records_that_it_was_not_verified(weights_copy, data_dir):
+    report = zoo.export("linear-regression", ["torchscript"], verify=False, weights_dir=str(weights_copy), data_dir=str(data_dir))
+    assert report["artifacts"]["torchscript"]["verification"] is None
+
+
+def test_cli_export_prints_table_and_one_deprecation_note(weights_copy, data_dir):
+    result = CliRunner().invoke(app, ["export", "two-layer-net", "--format", "all",
+                                      "--weights-dir", str(weights_copy), "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    for file in FILES.values():
+        assert file in result.output
+    assert result.output.count("deprecated") == 1 and "pt2" in result.output
+
+
+def test_cli_export_json(weights_copy, data_dir):
+    result = CliRunner().invoke(app, ["export", "tiny-fnn:1", "-f", "onnx", "--json", "--weights-dir", str(weights_copy)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["artifacts"]["onnx"]["file"] == "model.onnx"
+    assert "deprecated" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["export", "lenet:9", "-f", "onnx"], 2, "no version 9"),
+        (["export", "lenet", "-f", "tflite"], 2, "tflite"),
+        (["export", "himmelblau", "-f", "onnx"], 1, "no forward pass over inputs"),
+        (["export", "no-such-model", "-f", "onnx"], 2, "unknown model"),
+    ],
+)
+def test_cli_export_errors_leave_the_folder_as_it_was(weights_copy, args, code, message):
+    before = snapshot(weights_copy)
+    result = CliRunner().invoke(app, [*args, "--weights-dir", str(weights_copy)])
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert snapshot(weights_copy) == before
+
+
+def test_failed_verification_leaves_nothing_behind(weights_copy, data_dir, monkeypatch):
+    zoo.export("mnist-mlp", ["onnx"], weights_dir=str(weights_copy), data_dir=str(data_dir))
+    before = snapshot(weights_copy)
+    monkeypatch.setattr(exporter, "TOLERANCE", 0.0)  # no float comparison passes a zero tolerance
+    result = CliRunner().invoke(app, ["export", "mnist-mlp", "-f", "all", "--weights-dir", str(weights_copy),
+                                      "--data-dir", str(data_dir)])
+    assert result.exit_code == 1
+    assert "does not match PyTorch eager" in result.output
+    assert snapshot(weights_copy) == before
+
+
+def test_failure_in_a_later_format_keeps_the_earlier_ones_out(weights_copy, data_dir, monkeypatch):
+    before = snapshot(weights_copy)
+
+    def broken(*args):
+        raise zoo.ExportError("pt2 export failed on purpose")
+
+    monkeypatch.setitem(exporter.EXPORTERS, "pt2", broken)
+    with pytest.raises(zoo.ExportError, match="on purpose"):
+        zoo.export("lenet", ["onnx", "torchscript", "pt2"], weights_dir=str(weights_copy), data_dir=str(data_dir))
+    assert snapshot(weights_copy) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnx", "torchscript", "pt2"])
+@pytest.mark.parametrize("name", ["mnist-mlp", "linear-regression"])
+def test_cli_evaluate_through_a_backend_matches_torch(exported, data_dir, name, backend):
+    def scores(which: str) -> dict:
+        result = CliRunner().invoke(app, ["evaluate", name, "--backend", which, "--json",
+                                          "--weights-dir", str(exported), "--data-dir", str(data_dir)])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        assert report["backend"] == which
+        return report["metrics"]
+
+    torch_metrics, backend_metrics = scores("torch"), scores(backend)
+    assert backend_metrics.keys() == torch_metrics.keys()
+    for key, value in torch_metrics.items():
+        assert backend_metrics[key] == pytest.approx(value, abs=1e-5), key
+
+
+def test_evaluate_without_the_artifact_names_the_export_command(weights_copy):
+    result = CliRunner().invoke(app, ["evaluate", "lenet", "--backend", "onnx", "--weights-dir", str(weights_copy)])
+    assert result.exit_code == 1
+    assert "zoo export lenet:1 --format onnx" in result.output
