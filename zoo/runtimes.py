@@ -57,30 +57,43 @@ def pt2_predict(path: Path) -> Predict:
     return torch_predict(torch.export.load(str(path)).module())
 
 
-def onnx_session_options(threads: Optional[int] = None):
-    """Options for the zoo's small models: all graph optimisations, and one intra-op thread unless told otherwise.
+# From this batch size on, a thread per core pays for waking its pool (measured: benchmarks/README.md).
+ONNX_PARALLEL_BATCH = 16
 
-    The models are a few small matmuls: at batch 1 a thread pool costs more to wake than it saves (see
-    benchmarks/README.md), and a server runs requests side by side on its own threads anyway.
-    """
+
+def onnx_session_options(threads: int):
+    """Options for the zoo's small models: every graph optimisation, `threads` intra-op threads, errors-only logs."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads if threads is not None else int(os.environ.get("ZOO_ORT_THREADS", "1"))
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only: ORT's warnings are about its own internals
+    options.log_severity_level = 3
     return options
 
 
 def onnx_predict(path: Path, threads: Optional[int] = None) -> Predict:
-    """A predictor over an ONNX file in ONNX Runtime (InferenceSession.run is thread-safe)."""
+    """A predictor over an ONNX file in ONNX Runtime (InferenceSession.run is thread-safe).
+
+    With `threads` None it keeps two sessions: one thread for small batches, where a thread pool costs more
+    to wake than it saves (lenet at batch 1: 22 us vs 34 us), and one per core from ONNX_PARALLEL_BATCH up.
+    """
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), onnx_session_options(threads), providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {input_name: x})[0]
+    def session(count: int) -> "onnxruntime.InferenceSession":
+        return onnxruntime.InferenceSession(str(path), onnx_session_options(count), providers=["CPUExecutionProvider"])
+
+    small = session(threads or 1)
+    large = small if threads or (os.cpu_count() or 1) == 1 else session(os.cpu_count() or 1)
+    input_name = small.get_inputs()[0].name
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        chosen = large if len(x) >= ONNX_PARALLEL_BATCH else small
+        return chosen.run(None, {input_name: x})[0]
+
+    return predict
 
 
 ARTIFACT_LOADERS: dict[str, Callable[[Path], Predict]] = {
