@@ -155,7 +155,10 @@ def artifact_path(name: str, version: int, folder: Path, manifest: dict[str, Any
 
 
 def open_runtime(ref: str, backend: str = "torch", weights_dir: Optional[str] = None, device: str = "cpu") -> Runtime:
-    """Open `MODEL[:VERSION]` for inference through `backend` (torch, torchscript, pt2 or onnx)."""
+    """Open `MODEL[:VERSION]` for inference through `backend` (torch, torchscript, pt2 or onnx).
+
+    `device` places the eager module; the exported files run on CPU.
+    """
     if backend not in BACKENDS:
         raise ExportError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     name, version = parse_ref(ref)
