@@ -215,6 +215,24 @@ def export(
         console.print("note: TorchScript is deprecated in PyTorch; model.pt2 (--format pt2, torch.export) is its supported successor.")
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 for every interface.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="gunicorn worker processes; each loads its own models.")] = 2,
+    threads: Annotated[int, typer.Option(min=1, help="Request threads per worker.")] = 4,
+    backend: Annotated[Backend, typer.Option(help="Runtime answering requests (onnx needs `zoo export MODEL -f onnx`).")] = Backend.torch,
+    weights_dir: WeightsDir = None,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body accepted; larger ones get 413.")] = 8 * 1024 * 1024,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most images or values in one request.")] = 256,
+) -> None:
+    """Serve every stored version of mnist-mlp, lenet and linear-regression over HTTP (gunicorn; page at /)."""
+    from serve.wsgi import run
+
+    run(host=host, port=port, workers=workers, threads=threads, backend=backend.value, weights_dir=weights_dir,
+        max_body_bytes=max_body_bytes, max_batch=max_batch)
+
+
 def main() -> None:
     app()
 

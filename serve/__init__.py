@@ -1,0 +1,44 @@
+"""The zoo's HTTP server: a Flask app factory that any WSGI server can host (`zoo serve` runs gunicorn)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from flask import Flask, send_from_directory
+
+from serve.errors import register_error_handlers
+from serve.health import health
+from serve.models import DEFAULT_MODELS, ServedModels, plan_versions
+from serve.openapi import openapi
+from serve.v1 import v1
+from serve.v2 import v2
+from zoo.imaging import DEFAULT_MAX_PIXELS
+
+DEFAULTS: dict[str, Any] = {
+    "WEIGHTS_DIR": None,  # None: $ZOO_WEIGHTS_DIR, else the project's weights/
+    "BACKEND": "torch",
+    "MODELS": DEFAULT_MODELS,
+    "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
+    "MAX_BATCH": 256,
+    "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,
+}
+
+
+def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
+    """A Flask app serving every stored version of the configured models, loaded and warmed up before it returns.
+
+    `config` overrides DEFAULTS; so do ZOO_SERVE_* environment variables (e.g. ZOO_SERVE_BACKEND=onnx).
+    """
+    app = Flask(__name__)
+    app.config.update(DEFAULTS)
+    app.config.from_prefixed_env("ZOO_SERVE")
+    app.config.update(config or {})
+    app.json.sort_keys = False
+    weights_dir, backend = app.config["WEIGHTS_DIR"], app.config["BACKEND"]
+    plan = plan_versions(app.config["MODELS"], weights_dir, backend)
+    app.extensions["zoo.models"] = ServedModels.open(plan, backend, weights_dir)
+    for blueprint in (v1, v2, health, openapi):
+        app.register_blueprint(blueprint)
+    app.add_url_rule("/", "page", lambda: send_from_directory(app.static_folder, "index.html"))
+    register_error_handlers(app)
+    return app

@@ -1,0 +1,32 @@
+"""The one place where errors become HTTP answers: JSON {"error": "..."} with a 4xx (or 500) status."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from zoo.errors import ZooError
+
+log = logging.getLogger("zoo.serve")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Unknown model or version -> 404, any other ZooError -> 400, HTTP errors keep their status, the rest -> 500."""
+
+    @app.errorhandler(ZooError)
+    def zoo_error(error: ZooError):
+        return jsonify(error=str(error)), 404 if isinstance(error, LookupError) else 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        response = jsonify(error=f"{error.name}: {error.description}")
+        if error.code == 405 and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response, error.code
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        log.exception("unhandled error")
+        return jsonify(error=f"internal error ({type(error).__name__}); the server logged the details"), 500

@@ -1,0 +1,93 @@
+"""The versions a server answers for: which to serve, opened once per process and warmed up before use."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+import numpy as np
+
+from zoo.errors import UnknownModelError, UnknownVersionError
+from zoo.registry import get_model
+from zoo.runtimes import Runtime, artifact_path, open_runtime
+from zoo.store import WeightsStore
+
+DEFAULT_MODELS = ("mnist-mlp", "lenet", "linear-regression")
+log = logging.getLogger("zoo.serve")
+
+
+def plan_versions(models: Iterable[str], weights_dir: Optional[str], backend: str) -> dict[str, list[int]]:
+    """Every stored version of each model that `backend` can run, checked without loading anything.
+
+    A model without versions is left out; a model whose versions all lack the backend's artifact raises
+    ExportError naming the export command, and so does a root where no model has a version.
+    """
+    store = WeightsStore(weights_dir)
+    plan: dict[str, list[int]] = {}
+    for name in models:
+        get_model(name)  # an unknown name fails here, before any worker starts
+        versions = store.versions(name)
+        if backend != "torch":
+            runnable = [v for v in versions if backend in store.manifest(name, v).get("artifacts", {})]
+            if versions and not runnable:
+                latest = versions[-1]
+                artifact_path(name, latest, store.version_dir(name, latest), store.manifest(name, latest), backend)
+            versions = runnable
+        if versions:
+            plan[name] = versions
+        else:
+            log.warning("not serving %s: no trained versions in %s (zoo train %s)", name, store.root, name)
+    if not plan:
+        raise UnknownVersionError(
+            f"nothing to serve: no trained versions of {', '.join(models)} in {store.root}; "
+            f"train one (zoo train mnist-mlp) or pass --weights-dir"
+        )
+    return plan
+
+
+@dataclass
+class ServedModels:
+    """Open runtimes by model name and version; `get` answers the latest version unless one is pinned."""
+
+    backend: str
+    runtimes: dict[str, dict[int, Runtime]] = field(default_factory=dict)
+    ready: bool = False
+
+    @classmethod
+    def open(cls, plan: dict[str, list[int]], backend: str, weights_dir: Optional[str]) -> "ServedModels":
+        """Open every planned version and run one warm-up inference through each, then mark ready."""
+        served = cls(backend)
+        for name, versions in plan.items():
+            served.runtimes[name] = {v: open_runtime(f"{name}:{v}", backend, weights_dir) for v in versions}
+        for runtime in served.all():
+            example = np.zeros([1, *runtime.spec.input.shape[1:]], dtype=np.float32)
+            runtime.run(example)
+        served.ready = True
+        return served
+
+    def all(self) -> list[Runtime]:
+        return [runtime for versions in self.runtimes.values() for runtime in versions.values()]
+
+    def names(self) -> list[str]:
+        return list(self.runtimes)
+
+    def get(self, name: str, version: Optional[str] = None) -> Runtime:
+        """The runtime for `name` at `version` (a path segment; None or "" means latest); 404-kind errors otherwise."""
+        versions = self.runtimes.get(name)
+        if versions is None:
+            served = ", ".join(self.runtimes) or "none"
+            raise UnknownModelError(f"unknown model {name!r}: this server serves {served}")
+        if not version:
+            return versions[max(versions)]
+        if not version.isdigit() or int(version) not in versions:
+            have = ", ".join(map(str, versions))
+            raise UnknownVersionError(f"{name} has no version {version!r} on this server; versions served: {have}")
+        return versions[int(version)]
+
+
+def served_models() -> ServedModels:
+    """The ServedModels of the app handling the current request."""
+    from flask import current_app
+
+    return current_app.extensions["zoo.models"]

@@ -1,0 +1,104 @@
+"""/openapi.json: an OpenAPI 3 description of every route, with the served models' names filled in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+from serve.models import served_models
+
+openapi = Blueprint("openapi", __name__)
+
+ERROR = {"description": "bad request: a JSON body {\"error\": \"what was expected, what came\"}",
+         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+ERRORS = {"400": ERROR, "404": {**ERROR, "description": "unknown model or version"},
+          "413": {**ERROR, "description": "body over the size limit"},
+          "415": {**ERROR, "description": "unsupported Content-Type"}}
+JSON_OK = lambda description, schema: {  # noqa: E731
+    "200": {"description": description, "content": {"application/json": {"schema": schema}}}}
+OBJECT = {"type": "object"}
+
+
+def _model_param(names: list[str]) -> dict[str, Any]:
+    return {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": names}}
+
+
+VERSION_PARAM = {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+
+PREDICT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"oneOf": [
+            {"type": "object", "required": ["pixels"], "description": "digit models: one 28x28 / 784-value image "
+             "or a batch ([N,28,28], [N,784], [N,1,28,28]); values 0-255 or 0-1; either polarity",
+             "properties": {"pixels": {"type": "array", "items": {}}}},
+            {"type": "object", "required": ["x"], "description": "linear-regression: one x or a list, document units",
+             "properties": {"x": {"oneOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]}}},
+        ]}},
+        "image/png": {"schema": {"type": "string", "format": "binary"}},
+        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {"image": {"type": "string", "format": "binary"}}}},
+    },
+}
+PREDICTION = {"type": "object", "properties": {
+    "model": {"type": "string"}, "version": {"type": "integer"}, "backend": {"type": "string"},
+    "digit": {"type": "integer"}, "probabilities": {"type": "array", "items": {"type": "number"}, "minItems": 10, "maxItems": 10},
+    "predictions": {"type": "array", "items": OBJECT},
+    "y": {"oneOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]},
+}}
+TENSOR = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
+    "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
+    "datatype": {"type": "string", "enum": ["FP32"]}, "data": {"type": "array", "items": {}},
+    "parameters": OBJECT}}
+
+
+def describe(names: list[str]) -> dict[str, Any]:
+    """The OpenAPI 3 document for a server answering for `names`."""
+    model = _model_param(names)
+    pinned = [model, VERSION_PARAM]
+    infer = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["inputs"], "properties": {
+            "id": {"type": "string"}, "inputs": {"type": "array", "items": TENSOR},
+            "outputs": {"type": "array", "items": OBJECT}, "parameters": OBJECT}}}}},
+        "responses": {**JSON_OK("outputs", {"type": "object", "properties": {
+            "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+            "outputs": {"type": "array", "items": TENSOR}}}), **ERRORS}}
+    predict = {"requestBody": PREDICT_BODY, "responses": {**JSON_OK("prediction", PREDICTION), **ERRORS}}
+    status = lambda summary: {"get": {"summary": summary, "responses": JSON_OK("status", OBJECT)}}  # noqa: E731
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "zoo", "version": "1", "description": "Digit prediction and regression inference for the "
+                 "zoo's models; /v2 follows the Open Inference Protocol (KServe / Triton HTTP)."},
+        "paths": {
+            "/v1/models": {"get": {"summary": "served models with their versions", "responses": JSON_OK("models", OBJECT)}},
+            "/v1/models/{name}": {"get": {"summary": "a model's metadata", "parameters": [model],
+                                          "responses": {**JSON_OK("metadata", OBJECT), **ERRORS}}},
+            "/v1/models/{name}/predict": {"post": {"summary": "predict with the latest version", "parameters": [model], **predict}},
+            "/v1/models/{name}/versions/{version}/predict": {"post": {"summary": "predict with a pinned version",
+                                                                      "parameters": pinned, **predict}},
+            "/v2": status("server metadata"),
+            "/v2/health/live": status("liveness"),
+            "/v2/health/ready": status("readiness: every model loaded and warmed up (503 before)"),
+            "/healthz": status("liveness alias"),
+            "/readyz": status("readiness alias"),
+            "/v2/models/{name}": {"get": {"summary": "v2 model metadata", "parameters": [model],
+                                          "responses": {**JSON_OK("metadata", OBJECT), **ERRORS}}},
+            "/v2/models/{name}/versions/{version}": {"get": {"summary": "v2 model metadata", "parameters": pinned,
+                                                             "responses": {**JSON_OK("metadata", OBJECT), **ERRORS}}},
+            "/v2/models/{name}/ready": {"get": {"summary": "model readiness", "parameters": [model],
+                                                "responses": {**JSON_OK("ready", OBJECT), **ERRORS}}},
+            "/v2/models/{name}/versions/{version}/ready": {"get": {"summary": "model readiness", "parameters": pinned,
+                                                                   "responses": {**JSON_OK("ready", OBJECT), **ERRORS}}},
+            "/v2/models/{name}/infer": {"post": {"summary": "v2 inference, latest version", "parameters": [model], **infer}},
+            "/v2/models/{name}/versions/{version}/infer": {"post": {"summary": "v2 inference, pinned version",
+                                                                    "parameters": pinned, **infer}},
+        },
+        "components": {"schemas": {"Error": {"type": "object", "required": ["error"],
+                                             "properties": {"error": {"type": "string"}}}}},
+    }
+
+
+@openapi.get("/openapi.json")
+def openapi_json():
+    return jsonify(describe(served_models().names()))

@@ -1,0 +1,135 @@
+"""Reading request bodies into model input: JSON, raw or multipart images, and Open Inference Protocol v2 tensors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from flask import Request, current_app
+from werkzeug.exceptions import UnsupportedMediaType
+
+from zoo.errors import InvalidInputError
+from zoo.imaging import image_to_batch, numeric_array, pixels_to_batch
+from zoo.inference import regression_inputs
+from zoo.runtimes import Runtime
+
+IMAGE_TYPES = ("image/png", "image/jpeg")
+V2_HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+def json_body(request: Request, body: bytes | None = None) -> Any:
+    """The body parsed as JSON; a body that is not JSON, or nested absurdly deep, is a 400."""
+    body = request.get_data(cache=False) if body is None else body
+    if not body:
+        raise InvalidInputError("expected a JSON document, got an empty body")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as error:
+        raise InvalidInputError(f"expected a JSON document, got invalid JSON ({str(error)[:200]})") from None
+
+
+def json_field(request: Request, key: str, example: str) -> Any:
+    """`document[key]` of a JSON object body, or a 400 showing the expected form."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(f"expected Content-Type application/json, e.g. {example}; got {_got(request)}")
+    document = json_body(request)
+    if not isinstance(document, dict) or key not in document:
+        got = f"an object with keys {sorted(document)}" if isinstance(document, dict) else type(document).__name__
+        raise InvalidInputError(f"expected a JSON object like {example}, got {got}")
+    return document[key]
+
+
+def digit_batch(request: Request) -> tuple[np.ndarray, bool]:
+    """A digit request as an [N, 1, 28, 28] batch and whether it came as a batch: PNG/JPEG body or file, or JSON pixels."""
+    max_pixels = current_app.config["MAX_IMAGE_PIXELS"]
+    if request.mimetype in IMAGE_TYPES:
+        return image_to_batch(request.get_data(cache=False), max_pixels), False
+    if request.mimetype == "multipart/form-data":
+        upload = next(iter(request.files.values()), None)
+        if upload is None:
+            raise InvalidInputError("expected a multipart file field (e.g. curl -F image=@digit.png), got no file")
+        return image_to_batch(upload.read(), max_pixels), False
+    if request.mimetype == "application/json":
+        return checked_batch(*pixels_to_batch(json_field(request, "pixels", '{"pixels": [[0, ...28 values], ...28 rows]}')))
+    raise UnsupportedMediaType(
+        f"expected image/png, image/jpeg, multipart/form-data or application/json, got {_got(request)}"
+    )
+
+
+def regression_batch(request: Request) -> tuple[np.ndarray, bool]:
+    """A regression request ({"x": 3} or {"x": [1, 2, 3]}) as an [N, 1] batch and whether it came as a list."""
+    return checked_batch(*regression_inputs(json_field(request, "x", '{"x": 3.5} or {"x": [1, 2, 3]}')))
+
+
+def checked_batch(batch: np.ndarray, batched: bool) -> tuple[np.ndarray, bool]:
+    """`batch` unchanged when within the server's batch limit; a 400 saying the limit otherwise."""
+    limit = current_app.config["MAX_BATCH"]
+    if len(batch) > limit:
+        raise InvalidInputError(f"expected a batch of at most {limit} items, got {len(batch)}")
+    return batch, batched
+
+
+def _got(request: Request) -> str:
+    return request.content_type or "no Content-Type"
+
+
+def v2_request(request: Request, runtime: Runtime) -> tuple[np.ndarray, dict[str, Any]]:
+    """An Open Inference Protocol v2 infer request (JSON, or JSON plus binary tensors) as the model's input batch.
+
+    Returns the batch and the request document (for its id and requested outputs).
+    """
+    body = request.get_data(cache=False)
+    header_length = request.headers.get(V2_HEADER_LENGTH)
+    binary = b""
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise InvalidInputError(f"{V2_HEADER_LENGTH} must be a byte count within the {len(body)}-byte body, got {header_length!r}")
+        body, binary = body[:int(header_length)], body[int(header_length):]
+    document = json_body(request, body)
+    expected = runtime.spec.input
+    example = f'{{"inputs": [{{"name": "{expected.name}", "shape": {v2_shape(expected.shape)}, "datatype": "FP32", "data": [...]}}]}}'
+    inputs = document.get("inputs") if isinstance(document, dict) else None
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise InvalidInputError(f"expected a v2 infer request with one input, like {example}")
+    tensor = inputs[0]
+    if tensor.get("name") != expected.name:
+        raise InvalidInputError(f"expected input named {expected.name!r}, got {tensor.get('name')!r}")
+    if tensor.get("datatype") != "FP32":
+        raise InvalidInputError(f"expected input {expected.name!r} with datatype FP32, got {tensor.get('datatype')!r}")
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise InvalidInputError(f"expected 'shape' as a list of non-negative integers, got {shape!r}")
+    binary_size = (tensor.get("parameters") or {}).get("binary_data_size")
+    if binary_size is not None:
+        if not isinstance(binary_size, int) or binary_size != len(binary) or binary_size % 4:
+            raise InvalidInputError(f"expected {binary_size!r} bytes of FP32 binary data after the JSON header, got {len(binary)}")
+        array = np.frombuffer(binary, dtype="<f4").copy()  # torch wants a writable buffer
+        if not np.isfinite(array).all():
+            raise InvalidInputError(f"expected finite values in input {expected.name!r}, got NaN or infinity")
+    elif "data" in tensor:
+        array = numeric_array(tensor["data"], f"input {expected.name!r} data").reshape(-1)
+    else:
+        raise InvalidInputError(f"expected input {expected.name!r} to carry 'data' (or binary_data_size), got neither")
+    count = int(np.prod(shape))
+    if array.size != count:
+        raise InvalidInputError(f"input {expected.name!r} has shape {shape}, which needs {count} values, got {array.size}")
+    batch = array.reshape(shape)
+    checked_batch(batch, True)
+    return runtime.check_input(batch), document
+
+
+def v2_shape(shape: tuple[Any, ...]) -> list[int]:
+    """A TensorSpec shape in v2 form: the batch dimension "N" becomes -1."""
+    return [-1 if dim == "N" else int(dim) for dim in shape]
+
+
+def v2_output_binary(document: dict[str, Any], output_name: str) -> bool:
+    """Whether the request asked for `output_name` as binary data; a request for an unknown output is a 400."""
+    requested = document.get("outputs")
+    default = bool((document.get("parameters") or {}).get("binary_data_output", False))
+    if not requested:
+        return default
+    if not isinstance(requested, list) or any(not isinstance(o, dict) or o.get("name") != output_name for o in requested):
+        raise InvalidInputError(f"expected 'outputs' to request only {output_name!r}, got {requested!r}")
+    return bool((requested[0].get("parameters") or {}).get("binary_data", default))

@@ -1,0 +1,83 @@
+"""Open Inference Protocol v2 (KServe / Triton HTTP): health, server and model metadata, readiness and infer.
+
+Requests and answers follow the protocol's JSON shapes, plus Triton's binary tensor extension, so
+tritonclient.http and KServe clients call the zoo as they would call Triton.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import numpy as np
+from flask import Blueprint, Response, jsonify, request
+
+from serve.models import served_models
+from serve.payloads import V2_HEADER_LENGTH, v2_output_binary, v2_request, v2_shape
+
+v2 = Blueprint("v2", __name__, url_prefix="/v2")
+PLATFORMS = {"torch": "pytorch_libtorch", "torchscript": "pytorch_libtorch", "pt2": "pytorch_libtorch",
+             "onnx": "onnxruntime_onnx"}
+
+
+def readiness():
+    """200 once every model is loaded and has answered a warm-up inference, else 503."""
+    ready = served_models().ready
+    return jsonify(ready=ready), 200 if ready else 503
+
+
+@v2.get("/health/live")
+def live():
+    return jsonify(live=True)
+
+
+v2.add_url_rule("/health/ready", "ready", readiness)
+
+
+@v2.get("")
+def server_metadata():
+    from importlib.metadata import version
+
+    return jsonify(name="zoo", version=version("zoo"), extensions=["binary_tensor_data"])
+
+
+@v2.get("/models/<name>")
+@v2.get("/models/<name>/versions/<version>")
+def model_metadata(name: str, version: Optional[str] = None):
+    runtime = served_models().get(name, version)
+    tensor = lambda spec: {"name": spec.name, "datatype": "FP32", "shape": v2_shape(spec.shape)}  # noqa: E731
+    return jsonify(
+        name=name,
+        versions=[str(v) for v in served_models().runtimes[name]],
+        platform=PLATFORMS[runtime.backend],
+        inputs=[tensor(runtime.spec.input)],
+        outputs=[tensor(runtime.spec.output)],
+    )
+
+
+@v2.get("/models/<name>/ready")
+@v2.get("/models/<name>/versions/<version>/ready")
+def model_ready(name: str, version: Optional[str] = None):
+    runtime = served_models().get(name, version)
+    return jsonify(name=name, version=str(runtime.version), ready=served_models().ready)
+
+
+@v2.post("/models/<name>/infer")
+@v2.post("/models/<name>/versions/<version>/infer")
+def infer(name: str, version: Optional[str] = None):
+    runtime = served_models().get(name, version)
+    batch, document = v2_request(request, runtime)
+    binary = v2_output_binary(document, runtime.spec.output.name)
+    result = np.ascontiguousarray(runtime.run(batch), dtype="<f4")
+    output: dict[str, Any] = {"name": runtime.spec.output.name, "datatype": "FP32", "shape": list(result.shape)}
+    answer: dict[str, Any] = {"model_name": name, "model_version": str(runtime.version), "outputs": [output]}
+    if "id" in document:
+        answer["id"] = document["id"]
+    if not binary:
+        output["data"] = result.reshape(-1).tolist()
+        return jsonify(answer)
+    output["parameters"] = {"binary_data_size": result.nbytes}
+    header = json.dumps(answer).encode()
+    response = Response(header + result.tobytes(), mimetype="application/octet-stream")
+    response.headers[V2_HEADER_LENGTH] = str(len(header))
+    return response

@@ -1,0 +1,345 @@
+"""The HTTP server through Flask's test client: every route, every input form, every kind of bad request."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zlib
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import zoo
+from serve import create_app
+from serve.openapi import describe
+from serving import SERVED, mnist_digits, photo_of, served_weights  # noqa: F401  (fixture)
+from zoo.store import PROJECT_WEIGHTS
+
+
+@pytest.fixture(scope="module")
+def app(served_weights):
+    return create_app({"WEIGHTS_DIR": str(served_weights), "MAX_BATCH": 64, "MAX_CONTENT_LENGTH": 1 << 20})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def predict(client, name, **kwargs):
+    return client.post(f"/v1/models/{name}/predict", **kwargs)
+
+
+# --- listing and metadata
+
+
+def test_models_listing_and_metadata(client, served_weights):
+    listing = client.get("/v1/models").get_json()["models"]
+    assert [m["name"] for m in listing] == list(SERVED)
+    lenet = client.get("/v1/models/lenet").get_json()
+    assert lenet["input"] == {"name": "image", "shape": ["N", 1, 28, 28], "dtype": "float32"}
+    assert lenet["output"]["name"] == "logits"
+    regression = client.get("/v1/models/linear-regression").get_json()
+    assert [v["version"] for v in regression["versions"]] == [1, 2]
+    assert regression["latest_version"] == 2
+
+
+# --- digits
+
+
+@pytest.mark.parametrize("name", ["mnist-mlp", "lenet"])
+def test_json_pixel_batch_of_real_mnist_matches_the_labels(client, data_dir, name):
+    digits, labels = mnist_digits(data_dir, 64)
+    answer = predict(client, name, json={"pixels": digits.tolist()}).get_json()
+    predicted = np.array([p["digit"] for p in answer["predictions"]])
+    assert (predicted == labels).mean() >= 0.9
+    assert answer["model"] == name and answer["version"] == 1
+    for prediction in answer["predictions"]:
+        assert len(prediction["probabilities"]) == 10
+        assert abs(sum(prediction["probabilities"]) - 1) < 1e-4
+        assert prediction["digit"] == int(np.argmax(prediction["probabilities"]))
+
+
+def test_every_json_pixel_form_gives_the_same_answer(client, data_dir):
+    digit = mnist_digits(data_dir, 1)[0][0]
+    forms = [
+        digit.tolist(),                                 # 28x28, 0-255
+        digit.reshape(784).tolist(),                    # 784 values
+        (digit / 255.0).tolist(),                       # 0-1
+        (255 - digit).tolist(),                         # black on white
+    ]
+    answers = [predict(client, "mnist-mlp", json={"pixels": form}).get_json() for form in forms]
+    assert {a["digit"] for a in answers} == {answers[0]["digit"]}
+    np.testing.assert_allclose([a["probabilities"] for a in answers], [answers[0]["probabilities"]] * 4, atol=1e-5)
+    batch = predict(client, "mnist-mlp", json={"pixels": [digit.reshape(1, 28, 28).tolist()]}).get_json()
+    assert batch["predictions"][0]["digit"] == answers[0]["digit"]
+
+
+@pytest.mark.parametrize("fmt,mimetype", [("PNG", "image/png"), ("JPEG", "image/jpeg")])
+def test_photos_of_digits_are_brought_to_mnist_form(client, data_dir, fmt, mimetype):
+    digits, labels = mnist_digits(data_dir, 30)
+    predicted = [
+        predict(client, "lenet", data=photo_of(d, fmt), content_type=mimetype).get_json()["digit"] for d in digits
+    ]
+    assert (np.array(predicted) == labels).mean() >= 0.8
+
+
+def test_multipart_upload(client, data_dir):
+    digits, labels = mnist_digits(data_dir, 1)
+    answer = predict(client, "mnist-mlp", data={"image": (io.BytesIO(photo_of(digits[0])), "digit.png")},
+                     content_type="multipart/form-data").get_json()
+    assert answer["digit"] == labels[0]
+
+
+def test_transparent_canvas_drawing(client, data_dir):
+    digits, labels = mnist_digits(data_dir, 10)
+    correct = 0
+    for digit, label in zip(digits, labels):
+        big = np.asarray(Image.fromarray(digit).resize((200, 200)))
+        rgba = np.zeros((200, 200, 4), np.uint8)
+        rgba[..., 3] = big  # black strokes whose opacity is the ink, on transparency
+        answer = predict(client, "lenet", data=png_bytes(Image.fromarray(rgba, "RGBA")), content_type="image/png")
+        correct += answer.get_json()["digit"] == label
+    assert correct >= 8
+
+
+def test_mnist_form_is_centred_by_mass_in_a_20_pixel_box():
+    from zoo.imaging import mnist_from_image
+
+    grey = np.ones((300, 500), np.float32)
+    grey[40:140, 300:330] = 0.0  # a dark bar, off-centre, on white
+    out = mnist_from_image(grey)[0]
+    rows, cols = np.nonzero(out > 0.2)
+    assert rows.max() - rows.min() + 1 == 20
+    ys, xs = np.indices(out.shape)
+    assert abs((ys * out).sum() / out.sum() - 13.5) <= 0.5
+    assert abs((xs * out).sum() / out.sum() - 13.5) <= 0.5
+
+
+# --- regression
+
+
+def test_regression_one_x_and_a_list(client):
+    one = predict(client, "linear-regression", json={"x": 10}).get_json()
+    many = predict(client, "linear-regression", json={"x": [0, 10, 20]}).get_json()
+    assert one["version"] == 2 and abs(one["y"] - 35.0) < 1.0
+    assert len(many["y"]) == 3 and abs(many["y"][1] - one["y"]) < 1e-5
+    assert abs((many["y"][2] - many["y"][0]) / 20 - 0.5) < 0.05
+
+
+def test_pinned_version_answers_with_that_version(client, served_weights):
+    for version in (1, 2):
+        answer = client.post(f"/v1/models/linear-regression/versions/{version}/predict", json={"x": 4}).get_json()
+        loaded = zoo.load_version(f"linear-regression:{version}", str(served_weights))
+        assert answer["version"] == version
+        with torch.no_grad():
+            assert abs(answer["y"] - float(loaded.model(torch.tensor([[4.0]])))) < 1e-4
+
+
+# --- Open Inference Protocol v2
+
+
+def test_v2_server_and_model_metadata(client):
+    assert client.get("/v2/health/live").status_code == 200
+    assert client.get("/v2/health/ready").get_json() == {"ready": True}
+    assert client.get("/readyz").status_code == client.get("/healthz").status_code == 200
+    assert "binary_tensor_data" in client.get("/v2").get_json()["extensions"]
+    meta = client.get("/v2/models/mnist-mlp").get_json()
+    assert meta["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 1, 28, 28]}]
+    assert meta["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}]
+    assert client.get("/v2/models/linear-regression/versions/1").get_json()["inputs"][0]["shape"] == [-1, 1]
+    assert client.get("/v2/models/lenet/ready").status_code == 200
+    assert client.get("/v2/models/linear-regression/versions/2/ready").get_json()["ready"] is True
+
+
+def test_v2_infer_json_flat_and_nested(client, served_weights, data_dir):
+    digits, _ = mnist_digits(data_dir, 3)
+    pixels = (digits / 255.0).astype(np.float32)[:, None]
+    expected = zoo.open_runtime("lenet", weights_dir=str(served_weights)).run(pixels)
+    for data in (pixels.reshape(-1).tolist(), pixels.tolist()):
+        body = {"id": "req-7", "inputs": [{"name": "image", "shape": [3, 1, 28, 28], "datatype": "FP32", "data": data}]}
+        answer = client.post("/v2/models/lenet/infer", json=body).get_json()
+        assert answer["model_name"] == "lenet" and answer["model_version"] == "1" and answer["id"] == "req-7"
+        (output,) = answer["outputs"]
+        assert output["name"] == "logits" and output["shape"] == [3, 10] and output["datatype"] == "FP32"
+        np.testing.assert_allclose(np.array(output["data"]).reshape(3, 10), expected, atol=1e-5)
+
+
+def test_v2_binary_tensor_extension(client):
+    x = np.array([[1.0], [2.0]], np.float32)
+    header = json.dumps({"inputs": [{"name": "x", "shape": [2, 1], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": x.nbytes}}],
+                         "parameters": {"binary_data_output": True}}).encode()
+    response = client.post("/v2/models/linear-regression/versions/1/infer", data=header + x.tobytes(),
+                           headers={"Inference-Header-Content-Length": str(len(header))},
+                           content_type="application/octet-stream")
+    length = int(response.headers["Inference-Header-Content-Length"])
+    document = json.loads(response.data[:length])
+    assert document["outputs"][0]["parameters"]["binary_data_size"] == 8
+    y = np.frombuffer(response.data[length:], "<f4")
+    json_answer = client.post("/v2/models/linear-regression/versions/1/infer", json={
+        "inputs": [{"name": "x", "shape": [2, 1], "datatype": "FP32", "data": [1.0, 2.0]}]}).get_json()
+    np.testing.assert_allclose(y, json_answer["outputs"][0]["data"], atol=1e-6)
+
+
+# --- OpenAPI and the page
+
+
+def test_openapi_describes_every_route(app, client):
+    document = client.get("/openapi.json").get_json()
+    assert document["openapi"].startswith("3.")
+    routes = {re.sub(r"<(\w+)>", r"{\1}", rule.rule) for rule in app.url_map.iter_rules()
+              if rule.endpoint not in ("static", "page", "openapi.openapi_json")}
+    assert routes == set(document["paths"])
+    assert document == describe(list(SERVED))
+
+
+def test_drawing_page_and_its_assets(client):
+    page = client.get("/").get_data(as_text=True)
+    assert "<canvas" in page and "/static/draw.js" in page and "http" not in page.replace("/openapi.json", "")
+    assert "pointerdown" in client.get("/static/draw.js").get_data(as_text=True)
+    assert client.get("/static/style.css").status_code == 200
+
+
+# --- bad requests: each gets a 4xx JSON error that says what was expected and what came
+
+
+def bomb_png(side: int) -> bytes:
+    """A valid PNG header claiming side x side pixels of greyscale, with a tiny compressed body."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = zlib.compress(b"\x00" * 1024)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+def truncated_png() -> bytes:
+    return png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200), np.uint8)))[:900]
+
+
+BAD_REQUESTS = [
+    # (path, request kwargs, status, words the error must contain)
+    ("mnist-mlp", {"json": {"pixels": [0.5] * 100}}, 400, ["28x28 or 784", "[100]"]),
+    ("mnist-mlp", {"json": {"pixels": [["a"] * 28] * 28}}, 400, ["numbers", "strings"]),
+    ("mnist-mlp", {"json": {"pixels": [[0] * 28] * 27 + [[0] * 27]}}, 400, ["ragged"]),
+    ("mnist-mlp", {"data": '{"pixels": [NaN' + ", 0" * 783 + "]}", "content_type": "application/json"}, 400, ["NaN"]),
+    ("mnist-mlp", {"data": '{"pixels": [Infinity' + ", 0" * 783 + "]}", "content_type": "application/json"}, 400, ["infinity"]),
+    ("mnist-mlp", {"json": {"pixels": [1e39] * 784}}, 400, ["finite"]),
+    ("mnist-mlp", {"json": {"pixels": [-3] * 784}}, 400, ["0-255", "-3"]),
+    ("mnist-mlp", {"json": {"image": []}}, 400, ['{"pixels"', "keys ['image']"]),
+    ("mnist-mlp", {"json": [1, 2]}, 400, ["JSON object", "list"]),
+    ("mnist-mlp", {"data": "{not json", "content_type": "application/json"}, 400, ["invalid JSON"]),
+    ("mnist-mlp", {"data": "[" * 100_000 + "]" * 100_000, "content_type": "application/json"}, 400, ["JSON"]),
+    ("mnist-mlp", {"data": b"", "content_type": "application/json"}, 400, ["empty body"]),
+    ("mnist-mlp", {"data": b"", "content_type": "image/png"}, 400, ["empty body"]),
+    ("mnist-mlp", {"data": b"GIF89a not a png", "content_type": "image/png"}, 400, ["PNG or JPEG", "GIF89a"]),
+    ("mnist-mlp", {"data": truncated_png(), "content_type": "image/png"}, 400, ["damaged"]),
+    ("mnist-mlp", {"data": bomb_png(50_000), "content_type": "image/png"}, 400, ["at most", "decompression bomb"]),
+    ("mnist-mlp", {"data": bomb_png(5_000), "content_type": "image/png"}, 400, ["at most", "5000x5000"]),
+    ("mnist-mlp", {"data": png_bytes(Image.new("L", (100, 100), 255)), "content_type": "image/png"}, 400, ["blank"]),
+    ("mnist-mlp", {"data": {"other": "field"}, "content_type": "multipart/form-data"}, 400, ["file field"]),
+    ("mnist-mlp", {"json": {"pixels": [[0] * 784] * 65}}, 400, ["at most 64", "65"]),
+    ("mnist-mlp", {"data": "x" * 10, "content_type": "text/plain"}, 415, ["image/png", "text/plain"]),
+    ("mnist-mlp", {"data": b"\0" * (2 << 20), "content_type": "image/png"}, 413, ["Too Large"]),
+    ("linear-regression", {"data": "x=3"}, 415, ["application/json", "no Content-Type"]),
+    ("linear-regression", {"json": {"x": [[1, 2]]}}, 400, ["number or a list", "[1, 2]"]),
+    ("linear-regression", {"json": {"x": []}}, 400, ["at least one value"]),
+    ("linear-regression", {"json": {"x": True}}, 400, ["booleans"]),
+    ("nope", {"json": {"x": 1}}, 404, ["unknown model 'nope'", "mnist-mlp"]),
+    ("linear-regression/versions/9", {"json": {"x": 1}}, 404, ["no version '9'", "1, 2"]),
+    ("linear-regression/versions/latest", {"json": {"x": 1}}, 404, ["no version 'latest'"]),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,status,words", BAD_REQUESTS)
+def test_bad_v1_requests_get_a_json_4xx_saying_what_was_wrong(client, name, kwargs, status, words):
+    response = client.post(f"/v1/models/{name}/predict", **kwargs)
+    assert response.status_code == status, response.get_data(as_text=True)
+    error = response.get_json()["error"]
+    for word in words:
+        assert word in error
+    assert predict(client, "linear-regression", json={"x": 1}).status_code == 200  # still answering
+
+
+def v2_body(**tensor):
+    return {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [1.0], **tensor}]}
+
+
+BAD_V2 = [
+    ({"json": v2_body(datatype="FP64")}, 400, ["FP32", "FP64"]),
+    ({"json": v2_body(name="input0")}, 400, ["'x'", "'input0'"]),
+    ({"json": v2_body(shape=[1, 2])}, 400, ["needs 2 values", "got 1"]),
+    ({"json": v2_body(shape=[1, 1, 1])}, 400, ["[N, 1]", "[1, 1, 1]"]),
+    ({"json": v2_body(shape="1x1")}, 400, ["non-negative integers"]),
+    ({"json": v2_body(data=["a"])}, 400, ["strings"]),
+    ({"json": {"inputs": []}}, 400, ["one input"]),
+    ({"json": {**v2_body(), "outputs": [{"name": "z"}]}}, 400, ["'y'"]),
+    ({"json": v2_body(shape=[65, 1], data=[1.0] * 65)}, 400, ["at most 64"]),
+    ({"data": b'{"inputs": []}xx', "headers": {"Inference-Header-Content-Length": "999"}}, 400, ["byte count"]),
+]
+
+
+@pytest.mark.parametrize("kwargs,status,words", BAD_V2)
+def test_bad_v2_requests(client, kwargs, status, words):
+    response = client.post("/v2/models/linear-regression/infer", **kwargs)
+    assert response.status_code == status, response.get_data(as_text=True)
+    for word in words:
+        assert word in response.get_json()["error"]
+
+
+def test_unknown_routes_and_methods_answer_json(client):
+    assert client.get("/v2/models/nope").status_code == 404
+    assert "error" in client.get("/v2/models/nope/versions/1/ready").get_json()
+    response = client.get("/v1/models/lenet/predict")
+    assert response.status_code == 405 and "POST" in response.headers["Allow"] and "error" in response.get_json()
+
+
+# --- backends and what is served
+
+
+def test_onnx_backend_answers_like_torch(served_weights, data_dir):
+    digits, _ = mnist_digits(data_dir, 8)
+    body = {"pixels": digits.tolist()}
+    answers = {}
+    for backend in ("torch", "onnx"):
+        client = create_app({"WEIGHTS_DIR": str(served_weights), "BACKEND": backend}).test_client()
+        answers[backend] = predict(client, "lenet", json=body).get_json()
+        assert answers[backend]["backend"] == backend
+    for a, b in zip(answers["torch"]["predictions"], answers["onnx"]["predictions"]):
+        assert a["digit"] == b["digit"]
+        np.testing.assert_allclose(a["probabilities"], b["probabilities"], atol=1e-5)
+
+
+def test_onnx_backend_without_exports_names_the_export_command(trained_weights):
+    with pytest.raises(zoo.ExportError, match=r"zoo export mnist-mlp:1 --format onnx"):
+        create_app({"WEIGHTS_DIR": str(trained_weights), "BACKEND": "onnx"})
+
+
+def test_empty_weights_root_says_what_to_do(tmp_path):
+    with pytest.raises(zoo.UnknownVersionError, match="nothing to serve.*zoo train"):
+        create_app({"WEIGHTS_DIR": str(tmp_path)})
+
+
+def test_shipped_mnist_weights_score_their_recorded_accuracy_through_the_server(data_dir):
+    if not any((PROJECT_WEIGHTS / name).is_dir() for name in ("mnist-mlp", "lenet")):
+        pytest.skip(f"no shipped MNIST weights in {PROJECT_WEIGHTS} yet")
+    digits, labels = mnist_digits(data_dir, 10_000)
+    client = create_app({"WEIGHTS_DIR": str(PROJECT_WEIGHTS), "MAX_BATCH": 1000}).test_client()
+    for name in ("mnist-mlp", "lenet"):
+        meta = client.get(f"/v1/models/{name}").get_json()
+        recorded = meta["versions"][-1]["metrics"]["accuracy"]
+        correct = 0
+        for start in range(0, 10_000, 1000):
+            answer = predict(client, name, json={"pixels": digits[start:start + 1000].tolist()}).get_json()
+            correct += sum(p["digit"] == y for p, y in zip(answer["predictions"], labels[start:start + 1000]))
+        assert abs(100.0 * correct / 10_000 - recorded) < 0.02, (name, correct, recorded)

@@ -1,0 +1,157 @@
+"""Turning digit pictures and pixel arrays into MNIST-style model input: [N, 1, 28, 28] float32 in [0, 1].
+
+Pure functions, no HTTP: the server, the CLI or a notebook can all call them. MNIST digits are white on
+black, their bounding box fitted into 20x20 (aspect ratio kept) and placed in 28x28 by centre of mass;
+pictures of any other size, colour or polarity are brought to that form the same way.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from zoo.errors import InvalidInputError
+
+SIDE, BOX = 28, 20
+IMAGE_FORMATS = ("PNG", "JPEG")
+DEFAULT_MAX_PIXELS = 4096 * 4096
+# A pixel counts as ink once it is this far from the background (on a 0-1 scale), when finding the digit's box.
+INK_THRESHOLD = 0.2
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A PNG or JPEG as greyscale float32 in [0, 1], shape [height, width]; transparency is drawn as background.
+
+    Raises InvalidInputError for an empty, truncated or non-image body and for images over `max_pixels`
+    (checked from the header, before anything is decoded, so a small file cannot expand into gigabytes).
+    """
+    if not data:
+        raise InvalidInputError("expected a PNG or JPEG image, got an empty body")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+            width, height = image.size
+            if width * height > max_pixels:
+                raise InvalidInputError(
+                    f"expected an image of at most {max_pixels} pixels, got {width}x{height} = {width * height}"
+                )
+            image.load()
+    except UnidentifiedImageError:
+        raise InvalidInputError(
+            f"expected a PNG or JPEG image, got {len(data)} bytes that are neither (starting {data[:8]!r})"
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise InvalidInputError(f"expected an image of at most {max_pixels} pixels, got a decompression bomb ({error})") from None
+    except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for truncated or corrupt files
+        raise InvalidInputError(f"expected a complete PNG or JPEG image, got a damaged one: {error}") from None
+    return _greyscale(image)
+
+
+def _greyscale(image: Image.Image) -> np.ndarray:
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+        alpha = rgba[..., 3]
+        grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        # A canvas drawing is strokes on transparency: put the strokes on whichever of black or white they
+        # stand out from, judged by the strokes' own brightness.
+        weight = float(alpha.sum())
+        ink_brightness = float((grey * alpha).sum() / weight) if weight else 0.0
+        background = 0.0 if ink_brightness > 0.5 else 1.0
+        return grey * alpha + background * (1.0 - alpha)
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def mnist_from_image(grey: np.ndarray) -> np.ndarray:
+    """A greyscale picture of one digit as a [1, 28, 28] MNIST-style image: white on black, box 20x20, centred by mass."""
+    ink = white_on_black(grey)
+    low, high = float(np.median(_border(ink))), float(ink.max())
+    if high - low < 1e-3:
+        raise InvalidInputError(f"expected a picture of a digit, got a blank {grey.shape[1]}x{grey.shape[0]} image")
+    ink = np.clip((ink - low) / (high - low), 0.0, 1.0)
+    rows, cols = np.nonzero(ink > INK_THRESHOLD)
+    digit = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    height, width = digit.shape
+    scale = BOX / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    fitted = np.asarray(Image.fromarray(digit).resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
+    fitted = np.clip(fitted, 0.0, 1.0)
+    return _place_by_mass(fitted)[None]
+
+
+def _place_by_mass(fitted: np.ndarray) -> np.ndarray:
+    """Paste `fitted` into a 28x28 black image so that its centre of mass lands on the centre."""
+    height, width = fitted.shape
+    total = float(fitted.sum())
+    ys, xs = np.indices(fitted.shape)
+    centre_y = float((ys * fitted).sum() / total) if total else (height - 1) / 2
+    centre_x = float((xs * fitted).sum() / total) if total else (width - 1) / 2
+    top = int(np.clip(round((SIDE - 1) / 2 - centre_y), 0, SIDE - height))
+    left = int(np.clip(round((SIDE - 1) / 2 - centre_x), 0, SIDE - width))
+    out = np.zeros((SIDE, SIDE), dtype=np.float32)
+    out[top:top + height, left:left + width] = fitted
+    return out
+
+
+def _border(image: np.ndarray) -> np.ndarray:
+    return np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+
+
+def white_on_black(image: np.ndarray) -> np.ndarray:
+    """`image` (values in [0, 1], last two axes height and width) inverted when its border is mostly bright."""
+    return 1.0 - image if float(np.median(_border(image))) > 0.5 else image
+
+
+def image_to_batch(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A PNG or JPEG body as a [1, 1, 28, 28] batch; a 28x28 greyscale image is taken as MNIST already is."""
+    grey = decode_image(data, max_pixels)
+    if grey.shape == (SIDE, SIDE):
+        return white_on_black(grey)[None, None]
+    return mnist_from_image(grey)[None]
+
+
+def pixels_to_batch(values: Any) -> tuple[np.ndarray, bool]:
+    """JSON pixel values as a [N, 1, 28, 28] batch in [0, 1], and whether they came as a batch.
+
+    Accepts one image (28x28 or 784 values) or a batch ([N, 28, 28], [N, 784] or [N, 1, 28, 28]), in 0-255
+    (when any value is over 1) or 0-1, white on black or black on white.
+    """
+    array = numeric_array(values, "pixels")
+    shape = array.shape
+    if shape in ((SIDE, SIDE), (SIDE * SIDE,)):
+        array, batched = array.reshape(1, 1, SIDE, SIDE), False
+    elif len(shape) >= 2 and shape[1:] in ((SIDE, SIDE), (SIDE * SIDE,), (1, SIDE, SIDE)) and shape[0] > 0:
+        array, batched = array.reshape(shape[0], 1, SIDE, SIDE), True
+    else:
+        raise InvalidInputError(
+            "expected pixels as one image (28x28 or 784 values) or a batch ([N, 28, 28], [N, 784] or "
+            f"[N, 1, 28, 28]), got shape {list(shape)}"
+        )
+    low, high = float(array.min()), float(array.max())
+    if low < 0 or high > 255:
+        raise InvalidInputError(f"expected pixel values in 0-255 or 0-1, got values from {low:g} to {high:g}")
+    if high > 1:
+        array = array / 255.0
+    return np.stack([white_on_black(image) for image in array]).astype(np.float32), batched
+
+
+def numeric_array(values: Any, what: str) -> np.ndarray:
+    """`values` (nested lists of numbers) as a finite float32 array, or InvalidInputError saying what was wrong."""
+    try:
+        array = np.asarray(values)
+    except ValueError:
+        raise InvalidInputError(f"expected {what} as a rectangular array of numbers, got ragged nested lists") from None
+    if array.dtype.kind not in "iuf" or array.dtype == object:
+        got = "strings" if array.dtype.kind in "US" else "booleans" if array.dtype.kind == "b" else "mixed values"
+        raise InvalidInputError(f"expected {what} as numbers, got {got}")
+    if array.size == 0:
+        raise InvalidInputError(f"expected {what} with at least one value, got an empty array of shape {list(array.shape)}")
+    with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused just below
+        array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise InvalidInputError(f"expected finite {what}, got NaN or infinity (or a number too large for float32)")
+    return array
