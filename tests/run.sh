@@ -2,6 +2,11 @@
 # The README's test command: set up everything the tests need on a fresh machine, then run them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Headless Chromium and its driver for the drawing-page browser test (Debian's packages; never a downloaded browser).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver
+fi
 python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e ".[test]"

@@ -1,0 +1,194 @@
+"""The README's `zoo serve` as a real gunicorn process on loopback: HTTP clients, tritonclient, headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serving import mnist_digits, photo_of, served_weights  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.slow
+ZOO = Path(sys.executable).with_name("zoo")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(weights: Path, cwd: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """`zoo serve` on a free port, returned once /v2/health/ready answers 200."""
+    port = free_port()
+    process = subprocess.Popen([str(ZOO), "serve", "--port", str(port), "--weights-dir", str(weights), *args],
+                               cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"zoo serve exited with {process.returncode}:\n{process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            time.sleep(0.2)
+    process.terminate()
+    raise AssertionError(f"zoo serve not ready after 90 s:\n{process.communicate(timeout=10)[0]}")
+
+
+def stop_server(process: subprocess.Popen) -> str:
+    process.terminate()
+    try:
+        return process.communicate(timeout=15)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()[0]
+
+
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def server(request, served_weights, tmp_path_factory):
+    process, url = start_server(served_weights, tmp_path_factory.mktemp("anywhere"), "--backend", request.param)
+    yield url
+    log = stop_server(process)
+    assert "Traceback" not in log, log
+
+
+def call(url: str, path: str, body: bytes | None = None, content_type: str = "application/json"):
+    """(status, JSON answer) of a request; 4xx and 5xx answers are returned, not raised."""
+    request = urllib.request.Request(url + path, data=body, headers={"Content-Type": content_type} if body else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_digit_and_regression_predictions(server, data_dir):
+    digits, labels = mnist_digits(data_dir, 20)
+    status, answer = call(server, "/v1/models/mnist-mlp/predict", json.dumps({"pixels": digits.tolist()}).encode())
+    assert status == 200
+    assert (np.array([p["digit"] for p in answer["predictions"]]) == labels).mean() >= 0.9
+    status, answer = call(server, "/v1/models/lenet/predict", photo_of(digits[0], "JPEG"), "image/jpeg")
+    assert status == 200 and answer["digit"] == labels[0] and len(answer["probabilities"]) == 10
+    status, answer = call(server, "/v1/models/linear-regression/versions/1/predict", b'{"x": [0, 10]}')
+    assert status == 200 and answer["version"] == 1 and abs(answer["y"][1] - 35) < 1
+
+
+def test_bad_requests_get_4xx_and_the_server_keeps_answering(server):
+    cases = [
+        ("/v1/models/mnist-mlp/predict", b"\x89PNG\r\n\x1a\n truncated", "image/png", 400),
+        ("/v1/models/mnist-mlp/predict", b"{", "application/json", 400),
+        ("/v1/models/mnist-mlp/predict", b"hello", "text/plain", 415),
+        ("/v1/models/nope/predict", b'{"x": 1}', "application/json", 404),
+    ]
+    for path, body, content_type, status in cases:
+        got, answer = call(server, path, body, content_type)
+        assert got == status and answer["error"], (path, got, answer)
+    assert call(server, "/v2/health/ready")[0] == 200
+
+
+def test_a_body_over_the_limit_is_refused_from_its_headers(server):
+    """413 as soon as Content-Length says 9 MiB (the limit is 8 MiB), before the body is sent."""
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"POST /v1/models/mnist-mlp/predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\n"
+                     f"Content-Length: {9 << 20}\r\n\r\n".encode() + b"\x89PNG")
+        head, _, body = sock.recv(65536).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413") and b"Too Large" in body
+    assert call(server, "/v2/health/ready")[0] == 200
+
+
+def test_many_concurrent_requests_all_succeed(server, data_dir):
+    digits, _ = mnist_digits(data_dir, 50)
+    bodies = [json.dumps({"pixels": d.tolist()}).encode() for d in digits]
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda b: call(server, "/v1/models/lenet/predict", b)[0], bodies))
+    assert statuses == [200] * 50
+
+
+def test_tritonclient_calls_the_zoo_as_it_would_call_triton(server, data_dir):
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(server.removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("lenet")
+    metadata = client.get_model_metadata("lenet")
+    assert metadata["inputs"][0]["name"] == "image" and metadata["outputs"][0]["shape"] == [-1, 10]
+    digits, labels = mnist_digits(data_dir, 16)
+    pixels = (digits / 255.0).astype(np.float32)[:, None]
+    for binary in (True, False):
+        tensor = triton.InferInput("image", list(pixels.shape), "FP32")
+        tensor.set_data_from_numpy(pixels, binary_data=binary)
+        outputs = [triton.InferRequestedOutput("logits", binary_data=binary)]
+        result = client.infer("lenet", [tensor], outputs=None if binary else outputs, request_id="r1")
+        logits = result.as_numpy("logits")
+        assert logits.shape == (16, 10) and (logits.argmax(1) == labels).mean() >= 0.9
+        assert result.get_response()["id"] == "r1"
+    x = triton.InferInput("x", [1, 1], "FP32")
+    x.set_data_from_numpy(np.array([[10.0]], np.float32))
+    assert abs(float(client.infer("linear-regression", [x], model_version="1").as_numpy("y")[0, 0]) - 35) < 1
+    with pytest.raises(triton.InferenceServerException, match="FP32"):
+        bad = triton.InferInput("x", [1, 1], "FP64")
+        bad.set_data_from_numpy(np.array([[1.0]]))
+        client.infer("linear-regression", [bad])
+
+
+def test_missing_onnx_exports_stop_zoo_serve_with_the_export_command(trained_weights, tmp_path):
+    result = subprocess.run([str(ZOO), "serve", "--port", str(free_port()), "--weights-dir", str(trained_weights),
+                             "--backend", "onnx"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "zoo export mnist-mlp:1 --format onnx" in result.stderr and "Traceback" not in result.stderr
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver (tests/run.sh installs them)")
+def test_a_person_draws_a_digit_and_sees_it_recognised(served_weights, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    process, url = start_server(served_weights, tmp_path)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=900,800"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        browser.get(url + "/")
+        pad = browser.find_element(By.ID, "pad")
+        Select(browser.find_element(By.ID, "model")).select_by_visible_text("lenet")
+        # A vertical stroke down the middle of the pad: a "1".
+        stroke = ActionChains(browser).move_to_element_with_offset(pad, 0, -90).click_and_hold()
+        for _ in range(18):
+            stroke = stroke.move_by_offset(0, 10)
+        stroke.release().perform()
+        wait = WebDriverWait(browser, 20)
+        wait.until(lambda b: b.find_element(By.ID, "digit").text.isdigit())
+        bars = browser.find_elements(By.CSS_SELECTOR, "#bars li")
+        assert len(bars) == 10
+        assert browser.find_element(By.ID, "digit").text == "1"
+        assert "lenet version 1" in browser.find_element(By.ID, "meta").text
+        assert browser.find_element(By.ID, "error").text == ""
+        browser.find_element(By.ID, "clear").click()
+        assert browser.find_element(By.ID, "digit").text == "?"
+    finally:
+        browser.quit()
+        stop_server(process)
