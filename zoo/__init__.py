@@ -15,6 +15,8 @@ from zoo.errors import (
 )
 from zoo.catalog import describe_model
 from zoo.export import export
+from zoo.imaging import image_to_batch, pixels_to_batch
+from zoo.inference import classify_digits, predict_values
 from zoo.loading import LoadedModel, evaluate, load_version
 from zoo.recipes import Recipe, parse_assignments
 from zoo.registry import get_model, list_models, register_model
@@ -28,5 +30,6 @@ __all__ = [
     "InvalidOverrideError", "UnknownModelError", "UnknownRecipeError", "UnknownVersionError", "ZooError",
     "describe_model", "LoadedModel", "evaluate", "load_version", "Recipe", "parse_assignments", "get_model", "list_models",
     "register_model", "ModelSpec", "TensorSpec", "WeightsStore", "parse_ref", "Progress", "TrainResult",
-    "resolve_device", "train", "export", "open_runtime", "Runtime",
+    "resolve_device", "train", "export", "open_runtime", "Runtime", "image_to_batch", "pixels_to_batch",
+    "classify_digits", "predict_values",
 ]

@@ -98,12 +98,14 @@ def _place_by_mass(fitted: np.ndarray) -> np.ndarray:
 
 
 def _border(image: np.ndarray) -> np.ndarray:
-    return np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+    """The outermost pixels of each image (last two axes), as one axis."""
+    return np.concatenate([image[..., 0, :], image[..., -1, :], image[..., 1:-1, 0], image[..., 1:-1, -1]], axis=-1)
 
 
-def white_on_black(image: np.ndarray) -> np.ndarray:
-    """`image` (values in [0, 1], last two axes height and width) inverted when its border is mostly bright."""
-    return 1.0 - image if float(np.median(_border(image))) > 0.5 else image
+def white_on_black(images: np.ndarray) -> np.ndarray:
+    """Each image (values in [0, 1], last two axes height and width) inverted when its border is mostly bright."""
+    bright = np.median(_border(images), axis=-1) > 0.5
+    return np.where(bright[..., None, None], 1.0 - images, images).astype(np.float32, copy=False)
 
 
 def image_to_batch(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -136,22 +138,32 @@ def pixels_to_batch(values: Any) -> tuple[np.ndarray, bool]:
         raise InvalidInputError(f"expected pixel values in 0-255 or 0-1, got values from {low:g} to {high:g}")
     if high > 1:
         array = array / 255.0
-    return np.stack([white_on_black(image) for image in array]).astype(np.float32), batched
+    return white_on_black(array), batched
 
 
 def numeric_array(values: Any, what: str) -> np.ndarray:
     """`values` (nested lists of numbers) as a finite float32 array, or InvalidInputError saying what was wrong."""
+    leaf = values
+    while isinstance(leaf, list) and leaf:
+        leaf = leaf[0]
+    if isinstance(leaf, (bool, str)):  # numpy would quietly read True as 1 and "7" as 7
+        raise InvalidInputError(f"expected {what} as numbers, got {'booleans' if isinstance(leaf, bool) else 'strings'}")
     try:
-        array = np.asarray(values)
-    except ValueError:
-        raise InvalidInputError(f"expected {what} as a rectangular array of numbers, got ragged nested lists") from None
-    if array.dtype.kind not in "iuf" or array.dtype == object:
-        got = "strings" if array.dtype.kind in "US" else "booleans" if array.dtype.kind == "b" else "mixed values"
-        raise InvalidInputError(f"expected {what} as numbers, got {got}")
+        with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused below
+            array = np.asarray(values, dtype=np.float32)
+    except (ValueError, TypeError, OverflowError):
+        raise InvalidInputError(f"expected {what} as a rectangular array of numbers, got {_what_came(values)}") from None
     if array.size == 0:
         raise InvalidInputError(f"expected {what} with at least one value, got an empty array of shape {list(array.shape)}")
-    with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused just below
-        array = array.astype(np.float32)
     if not np.isfinite(array).all():
         raise InvalidInputError(f"expected finite {what}, got NaN or infinity (or a number too large for float32)")
     return array
+
+
+def _what_came(values: Any) -> str:
+    """What is wrong with nested lists that numpy could not turn into a float array."""
+    try:
+        kind = np.asarray(values).dtype.kind
+    except ValueError:
+        return "ragged nested lists"
+    return {"U": "strings", "S": "strings"}.get(kind, "values that are not all numbers")

@@ -1,0 +1,210 @@
+"""Load on `zoo serve` (gunicorn, torch and onnx backends) beside a plain single-route Flask app on Flask's
+development server, all measured in this run from this process on loopback.
+
+Each scenario sends a fixed number of requests from client threads, each thread on its own keep-alive
+http.client connection: single images (JSON pixels, one digit) and batches (32 digits per request).
+
+    ZOO_DATA_DIR=../shared/data python benchmarks/serve_load.py [--weights-dir weights] [--requests 2000] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL, BATCH = "mnist-mlp", 32
+
+
+def baseline_app(weights_dir: str):
+    """What one would write first: Flask, the torch model, one predict route."""
+    import torch
+    from flask import Flask, jsonify, request
+
+    from zoo.loading import load_version
+
+    model = load_version(MODEL, weights_dir).model
+    app = Flask("baseline")
+
+    @app.post("/predict")
+    def predict():
+        pixels = torch.tensor(request.get_json()["pixels"], dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
+        with torch.no_grad():
+            probabilities = torch.softmax(model(pixels), 1)
+        return jsonify(predictions=[{"digit": int(p.argmax()), "probabilities": p.tolist()} for p in probabilities])
+
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(command: list[str], port: int, ready_path: str) -> subprocess.Popen:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tempfile.gettempdir())
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=2)
+            return process
+        except urllib.error.HTTPError:  # an answer, even a 404, means it is up
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"server did not start: {' '.join(command)}")
+
+
+def load(port: int, path: str, body: bytes, requests: int, concurrency: int) -> dict[str, float]:
+    """Send `requests` POSTs from `concurrency` threads; requests/s, p50/p99 latency (ms) and errors."""
+    local = threading.local()
+
+    def one(_: int) -> tuple[float, bool]:
+        if not hasattr(local, "connection"):
+            local.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        started = time.perf_counter()
+        try:
+            local.connection.request("POST", path, body, {"Content-Type": "application/json"})
+            response = local.connection.getresponse()
+            response.read()
+            ok = response.status == 200
+        except (OSError, http.client.HTTPException):
+            local.connection.close()
+            del local.connection
+            ok = False
+        return time.perf_counter() - started, ok
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(concurrency * 5)))  # warm-up: connections open, caches hot
+        started = time.perf_counter()
+        results = list(pool.map(one, range(requests)))
+        elapsed = time.perf_counter() - started
+    latencies = sorted(r[0] * 1000 for r in results)
+    return {
+        "rps": requests / elapsed,
+        "p50": statistics.median(latencies),
+        "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "errors": sum(not r[1] for r in results),
+    }
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local file = io.open(os.getenv("ZOO_BENCH_BODY"), "rb")
+wrk.body = file:read("*a")
+file:close()
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests": %d, "seconds": %f, "p50": %f, "p99": %f, "errors": %d}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(99) / 1e3,
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def load_wrk(port: int, path: str, body: bytes, seconds: float, concurrency: int, scratch: Path) -> dict[str, float]:
+    """The same load from wrk (C, two threads, `concurrency` keep-alive connections) for `seconds`."""
+    (scratch / "body.json").write_bytes(body)
+    (scratch / "post.lua").write_text(WRK_SCRIPT)
+    env = {**os.environ, "ZOO_BENCH_BODY": str(scratch / "body.json")}
+    for duration in (1, seconds):  # the first run warms up
+        output = subprocess.run(["wrk", "-t2", f"-c{concurrency}", f"-d{int(duration)}s", "-s", str(scratch / "post.lua"),
+                                 f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, env=env, check=True)
+    result = json.loads(output.stdout.strip().splitlines()[-1])
+    return {"rps": result["requests"] / result["seconds"], "p50": result["p50"], "p99": result["p99"],
+            "errors": result["errors"]}
+
+
+def with_onnx(weights_dir: Path, scratch: Path) -> Path:
+    """`weights_dir` itself when mnist-mlp's latest version has an ONNX export, else a copy with one made."""
+    import zoo
+
+    version = zoo.WeightsStore(weights_dir).resolve(MODEL, None)
+    if "onnx" in zoo.WeightsStore(weights_dir).manifest(MODEL, version).get("artifacts", {}):
+        return weights_dir
+    for name in ("mnist-mlp", "lenet", "linear-regression"):
+        if (weights_dir / name).is_dir():
+            shutil.copytree(weights_dir / name, scratch / name)
+            zoo.export(name, ["onnx"], weights_dir=str(scratch))
+    return scratch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights-dir", default=str(ROOT / "weights"))
+    parser.add_argument("--requests", type=int, default=2000, help="single-image requests per server (batches: a fifth)")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--client", choices=["wrk", "threads"], default="wrk" if shutil.which("wrk") else "threads",
+                        help="load generator: wrk (apt-get install wrk) or this script's http.client threads")
+    parser.add_argument("--seconds", type=float, default=10, help="length of each wrk run")
+    parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_server:
+        return baseline_app(args.weights_dir).run("127.0.0.1", args.baseline_server)  # threaded by default
+
+    from zoo.data import mnist_test_images, resolve_data_dir
+
+    images, _ = mnist_test_images(resolve_data_dir(), BATCH)
+    pixels = (images[:, 0] * 255).round().to(int).tolist()
+    bodies = {"single": json.dumps({"pixels": pixels[0]}).encode(), f"batch {BATCH}": json.dumps({"pixels": pixels}).encode()}
+    zoo_cli = str(Path(sys.executable).with_name("zoo"))
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        weights = with_onnx(Path(args.weights_dir).resolve(), Path(scratch))
+        servers = {
+            "Flask dev server (baseline, torch)": ([sys.executable, __file__, "--weights-dir", str(weights),
+                                                    "--baseline-server", "{port}"], "/predict", "/predict"),
+            **{f"zoo serve ({backend})": ([zoo_cli, "serve", "--port", "{port}", "--weights-dir", str(weights),
+                                           "--backend", backend, "--workers", str(args.workers),
+                                           "--threads", str(args.threads)], f"/v1/models/{MODEL}/predict", "/v2/health/ready")
+               for backend in ("torch", "onnx")},
+        }
+        for label, (command, path, ready) in servers.items():
+            port = free_port()
+            process = start([part.format(port=port) for part in command], port,
+                            ready if ready != path else "/")  # the baseline has no health route: any answer will do
+            try:
+                for kind, body in bodies.items():
+                    if args.client == "wrk":
+                        result = load_wrk(port, path, body, args.seconds, args.concurrency, Path(scratch))
+                    else:
+                        result = load(port, path, body, args.requests if kind == "single" else max(1, args.requests // 5),
+                                      args.concurrency)
+                    rows.append((label, kind, result))
+                    print(f"{label:36} {kind:9} " + "  ".join(f"{k} {v:,.1f}" for k, v in rows[-1][2].items()), flush=True)
+            finally:
+                process.terminate()
+                process.wait(timeout=15)
+    print()
+    print(f"| server | request | requests/s | p50 ms | p99 ms | errors | throughput vs baseline |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    baseline = {kind: result["rps"] for label, kind, result in rows if label.startswith("Flask")}
+    for label, kind, result in rows:
+        print(f"| {label} | {kind} | {result['rps']:,.0f} | {result['p50']:.1f} | {result['p99']:.1f} | "
+              f"{result['errors']} | {result['rps'] / baseline[kind]:.1f}x |")
+    print(f"\n{os.cpu_count()} CPUs, client {args.client} with {args.concurrency} connections, zoo serve with {args.workers} workers x "
+          f"{args.threads} threads")
+
+
+if __name__ == "__main__":
+    main()
