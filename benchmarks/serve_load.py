@@ -26,7 +26,6 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 MODEL, BATCH = "mnist-mlp", 32
 
@@ -196,7 +195,7 @@ def main() -> None:
                 process.terminate()
                 process.wait(timeout=15)
     print()
-    print(f"| server | request | requests/s | p50 ms | p99 ms | errors | throughput vs baseline |")
+    print("| server | request | requests/s | p50 ms | p99 ms | errors | throughput vs baseline |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     baseline = {kind: result["rps"] for label, kind, result in rows if label.startswith("Flask")}
     for label, kind, result in rows:

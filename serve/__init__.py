@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask, send_from_directory
 
@@ -24,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """A Flask app serving every stored version of the configured models, loaded and warmed up before it returns.
 
     `config` overrides DEFAULTS; so do ZOO_SERVE_* environment variables (e.g. ZOO_SERVE_BACKEND=onnx).

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
 
 import numpy as np
 
@@ -17,7 +17,7 @@ DEFAULT_MODELS = ("mnist-mlp", "lenet", "linear-regression")
 log = logging.getLogger("zoo.serve")
 
 
-def plan_versions(models: Iterable[str], weights_dir: Optional[str], backend: str) -> dict[str, list[int]]:
+def plan_versions(models: Iterable[str], weights_dir: str | None, backend: str) -> dict[str, list[int]]:
     """Every stored version of each model that `backend` can run, checked without loading anything.
 
     A model without versions is left out; a model whose versions all lack the backend's artifact raises
@@ -55,7 +55,7 @@ class ServedModels:
     ready: bool = False
 
     @classmethod
-    def open(cls, plan: dict[str, list[int]], backend: str, weights_dir: Optional[str]) -> "ServedModels":
+    def open(cls, plan: dict[str, list[int]], backend: str, weights_dir: str | None) -> ServedModels:
         """Open every planned version and run one warm-up inference through each, then mark ready."""
         served = cls(backend)
         for name, versions in plan.items():
@@ -72,7 +72,7 @@ class ServedModels:
     def names(self) -> list[str]:
         return list(self.runtimes)
 
-    def get(self, name: str, version: Optional[str] = None) -> Runtime:
+    def get(self, name: str, version: str | None = None) -> Runtime:
         """The runtime for `name` at `version` (a path segment; None or "" means latest); 404-kind errors otherwise."""
         versions = self.runtimes.get(name)
         if versions is None:

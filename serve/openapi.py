@@ -15,7 +15,7 @@ ERROR = {"description": "bad request: a JSON body {\"error\": \"what was expecte
 ERRORS = {"400": ERROR, "404": {**ERROR, "description": "unknown model or version"},
           "413": {**ERROR, "description": "body over the size limit"},
           "415": {**ERROR, "description": "unsupported Content-Type"}}
-JSON_OK = lambda description, schema: {  # noqa: E731
+JSON_OK = lambda description, schema: {
     "200": {"description": description, "content": {"application/json": {"schema": schema}}}}
 OBJECT = {"type": "object"}
 
@@ -65,7 +65,7 @@ def describe(names: list[str]) -> dict[str, Any]:
             "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
             "outputs": {"type": "array", "items": TENSOR}}}), **ERRORS}}
     predict = {"requestBody": PREDICT_BODY, "responses": {**JSON_OK("prediction", PREDICTION), **ERRORS}}
-    status = lambda summary: {"get": {"summary": summary, "responses": JSON_OK("status", OBJECT)}}  # noqa: E731
+    status = lambda summary: {"get": {"summary": summary, "responses": JSON_OK("status", OBJECT)}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "zoo", "version": "1", "description": "Digit prediction and regression inference for the "

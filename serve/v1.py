@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from flask import Blueprint, jsonify, request
 
@@ -48,7 +48,7 @@ def get_model(name: str):
 
 @v1.post("/models/<name>/predict")
 @v1.post("/models/<name>/versions/<version>/predict")
-def predict(name: str, version: Optional[str] = None):
+def predict(name: str, version: str | None = None):
     runtime = served_models().get(name, version)
     answer: dict[str, Any] = {"model": runtime.name, "version": runtime.version, "backend": runtime.backend}
     if runtime.spec.task == "image-classification":

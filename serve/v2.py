@@ -7,7 +7,7 @@ tritonclient.http and KServe clients call the zoo as they would call Triton.
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
@@ -43,9 +43,9 @@ def server_metadata():
 
 @v2.get("/models/<name>")
 @v2.get("/models/<name>/versions/<version>")
-def model_metadata(name: str, version: Optional[str] = None):
+def model_metadata(name: str, version: str | None = None):
     runtime = served_models().get(name, version)
-    tensor = lambda spec: {"name": spec.name, "datatype": "FP32", "shape": v2_shape(spec.shape)}  # noqa: E731
+    tensor = lambda spec: {"name": spec.name, "datatype": "FP32", "shape": v2_shape(spec.shape)}
     return jsonify(
         name=name,
         versions=[str(v) for v in served_models().runtimes[name]],
@@ -57,14 +57,14 @@ def model_metadata(name: str, version: Optional[str] = None):
 
 @v2.get("/models/<name>/ready")
 @v2.get("/models/<name>/versions/<version>/ready")
-def model_ready(name: str, version: Optional[str] = None):
+def model_ready(name: str, version: str | None = None):
     runtime = served_models().get(name, version)
     return jsonify(name=name, version=str(runtime.version), ready=served_models().ready)
 
 
 @v2.post("/models/<name>/infer")
 @v2.post("/models/<name>/versions/<version>/infer")
-def infer(name: str, version: Optional[str] = None):
+def infer(name: str, version: str | None = None):
     runtime = served_models().get(name, version)
     batch, document = v2_request(request, runtime)
     binary = v2_output_binary(document, runtime.spec.output.name)

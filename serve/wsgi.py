@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
@@ -37,7 +37,7 @@ def run(
     workers: int = 2,
     threads: int = 4,
     backend: str = "torch",
-    weights_dir: Optional[str] = None,
+    weights_dir: str | None = None,
     max_body_bytes: int = 8 * 1024 * 1024,
     max_batch: int = 256,
     models: tuple[str, ...] = DEFAULT_MODELS,

@@ -5,19 +5,22 @@ from __future__ import annotations
 import io
 import json
 import re
-import zlib
 import struct
+import zlib
 
 import numpy as np
 import pytest
+import serving
 import torch
 from PIL import Image
+from serving import SERVED, mnist_digits, photo_of
 
 import zoo
 from serve import create_app
 from serve.openapi import describe
-from serving import SERVED, mnist_digits, photo_of, served_weights  # noqa: F401  (fixture)
 from zoo.store import PROJECT_WEIGHTS
+
+served_weights = serving.served_weights  # the shared fixture, seen by this module's tests
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +122,7 @@ def test_mnist_form_is_centred_by_mass_in_a_20_pixel_box():
     grey = np.ones((300, 500), np.float32)
     grey[40:140, 300:330] = 0.0  # a dark bar, off-centre, on white
     out = mnist_from_image(grey)[0]
-    rows, cols = np.nonzero(out > 0.2)
+    rows, _ = np.nonzero(out > 0.2)
     assert rows.max() - rows.min() + 1 == 20
     ys, xs = np.indices(out.shape)
     assert abs((ys * out).sum() / out.sum() - 13.5) <= 0.5

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from zoo.imaging import numeric_array
 from zoo.errors import InvalidInputError
+from zoo.imaging import numeric_array
 from zoo.runtimes import Runtime
 
 
