@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import subprocess
@@ -20,8 +19,7 @@ from zoo.store import sha256_file
 
 EXPORTABLE = ["mnist-mlp", "lenet", "linear-regression", "two-layer-net", "tiny-fnn"]
 FORMATS = ["onnx", "torchscript", "pt2"]
-# The module, not the zoo.export function that the package re-exports under the same name.
-exporter = importlib.import_module("zoo.export")
+from zoo import exporter
 FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "pt2": "model.pt2"}
 EXPORTERS = {"onnx": "torch.onnx.export(dynamo=True)", "torchscript": "torch.jit.trace", "pt2": "torch.export.export"}
 

@@ -88,3 +88,12 @@ def test_missing_versions_name_what_exists(weights_dir):
     store.save("m", tensors(), {})
     with pytest.raises(zoo.UnknownVersionError, match="versions present: 1"):
         store.resolve("m", 4)
+
+
+def test_versions_are_readable_like_ordinary_files(weights_dir):
+    store = WeightsStore(weights_dir)
+    store.save("m", tensors(), {})
+    folder = weights_dir / "m" / "1"
+    assert folder.stat().st_mode & 0o755 == 0o755
+    for name in ("model.safetensors", "manifest.json"):
+        assert (folder / name).stat().st_mode & 0o644 == 0o644

@@ -14,7 +14,7 @@ from zoo.errors import (
     ZooError,
 )
 from zoo.catalog import describe_model
-from zoo.export import export
+from zoo.exporter import export
 from zoo.imaging import image_to_batch, pixels_to_batch
 from zoo.inference import classify_digits, predict_values
 from zoo.loading import LoadedModel, evaluate, load_version

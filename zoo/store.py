@@ -21,6 +21,10 @@ from zoo.errors import IntegrityError, UnknownVersionError
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
 PROJECT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+# tempfile creates private (0600/0700) entries; published versions get the modes the umask allows,
+# so that, say, a server running as another user can read them.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[^:]*))?$")
 
 
@@ -56,6 +60,11 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def publish_mode(path: Path) -> None:
+    """Give a file or folder made by tempfile the permissions an ordinary open() or mkdir() would have."""
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_UMASK)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON beside `path` and rename it over, so a reader never sees half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -65,6 +74,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
+        publish_mode(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -129,6 +139,8 @@ class WeightsStore:
             weights = staging / WEIGHTS_FILE
             tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
             save_file(tensors, str(weights), metadata={"model": name})
+            publish_mode(weights)
+            publish_mode(staging)
             manifest = {
                 **manifest,
                 "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights), "bytes": weights.stat().st_size},

@@ -23,7 +23,7 @@ from zoo.errors import ExportError
 from zoo.loading import LoadedModel, load_version
 from zoo.runtimes import ARTIFACT_FILES, ARTIFACT_LOADERS, exportable_model, quiet_torchscript
 from zoo.spec import DataContext
-from zoo.store import WeightsStore, parse_ref, sha256_file
+from zoo.store import WeightsStore, parse_ref, publish_mode, sha256_file
 
 FORMATS = tuple(ARTIFACT_FILES)
 TOLERANCE = 1e-5
@@ -209,4 +209,5 @@ def _stage_test_data(loaded: LoadedModel, inputs: torch.Tensor, outputs: np.ndar
 def _temp_beside(final: Path) -> Path:
     fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}")
     os.close(fd)
+    publish_mode(Path(name))
     return Path(name)
