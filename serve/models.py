@@ -33,6 +33,10 @@ def plan_versions(models: Iterable[str], weights_dir: str | None, backend: str) 
             if versions and not runnable:
                 latest = versions[-1]
                 artifact_path(name, latest, store.version_dir(name, latest), store.manifest(name, latest), backend)
+            if runnable != versions:
+                skipped = ", ".join(str(v) for v in versions if v not in runnable)
+                log.warning("%s: not serving version(s) %s on %s: no %s export yet (zoo export %s:%s -f %s)",
+                            name, skipped, backend, backend, name, versions[-1], backend)
             versions = runnable
         if versions:
             plan[name] = versions
