@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
     "MAX_BATCH": 256,
     "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,
+    "RUNTIME_THREADS": None,  # ONNX Runtime intra-op threads; None: its own choice by batch size
 }
 
 
@@ -37,7 +38,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     weights_dir, backend = app.config["WEIGHTS_DIR"], app.config["BACKEND"]
     plan = plan_versions(app.config["MODELS"], weights_dir, backend)
-    app.extensions["zoo.models"] = ServedModels.open(plan, backend, weights_dir)
+    app.extensions["zoo.models"] = ServedModels.open(plan, backend, weights_dir, app.config["RUNTIME_THREADS"])
     for blueprint in (v1, v2, health, openapi):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "page", lambda: send_from_directory(app.static_folder, "index.html"))

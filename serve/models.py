@@ -59,11 +59,13 @@ class ServedModels:
     ready: bool = False
 
     @classmethod
-    def open(cls, plan: dict[str, list[int]], backend: str, weights_dir: str | None) -> ServedModels:
+    def open(cls, plan: dict[str, list[int]], backend: str, weights_dir: str | None,
+             threads: int | None = None) -> ServedModels:
         """Open every planned version and run one warm-up inference through each, then mark ready."""
         served = cls(backend)
         for name, versions in plan.items():
-            served.runtimes[name] = {v: open_runtime(f"{name}:{v}", backend, weights_dir) for v in versions}
+            served.runtimes[name] = {v: open_runtime(f"{name}:{v}", backend, weights_dir, threads=threads)
+                                     for v in versions}
         for runtime in served.all():
             example = np.zeros([1, *runtime.spec.input.shape[1:]], dtype=np.float32)
             runtime.run(example)

@@ -26,8 +26,7 @@ class ZooServer(BaseApplication):
 
         from serve import create_app
 
-        # Requests already run side by side on workers and threads; intra-op threads would only fight them.
-        torch.set_num_threads(1)
+        torch.set_num_threads(1)  # as RUNTIME_THREADS does for ONNX Runtime
         return create_app(self.app_config)
 
 
@@ -44,7 +43,8 @@ def run(
 ) -> None:
     """Serve until stopped; what to serve is checked first, so a missing model or artifact fails here with a ZooError."""
     plan_versions(models, weights_dir, backend)
-    app_config = {"WEIGHTS_DIR": weights_dir, "BACKEND": backend, "MODELS": models,
+    # Requests already run side by side on workers and threads; intra-op threads would only fight them.
+    app_config = {"WEIGHTS_DIR": weights_dir, "BACKEND": backend, "MODELS": models, "RUNTIME_THREADS": 1,
                   "MAX_CONTENT_LENGTH": max_body_bytes, "MAX_BATCH": max_batch}
     options = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",

@@ -154,10 +154,12 @@ def artifact_path(name: str, version: int, folder: Path, manifest: dict[str, Any
     return path
 
 
-def open_runtime(ref: str, backend: str = "torch", weights_dir: Optional[str] = None, device: str = "cpu") -> Runtime:
+def open_runtime(ref: str, backend: str = "torch", weights_dir: Optional[str] = None, device: str = "cpu",
+                 threads: Optional[int] = None) -> Runtime:
     """Open `MODEL[:VERSION]` for inference through `backend` (torch, torchscript, pt2 or onnx).
 
-    `device` places the eager module; the exported files run on CPU.
+    `device` places the eager module; the exported files run on CPU. `threads` fixes ONNX Runtime's
+    intra-op threads (a server with a worker per core wants 1); torch's are process-wide (torch.set_num_threads).
     """
     if backend not in BACKENDS:
         raise ExportError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
@@ -173,7 +175,8 @@ def open_runtime(ref: str, backend: str = "torch", weights_dir: Optional[str] = 
     version = store.resolve(name, version)
     manifest = store.manifest(name, version)
     path = artifact_path(name, version, store.version_dir(name, version), manifest, backend)
-    return Runtime(name, version, spec, manifest, backend, ARTIFACT_LOADERS[backend](path))
+    predict = onnx_predict(path, threads) if backend == "onnx" else ARTIFACT_LOADERS[backend](path)
+    return Runtime(name, version, spec, manifest, backend, predict)
 
 
 class RuntimeModule(nn.Module):
