@@ -16,10 +16,10 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import torch
 from torch import nn
-from zoo.errors import ExportError, IntegrityError, InvalidInputError
+from zoo.errors import ExportError, InvalidInputError
 from zoo.registry import get_model
 from zoo.spec import ModelSpec
-from zoo.store import WeightsStore, parse_ref, sha256_file
+from zoo.store import WeightsStore, check_sha256, parse_ref
 
 # Artifact file per export format: the names a Triton model repository expects (model.pt2 is torch.export's).
 ARTIFACT_FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "pt2": "model.pt2"}
@@ -121,11 +121,11 @@ class Runtime:
     def check_input(self, x: Any) -> np.ndarray:
         """`x` as a contiguous float32 array, or InvalidInputError saying which shape and dtype were expected."""
         expected = self.spec.input
-        shape = "[" + ", ".join(map(str, expected.shape)) + "]"
         array = np.asarray(x)
         if array.dtype.kind not in "fiu":
             raise InvalidInputError(f"{self.name} expects {expected.name} as {expected.dtype} numbers, got dtype {array.dtype}")
         if array.ndim != len(expected.shape) or tuple(array.shape[1:]) != tuple(expected.shape[1:]) or not array.shape[0]:
+            shape = "[" + ", ".join(map(str, expected.shape)) + "]"
             raise InvalidInputError(f"{self.name} expects {expected.name} of shape {shape}, got {list(array.shape)}")
         return np.ascontiguousarray(array, dtype=np.float32)
 
@@ -148,9 +148,7 @@ def artifact_path(name: str, version: int, folder: Path, manifest: dict[str, Any
             f"{name} version {version} has no {backend} artifact in {folder}; "
             f"create it with `zoo export {name}:{version} --format {backend}`"
         )
-    actual = sha256_file(path)
-    if actual != record["sha256"]:
-        raise IntegrityError(f"{path} does not match its manifest: expected sha256 {record['sha256']}, got {actual}")
+    check_sha256(path, record["sha256"])
     return path
 
 

@@ -65,6 +65,13 @@ def publish_mode(path: Path) -> None:
     os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_UMASK)
 
 
+def check_sha256(path: Path, expected: str) -> None:
+    """Raise IntegrityError unless the file at `path` has the sha256 its manifest recorded."""
+    actual = sha256_file(path)
+    if actual != expected:
+        raise IntegrityError(f"{path} does not match its manifest: expected sha256 {expected}, got {actual}")
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON beside `path` and rename it over, so a reader never sees half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -166,11 +173,7 @@ class WeightsStore:
         path = self.version_dir(name, version)
         manifest = self.manifest(name, version)
         weights = path / manifest["weights"]["file"]
-        actual = sha256_file(weights)
-        if actual != manifest["weights"]["sha256"]:
-            raise IntegrityError(
-                f"{weights} does not match its manifest: expected sha256 {manifest['weights']['sha256']}, got {actual}"
-            )
+        check_sha256(weights, manifest["weights"]["sha256"])
         return StoredVersion(name, version, path, manifest, load_file(str(weights), device=str(device)))
 
     def update_manifest(self, name: str, version: int, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
