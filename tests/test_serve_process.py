@@ -78,6 +78,29 @@ def call(url: str, path: str, body: bytes | None = None, content_type: str = "ap
         return error.code, json.loads(error.read())
 
 
+def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """An HTTP/1.1 response's head and whole body, however many segments they come in.
+
+    The body ends at Content-Length, or when the server closes the connection if the head gives none.
+    """
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed before the end of the response head: {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lengths = [line.split(b":", 1)[1] for line in head.split(b"\r\n")[1:] if line.lower().startswith(b"content-length:")]
+    length = int(lengths[0]) if lengths else None
+    while length is None or len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    assert length is None or len(body) >= length, f"response body cut short: {len(body)} of {length} bytes"
+    return head, body
+
+
 def test_digit_and_regression_predictions(server, data_dir):
     digits, labels = mnist_digits(data_dir, 20)
     status, answer = call(server, "/v1/models/mnist-mlp/predict", json.dumps({"pixels": digits.tolist()}).encode())
@@ -108,7 +131,7 @@ def test_a_body_over_the_limit_is_refused_from_its_headers(server):
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(f"POST /v1/models/mnist-mlp/predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\n"
                      f"Content-Length: {9 << 20}\r\n\r\n".encode() + b"\x89PNG")
-        head, _, body = sock.recv(65536).partition(b"\r\n\r\n")
+        head, body = read_response(sock)
     assert head.startswith(b"HTTP/1.1 413") and b"Too Large" in body
     assert call(server, "/v2/health/ready")[0] == 200
 
