@@ -25,7 +25,7 @@ import torch
 
 import zoo
 from zoo.data import mnist_test_images, resolve_data_dir
-from zoo.runtimes import ARTIFACT_FILES, onnx_predict
+from zoo.formats import FORMATS, load_onnx
 
 MODELS = ("mnist-mlp", "lenet")
 BATCH_LATENCY, BATCH_THROUGHPUT = 1, 256
@@ -51,7 +51,7 @@ def prepare(root: str, data_dir: str) -> None:
             print(f"training {name} for 1 epoch into {root} (speed does not depend on accuracy)")
             zoo.train(name, overrides={"epochs": 1}, device="cpu", data_dir=data_dir, weights_dir=root)
         version = store.versions(name)[-1]
-        missing = [fmt for fmt in ARTIFACT_FILES if fmt not in store.manifest(name, version).get("artifacts", {})]
+        missing = [fmt for fmt in FORMATS if fmt not in store.manifest(name, version).get("artifacts", {})]
         if missing:
             zoo.export(f"{name}:{version}", missing, weights_dir=root, data_dir=data_dir)
 
@@ -61,9 +61,9 @@ def backends(name: str, root: str) -> dict[str, Callable[[np.ndarray], np.ndarra
     runtimes = {backend: zoo.open_runtime(name, backend, weights_dir=root) for backend in ("torch", "torchscript", "pt2", "onnx")}
     predictors = {backend: runtime.predict for backend, runtime in runtimes.items()}
     cores = os.cpu_count() or 1
-    onnx_file = Path(root) / name / str(runtimes["onnx"].version) / ARTIFACT_FILES["onnx"]
+    onnx_file = Path(root) / name / str(runtimes["onnx"].version) / FORMATS["onnx"].file
     for threads in sorted({1, cores}):
-        predictors[f"onnx, {threads} thread{'s' if threads > 1 else ''} only"] = onnx_predict(onnx_file, threads=threads)
+        predictors[f"onnx, {threads} thread{'s' if threads > 1 else ''} only"] = load_onnx(onnx_file, threads=threads)
     return predictors
 
 

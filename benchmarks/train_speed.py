@@ -20,7 +20,8 @@ from torchvision import datasets, transforms
 from zoo.data import load_mnist, resolve_data_dir
 from zoo.registry import get_model
 from zoo.tasks import classification_loss
-from zoo.training import build, fit
+from zoo.loops import fit
+from zoo.training import build
 
 BATCH, LR = 200, 0.01
 

@@ -19,24 +19,22 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 import zoo
-from zoo.errors import DataNotFoundError, ExportError, IntegrityError, ZooError
+from zoo.errors import ZooError
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 
-# Errors in what the user typed exit 2 (like a usage error); failures of data or files on disk exit 1.
-RUNTIME_ERRORS = (DataNotFoundError, IntegrityError, ExportError)
-
 
 class ZooGroup(TyperGroup):
-    """Turns every ZooError raised by a command into a one-line message on stderr and a non-zero exit."""
+    """Turns every ZooError raised by a command into a one-line message on stderr and a non-zero exit:
+    2 for a mistake in what the user asked for (like a usage error), 1 for a fault of data or files on disk."""
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ZooError as error:
             errors.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
-            raise typer.Exit(1 if isinstance(error, RUNTIME_ERRORS) else 2) from None
+            raise typer.Exit(2 if error.caller_error else 1) from None
 
 
 app = typer.Typer(
@@ -157,17 +155,15 @@ def train(
     console.print(table)
 
 
-class Backend(str, Enum):
-    torch = "torch"
-    torchscript = "torchscript"
-    pt2 = "pt2"
-    onnx = "onnx"
+# Choices come from zoo's one table of formats, so a new format is a new choice here too.
+Backend = Enum("Backend", {name: name for name in zoo.BACKENDS}, type=str)
+Format = Enum("Format", {**{name: name for name in zoo.FORMATS}, "all": "all"}, type=str)
 
 
 @app.command()
 def evaluate(
     ref: RefArg,
-    backend: Annotated[Backend, typer.Option(help="Runtime to score with.")] = Backend.torch,
+    backend: Annotated[Backend, typer.Option(help="Runtime to score with.")] = Backend["torch"],
     device: Device = "cpu",
     data_dir: DataDir = None,
     weights_dir: WeightsDir = None,
@@ -183,17 +179,10 @@ def evaluate(
     console.print(table)
 
 
-class Format(str, Enum):
-    onnx = "onnx"
-    torchscript = "torchscript"
-    pt2 = "pt2"
-    all = "all"
-
-
 @app.command()
 def export(
     ref: RefArg,
-    format_: Annotated[list[Format], typer.Option("--format", "-f", help="Artifact to write (repeatable): onnx, torchscript, pt2 or all.")],
+    format_: Annotated[list[Format], typer.Option("--format", "-f", help=f"Artifact to write (repeatable): {', '.join(zoo.FORMATS)} or all.")] = [Format["onnx"]],  # noqa: B006 (Typer reads it, never mutates it)
     opset: Annotated[Optional[int], typer.Option(help="ONNX opset; default: the exporter's own.")] = None,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare each artifact with PyTorch eager before keeping it.")] = True,
     weights_dir: WeightsDir = None,
@@ -211,8 +200,9 @@ def export(
         table.add_row(fmt, entry["file"], f"{entry['bytes'] / 1024:,.0f} KiB", entry["sha256"][:12],
                       f"{check['max_abs_diff']:.2g}" if check else "not verified")
     console.print(table)
-    if "torchscript" in report["artifacts"]:
-        console.print("note: TorchScript is deprecated in PyTorch; model.pt2 (--format pt2, torch.export) is its supported successor.")
+    for fmt in report["artifacts"]:
+        if zoo.FORMATS[fmt].note:
+            console.print(f"note: {zoo.FORMATS[fmt].note}")
 
 
 @app.command()
@@ -221,16 +211,18 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="gunicorn worker processes; each loads its own models.")] = 2,
     threads: Annotated[int, typer.Option(min=1, help="Request threads per worker.")] = 4,
-    backend: Annotated[Backend, typer.Option(help="Runtime answering requests (onnx needs `zoo export MODEL -f onnx`).")] = Backend.torch,
+    backend: Annotated[Backend, typer.Option(help="Runtime answering requests (onnx needs `zoo export MODEL -f onnx`).")] = Backend["torch"],
     weights_dir: WeightsDir = None,
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body accepted; larger ones get 413.")] = 8 * 1024 * 1024,
     max_batch: Annotated[int, typer.Option(min=1, help="Most images or values in one request.")] = 256,
+    models: Annotated[Optional[str], typer.Option(help="Comma-separated models to serve; default: every model with a version.")] = None,
 ) -> None:
-    """Serve every stored version of mnist-mlp, lenet and linear-regression over HTTP (gunicorn; page at /)."""
+    """Serve every stored version of every model that has one over HTTP (gunicorn; drawing page at /)."""
     from serve.wsgi import run
 
+    chosen = tuple(filter(None, (name.strip() for name in models.split(",")))) if models is not None else None
     run(host=host, port=port, workers=workers, threads=threads, backend=backend.value, weights_dir=weights_dir,
-        max_body_bytes=max_body_bytes, max_batch=max_batch)
+        max_body_bytes=max_body_bytes, max_batch=max_batch, models=chosen)
 
 
 def main() -> None:

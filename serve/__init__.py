@@ -9,7 +9,7 @@ from flask import Flask, send_from_directory
 
 from serve.errors import register_error_handlers
 from serve.health import health
-from serve.models import DEFAULT_MODELS, ServedModels, plan_versions
+from serve.models import ServedModels, plan_versions
 from serve.openapi import openapi
 from serve.v1 import v1
 from serve.v2 import v2
@@ -18,7 +18,7 @@ from zoo.imaging import DEFAULT_MAX_PIXELS
 DEFAULTS: dict[str, Any] = {
     "WEIGHTS_DIR": None,  # None: $ZOO_WEIGHTS_DIR, else the project's weights/
     "BACKEND": "torch",
-    "MODELS": DEFAULT_MODELS,
+    "MODELS": None,  # None: every registered model that has a version to serve
     "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
     "MAX_BATCH": 256,
     "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,

@@ -1,4 +1,4 @@
-"""The one place where errors become HTTP answers: JSON {"error": "..."} with a 4xx (or 500) status."""
+"""The one place where errors become HTTP answers: JSON {"error": "..."} with a 4xx or a 5xx status."""
 
 from __future__ import annotations
 
@@ -13,10 +13,14 @@ log = logging.getLogger("zoo.serve")
 
 
 def register_error_handlers(app: Flask) -> None:
-    """Unknown model or version -> 404, any other ZooError -> 400, HTTP errors keep their status, the rest -> 500."""
+    """The caller's mistakes -> 404 (unknown model or version) or 400; faults of files on disk -> 500 and a log
+    line; HTTP errors keep their status; anything else -> 500."""
 
     @app.errorhandler(ZooError)
     def zoo_error(error: ZooError):
+        if not error.caller_error:
+            log.error("%s: %s", type(error).__name__, error)
+            return jsonify(error=f"server fault: {error}"), 500
         return jsonify(error=str(error)), 404 if isinstance(error, LookupError) else 400
 
     @app.errorhandler(HTTPException)

@@ -8,43 +8,50 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from zoo.errors import UnknownModelError, UnknownVersionError
-from zoo.registry import get_model
-from zoo.runtimes import Runtime, artifact_path, open_runtime
+from zoo.errors import MissingArtifactError, UnknownModelError, UnknownVersionError
+from zoo.registry import get_model, list_models
+from zoo.runtimes import Runtime, exportable_model, open_runtime
 from zoo.store import WeightsStore
 
-DEFAULT_MODELS = ("mnist-mlp", "lenet", "linear-regression")
 log = logging.getLogger("zoo.serve")
 
 
-def plan_versions(models: Iterable[str], weights_dir: str | None, backend: str) -> dict[str, list[int]]:
+def plan_versions(models: Iterable[str] | None, weights_dir: str | None, backend: str) -> dict[str, list[int]]:
     """Every stored version of each model that `backend` can run, checked without loading anything.
 
-    A model without versions is left out; a model whose versions all lack the backend's artifact raises
-    ExportError naming the export command, and so does a root where no model has a version.
+    `models` None means every registered model that runs on inputs; models without a runnable version are
+    then left out with a log line. A model named in `models` must be servable. Nothing to serve at all raises:
+    for want of exports, MissingArtifactError naming each export command; else UnknownVersionError.
     """
     store = WeightsStore(weights_dir)
+    named = models is not None
+    names = list(models) if named else [name for name in list_models() if get_model(name).exportable]
     plan: dict[str, list[int]] = {}
-    for name in models:
-        get_model(name)  # an unknown name fails here, before any worker starts
+    unexported: list[str] = []
+    for name in names:
+        exportable_model(name)  # an unknown or input-less model fails here, before any worker starts
         versions = store.versions(name)
-        if backend != "torch":
+        if backend != "torch" and versions:
             runnable = [v for v in versions if backend in store.manifest(name, v).get("artifacts", {})]
-            if versions and not runnable:
-                latest = versions[-1]
-                artifact_path(name, latest, store.version_dir(name, latest), store.manifest(name, latest), backend)
-            if runnable != versions:
+            if not runnable:
+                unexported.append(f"{name}:{versions[-1]}")
+            elif runnable != versions:
                 skipped = ", ".join(str(v) for v in versions if v not in runnable)
-                log.warning("%s: not serving version(s) %s on %s: no %s export yet (zoo export %s:%s -f %s)",
+                log.warning("%s: not serving version(s) %s on %s: no %s export yet (zoo export %s:%s --format %s)",
                             name, skipped, backend, backend, name, versions[-1], backend)
             versions = runnable
         if versions:
             plan[name] = versions
-        else:
-            log.warning("not serving %s: no trained versions in %s (zoo train %s)", name, store.root, name)
+        elif named and not unexported:
+            raise UnknownVersionError(f"cannot serve {name}: no trained versions in {store.root} (zoo train {name})")
+    if unexported and (named or not plan):
+        commands = ", ".join(f"`zoo export {ref} --format {backend}`" for ref in unexported)
+        raise MissingArtifactError(f"no {backend} export to serve for {', '.join(unexported)}; create it with {commands}")
+    for ref in unexported:
+        log.warning("not serving %s on %s: no %s export (zoo export %s --format %s)", ref, backend, backend, ref, backend)
     if not plan:
         raise UnknownVersionError(
-            f"nothing to serve: no trained versions of {', '.join(models)} in {store.root}; "
+            f"nothing to serve: no trained versions of {', '.join(names)} in {store.root}; "
             f"train one (zoo train mnist-mlp) or pass --weights-dir"
         )
     return plan
@@ -67,7 +74,7 @@ class ServedModels:
             served.runtimes[name] = {v: open_runtime(f"{name}:{v}", backend, weights_dir, threads=threads)
                                      for v in versions}
         for runtime in served.all():
-            example = np.zeros([1, *runtime.spec.input.shape[1:]], dtype=np.float32)
+            example = np.zeros([1, *runtime.spec.input.features], dtype=np.float32)
             runtime.run(example)
         served.ready = True
         return served

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, jsonify
 
 from serve.models import served_models
+from serve.payloads import FORMS
+from zoo.registry import get_model
 
 openapi = Blueprint("openapi", __name__)
 
@@ -26,27 +29,30 @@ def _model_param(names: list[str]) -> dict[str, Any]:
 
 VERSION_PARAM = {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}
 
-PREDICT_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {"schema": {"oneOf": [
-            {"type": "object", "required": ["pixels"], "description": "digit models: one 28x28 / 784-value image "
-             "or a batch ([N,28,28], [N,784], [N,1,28,28]); values 0-255 or 0-1; either polarity",
-             "properties": {"pixels": {"type": "array", "items": {}}}},
-            {"type": "object", "required": ["x"], "description": "linear-regression: one x or a list, document units",
-             "properties": {"x": {"oneOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]}}},
-        ]}},
-        "image/png": {"schema": {"type": "string", "format": "binary"}},
-        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-        "multipart/form-data": {"schema": {"type": "object", "properties": {"image": {"type": "string", "format": "binary"}}}},
-    },
-}
+
+def predict_body(names: list[str]) -> dict[str, Any]:
+    """The /v1 predict request body: each distinct JSON schema of the models' forms, naming the models that take it,
+    and the other media types their forms read."""
+    takers: dict[str, list[str]] = {}
+    schemas: dict[str, dict[str, Any]] = {}
+    media: dict[str, Any] = {}
+    for name in names:
+        form = FORMS[get_model(name).interface.form]
+        schema = form.json_schema(get_model(name))
+        key = json.dumps(schema, sort_keys=True)
+        schemas.setdefault(key, schema)
+        takers.setdefault(key, []).append(name)
+        media.update(form.other_media)
+    one_of = [{**schema, "description": f"{', '.join(takers[key])}: {schema['description']}"}
+              for key, schema in schemas.items()]
+    return {"required": True, "content": {"application/json": {"schema": {"oneOf": one_of}}, **media}}
+
+
 PREDICTION = {"type": "object", "properties": {
     "model": {"type": "string"}, "version": {"type": "integer"}, "backend": {"type": "string"},
     "digit": {"type": "integer"}, "probabilities": {"type": "array", "items": {"type": "number"}, "minItems": 10, "maxItems": 10},
     "predictions": {"type": "array", "items": OBJECT},
-    "y": {"oneOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]},
-}}
+}, "additionalProperties": {"description": "values models: the output tensor's name (e.g. y), one value or a list"}}
 TENSOR = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
     "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
     "datatype": {"type": "string", "enum": ["FP32"]}, "data": {"type": "array", "items": {}},
@@ -64,7 +70,7 @@ def describe(names: list[str]) -> dict[str, Any]:
         "responses": {**JSON_OK("outputs", {"type": "object", "properties": {
             "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
             "outputs": {"type": "array", "items": TENSOR}}}), **ERRORS}}
-    predict = {"requestBody": PREDICT_BODY, "responses": {**JSON_OK("prediction", PREDICTION), **ERRORS}}
+    predict = {"requestBody": predict_body(names), "responses": {**JSON_OK("prediction", PREDICTION), **ERRORS}}
     status = lambda summary: {"get": {"summary": summary, "responses": JSON_OK("status", OBJECT)}}
     return {
         "openapi": "3.0.3",

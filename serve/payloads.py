@@ -1,9 +1,14 @@
-"""Reading request bodies into model input: JSON, raw or multipart images, and Open Inference Protocol v2 tensors."""
+"""Reading request bodies into model input: JSON, raw or multipart images, and Open Inference Protocol v2 tensors.
+
+FORMS holds, for each InputForm a spec can declare, how /v1 reads a request, how it answers, and how
+/openapi.json describes the body; the routes never look at which model they serve.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 from flask import Request, current_app
@@ -11,8 +16,9 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from zoo.errors import InvalidInputError
 from zoo.imaging import image_to_batch, numeric_array, pixels_to_batch
-from zoo.inference import regression_inputs
+from zoo.inference import classify_digits, predict_values, value_inputs
 from zoo.runtimes import Runtime
+from zoo.spec import InputForm, ModelSpec
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
 V2_HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -40,7 +46,7 @@ def json_field(request: Request, key: str, example: str) -> Any:
     return document[key]
 
 
-def digit_batch(request: Request) -> tuple[np.ndarray, bool]:
+def digit_batch(request: Request, spec: ModelSpec) -> tuple[np.ndarray, bool]:
     """A digit request as an [N, 1, 28, 28] batch and whether it came as a batch: PNG/JPEG body or file, or JSON pixels."""
     max_pixels = current_app.config["MAX_IMAGE_PIXELS"]
     if request.mimetype in IMAGE_TYPES:
@@ -57,9 +63,60 @@ def digit_batch(request: Request) -> tuple[np.ndarray, bool]:
     )
 
 
-def regression_batch(request: Request) -> tuple[np.ndarray, bool]:
-    """A regression request ({"x": 3} or {"x": [1, 2, 3]}) as an [N, 1] batch and whether it came as a list."""
-    return checked_batch(*regression_inputs(json_field(request, "x", '{"x": 3.5} or {"x": [1, 2, 3]}')))
+def value_example(spec: ModelSpec) -> str:
+    """A request body for a values model, as the error messages and /openapi.json show it."""
+    name, (features,) = spec.input.name, spec.input.features
+    if features == 1:
+        return f'{{"{name}": 3.5}} or {{"{name}": [1, 2, 3]}}'
+    return f'{{"{name}": [{features} numbers]}} or {{"{name}": [[{features} numbers], ...]}}'
+
+
+def value_batch(request: Request, spec: ModelSpec) -> tuple[np.ndarray, bool]:
+    """A values request ({"x": 3}, {"x": [1, 2, 3]}, or rows of features) as a batch and whether it came as one."""
+    (features,) = spec.input.features
+    return checked_batch(*value_inputs(json_field(request, spec.input.name, value_example(spec)), features))
+
+
+def digit_answer(runtime: Runtime, batch: np.ndarray, batched: bool) -> dict[str, Any]:
+    predictions = classify_digits(runtime, batch)
+    return {"predictions": predictions} if batched else predictions[0]
+
+
+def value_answer(runtime: Runtime, batch: np.ndarray, batched: bool) -> dict[str, Any]:
+    values = predict_values(runtime, batch)
+    return {runtime.spec.output.name: values if batched else values[0]}
+
+
+@dataclass(frozen=True)
+class RequestForm:
+    """How /v1 reads and answers one InputForm, and the JSON body schema /openapi.json gives it."""
+
+    read: Callable[[Request, ModelSpec], tuple[np.ndarray, bool]]
+    answer: Callable[[Runtime, np.ndarray, bool], dict[str, Any]]
+    json_schema: Callable[[ModelSpec], dict[str, Any]]
+    other_media: dict[str, dict[str, Any]]  # media types besides JSON that `read` takes, with their OpenAPI schemas
+
+
+def _pixels_schema(spec: ModelSpec) -> dict[str, Any]:
+    return {"type": "object", "required": ["pixels"], "description": "one 28x28 / 784-value image or a batch "
+            "([N,28,28], [N,784], [N,1,28,28]); values 0-255 or 0-1; either polarity",
+            "properties": {"pixels": {"type": "array", "items": {}}}}
+
+
+def _values_schema(spec: ModelSpec) -> dict[str, Any]:
+    number = {"type": "number"}
+    return {"type": "object", "required": [spec.input.name], "description": value_example(spec),
+            "properties": {spec.input.name: {"oneOf": [number, {"type": "array", "items": {}}]}}}
+
+
+_BINARY = {"type": "string", "format": "binary"}
+FORMS: dict[InputForm, RequestForm] = {
+    InputForm.DIGITS: RequestForm(digit_batch, digit_answer, _pixels_schema, {
+        **{kind: {"schema": _BINARY} for kind in IMAGE_TYPES},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {"image": _BINARY}}},
+    }),
+    InputForm.VALUES: RequestForm(value_batch, value_answer, _values_schema, {}),
+}
 
 
 def checked_batch(batch: np.ndarray, batched: bool) -> tuple[np.ndarray, bool]:

@@ -7,31 +7,27 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from serve.models import served_models
-from serve.payloads import digit_batch, regression_batch
-from zoo.errors import InvalidInputError
-from zoo.inference import classify_digits, predict_values
+from serve.payloads import FORMS
+from zoo.manifest import version_summary
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
 
 
 def model_metadata(name: str) -> dict[str, Any]:
-    """What a client needs to call a served model: its tensors, task, preprocessing and served versions."""
+    """What a client needs to call a served model: its tensors, form, preprocessing and served versions."""
     latest = served_models().get(name)
     spec = latest.spec
     return {
         "name": name,
         "summary": spec.summary,
         "task": spec.task,
+        "form": spec.interface.form.value,
         "input": spec.input.to_dict(),
         "output": spec.output.to_dict(),
         "preprocessing": spec.preprocessing,
         "backend": latest.backend,
         "latest_version": latest.version,
-        "versions": [
-            {"version": v, "recipe": r.manifest["recipe"]["name"], "metrics": r.manifest.get("metrics", {}),
-             "created": r.manifest.get("created")}
-            for v, r in served_models().runtimes[name].items()
-        ],
+        "versions": [version_summary(r.manifest) for r in served_models().runtimes[name].values()],
         "predict": f"/v1/models/{name}/predict",
     }
 
@@ -50,16 +46,7 @@ def get_model(name: str):
 @v1.post("/models/<name>/versions/<version>/predict")
 def predict(name: str, version: str | None = None):
     runtime = served_models().get(name, version)
-    answer: dict[str, Any] = {"model": runtime.name, "version": runtime.version, "backend": runtime.backend}
-    if runtime.spec.task == "image-classification":
-        batch, batched = digit_batch(request)
-        predictions = classify_digits(runtime, batch)
-        answer.update({"predictions": predictions} if batched else predictions[0])
-    elif runtime.spec.task == "regression" and runtime.spec.input.shape[1:] == (1,):
-        batch, batched = regression_batch(request)
-        values = predict_values(runtime, batch)
-        answer["y"] = values if batched else values[0]
-    else:
-        raise InvalidInputError(f"{name} has no /v1 predict form; call /v2/models/{name}/infer with its tensors")
-    return jsonify(answer)
-
+    form = FORMS[runtime.spec.interface.form]
+    batch, batched = form.read(request, runtime.spec)
+    return jsonify({"model": runtime.name, "version": runtime.version, "backend": runtime.backend,
+                    **form.answer(runtime, batch, batched)})

@@ -16,8 +16,6 @@ from serve.models import served_models
 from serve.payloads import V2_HEADER_LENGTH, v2_output_binary, v2_request, v2_shape
 
 v2 = Blueprint("v2", __name__, url_prefix="/v2")
-PLATFORMS = {"torch": "pytorch_libtorch", "torchscript": "pytorch_libtorch", "pt2": "pytorch_libtorch",
-             "onnx": "onnxruntime_onnx"}
 
 
 def readiness():
@@ -49,7 +47,7 @@ def model_metadata(name: str, version: str | None = None):
     return jsonify(
         name=name,
         versions=[str(v) for v in served_models().runtimes[name]],
-        platform=PLATFORMS[runtime.backend],
+        platform=runtime.platform,
         inputs=[tensor(runtime.spec.input)],
         outputs=[tensor(runtime.spec.output)],
     )

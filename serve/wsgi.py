@@ -6,7 +6,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from serve.models import DEFAULT_MODELS, plan_versions
+from serve.models import plan_versions
 
 
 class ZooServer(BaseApplication):
@@ -39,7 +39,7 @@ def run(
     weights_dir: str | None = None,
     max_body_bytes: int = 8 * 1024 * 1024,
     max_batch: int = 256,
-    models: tuple[str, ...] = DEFAULT_MODELS,
+    models: tuple[str, ...] | None = None,
 ) -> None:
     """Serve until stopped; what to serve is checked first, so a missing model or artifact fails here with a ZooError."""
     plan_versions(models, weights_dir, backend)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +20,8 @@ from PIL import Image
 import zoo
 from zoo.data import mnist_test_images
 
-SERVED = ("mnist-mlp", "lenet", "linear-regression")
+ZOO = Path(sys.executable).with_name("zoo")
+SERVED = ("lenet", "linear-regression", "mnist-mlp")  # the order a server lists them: the registry's
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +52,71 @@ def photo_of(digit: np.ndarray, fmt: str = "PNG", side: int = 280, colour: bool 
     buffer = io.BytesIO()
     image.save(buffer, fmt)
     return buffer.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(weights: Path, cwd: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`zoo serve` on a free port, returned once /v2/health/ready answers 200."""
+    port = free_port()
+    process = subprocess.Popen([str(ZOO), "serve", "--port", str(port), "--weights-dir", str(weights), *args],
+                               cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"zoo serve exited with {process.returncode}:\n{process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            time.sleep(0.2)
+    process.terminate()
+    raise AssertionError(f"zoo serve not ready after 90 s:\n{process.communicate(timeout=10)[0]}")
+
+
+def stop_server(process: subprocess.Popen) -> str:
+    process.terminate()
+    try:
+        return process.communicate(timeout=15)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()[0]
+
+
+def call(url: str, path: str, body: bytes | None = None, content_type: str = "application/json"):
+    """(status, JSON answer) of a request; 4xx and 5xx answers are returned, not raised."""
+    request = urllib.request.Request(url + path, data=body, headers={"Content-Type": content_type} if body else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """An HTTP/1.1 response's head and whole body, however many segments they come in.
+
+    The body ends at Content-Length, or when the server closes the connection if the head gives none.
+    """
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed before the end of the response head: {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lengths = [line.split(b":", 1)[1] for line in head.split(b"\r\n")[1:] if line.lower().startswith(b"content-length:")]
+    length = int(lengths[0]) if lengths else None
+    while length is None or len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    assert length is None or len(body) >= length, f"response body cut short: {len(body)} of {length} bytes"
+    return head, body

@@ -7,57 +7,16 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
 import serving
-from serving import mnist_digits, photo_of
+from serving import ZOO, call, free_port, mnist_digits, photo_of, read_response, start_server, stop_server
 
 pytestmark = pytest.mark.slow
-ZOO = Path(sys.executable).with_name("zoo")
 
 served_weights = serving.served_weights  # the shared fixture, seen by this module's tests
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(weights: Path, cwd: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    """`zoo serve` on a free port, returned once /v2/health/ready answers 200."""
-    port = free_port()
-    process = subprocess.Popen([str(ZOO), "serve", "--port", str(port), "--weights-dir", str(weights), *args],
-                               cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"zoo serve exited with {process.returncode}:\n{process.stdout.read()}")
-        try:
-            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
-                if response.status == 200:
-                    return process, url
-        except OSError:
-            time.sleep(0.2)
-    process.terminate()
-    raise AssertionError(f"zoo serve not ready after 90 s:\n{process.communicate(timeout=10)[0]}")
-
-
-def stop_server(process: subprocess.Popen) -> str:
-    process.terminate()
-    try:
-        return process.communicate(timeout=15)[0]
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.communicate()[0]
 
 
 @pytest.fixture(scope="module", params=["torch", "onnx"])
@@ -66,39 +25,6 @@ def server(request, served_weights, tmp_path_factory):
     yield url
     log = stop_server(process)
     assert "Traceback" not in log, log
-
-
-def call(url: str, path: str, body: bytes | None = None, content_type: str = "application/json"):
-    """(status, JSON answer) of a request; 4xx and 5xx answers are returned, not raised."""
-    request = urllib.request.Request(url + path, data=body, headers={"Content-Type": content_type} if body else {})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
-    """An HTTP/1.1 response's head and whole body, however many segments they come in.
-
-    The body ends at Content-Length, or when the server closes the connection if the head gives none.
-    """
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"connection closed before the end of the response head: {data!r}")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lengths = [line.split(b":", 1)[1] for line in head.split(b"\r\n")[1:] if line.lower().startswith(b"content-length:")]
-    length = int(lengths[0]) if lengths else None
-    while length is None or len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    assert length is None or len(body) >= length, f"response body cut short: {len(body)} of {length} bytes"
-    return head, body
 
 
 def test_digit_and_regression_predictions(server, data_dir):

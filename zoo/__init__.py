@@ -1,6 +1,8 @@
 """zoo: the networks of five PyTorch tutorials, registered, trainable, versioned and exportable."""
 
 from zoo import models as _models  # noqa: F401  (registers every architecture)
+from zoo.catalog import describe_model
+from zoo.devices import resolve_device
 from zoo.errors import (
     DataNotFoundError,
     DeviceUnavailableError,
@@ -8,28 +10,35 @@ from zoo.errors import (
     IntegrityError,
     InvalidInputError,
     InvalidOverrideError,
+    MissingArtifactError,
+    NotExportableError,
+    StorageError,
     UnknownModelError,
     UnknownRecipeError,
     UnknownVersionError,
+    VerificationError,
     ZooError,
 )
-from zoo.catalog import describe_model
+from zoo.evaluation import evaluate
 from zoo.exporter import export
+from zoo.formats import BACKENDS, FORMATS
 from zoo.imaging import image_to_batch, pixels_to_batch
 from zoo.inference import classify_digits, predict_values
-from zoo.loading import LoadedModel, evaluate, load_version
+from zoo.loading import LoadedModel, load_version
+from zoo.loops import Progress
 from zoo.recipes import Recipe, parse_assignments
 from zoo.registry import get_model, list_models, register_model
 from zoo.runtimes import Runtime, open_runtime
-from zoo.spec import ModelSpec, TensorSpec
+from zoo.spec import InputForm, Interface, Minimise, ModelSpec, Supervised, TensorSpec
 from zoo.store import WeightsStore, parse_ref
-from zoo.training import Progress, TrainResult, resolve_device, train
+from zoo.training import TrainResult, train
 
 __all__ = [
     "DataNotFoundError", "DeviceUnavailableError", "ExportError", "IntegrityError", "InvalidInputError",
-    "InvalidOverrideError", "UnknownModelError", "UnknownRecipeError", "UnknownVersionError", "ZooError",
+    "InvalidOverrideError", "MissingArtifactError", "NotExportableError", "StorageError", "UnknownModelError",
+    "UnknownRecipeError", "UnknownVersionError", "VerificationError", "ZooError",
     "describe_model", "LoadedModel", "evaluate", "load_version", "Recipe", "parse_assignments", "get_model", "list_models",
-    "register_model", "ModelSpec", "TensorSpec", "WeightsStore", "parse_ref", "Progress", "TrainResult",
-    "resolve_device", "train", "export", "open_runtime", "Runtime", "image_to_batch", "pixels_to_batch",
-    "classify_digits", "predict_values",
+    "register_model", "ModelSpec", "TensorSpec", "Interface", "InputForm", "Supervised", "Minimise", "WeightsStore",
+    "parse_ref", "Progress", "TrainResult", "resolve_device", "train", "export", "open_runtime", "Runtime", "BACKENDS",
+    "FORMATS", "image_to_batch", "pixels_to_batch", "classify_digits", "predict_values",
 ]

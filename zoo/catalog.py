@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from zoo.manifest import version_summary
 from zoo.registry import get_model
 from zoo.store import WeightsStore
 
@@ -13,16 +14,7 @@ def describe_model(name: str, weights_dir: Optional[str] = None) -> dict[str, An
     spec = get_model(name)
     store = WeightsStore(weights_dir)
     module = spec.build(spec.recipe())
-    versions = []
-    for version in store.versions(name):
-        manifest = store.manifest(name, version)
-        versions.append({
-            "version": version,
-            "recipe": manifest["recipe"]["name"],
-            "metrics": manifest["metrics"],
-            "created": manifest["created"],
-            "artifacts": sorted(manifest.get("artifacts", {})),
-        })
+    interface = spec.interface
     return {
         "name": spec.name,
         "summary": spec.summary,
@@ -30,8 +22,9 @@ def describe_model(name: str, weights_dir: Optional[str] = None) -> dict[str, An
         "task": spec.task,
         "dataset": spec.dataset,
         "preprocessing": spec.preprocessing,
-        "input": spec.input.to_dict() if spec.input else None,
-        "output": spec.output.to_dict() if spec.output else None,
+        "input": interface.input.to_dict() if interface else None,
+        "output": interface.output.to_dict() if interface else None,
+        "form": interface.form.value if interface else None,
         "exportable": spec.exportable,
         "notes": spec.notes,
         "parameters": sum(p.numel() for p in module.parameters()),
@@ -39,5 +32,5 @@ def describe_model(name: str, weights_dir: Optional[str] = None) -> dict[str, An
         "default_recipe": spec.default_recipe,
         "recipes": {key: recipe.to_dict() for key, recipe in spec.recipes.items()},
         "weights_dir": str(store.root),
-        "versions": versions,
+        "versions": [version_summary(store.manifest(name, version)) for version in store.versions(name)],
     }

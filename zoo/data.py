@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import torch
 
 from zoo.errors import DataNotFoundError
-from zoo.spec import Splits
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -19,6 +19,26 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+
+
+@dataclass
+class Splits:
+    """A data set as tensors already on the training device, plus a fingerprint of its content."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    fingerprint: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DataContext:
+    """Where data comes from and where its tensors go."""
+
+    data_dir: Path
+    device: torch.device
 
 
 def resolve_data_dir(data_dir: Optional[os.PathLike | str] = None) -> Path:

@@ -1,10 +1,19 @@
-"""The zoo's exceptions: one base, a few kinds, each message saying what was expected and what came."""
+"""The zoo's exceptions: one base, a few kinds, each message saying what was expected and what came.
+
+Every kind says whose fault it is in `caller_error`: True for a mistake in what the caller asked for (a name,
+a value, an input), False for a fault of files or data on disk. The CLI turns that into exit 2 or exit 1,
+the server into a 4xx or a 500; nothing else needs to know the kinds.
+"""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class ZooError(Exception):
     """Base of every error the zoo raises on purpose."""
+
+    caller_error: ClassVar[bool] = True
 
 
 class UnknownModelError(ZooError, LookupError):
@@ -23,21 +32,47 @@ class InvalidOverrideError(ZooError, ValueError):
     """A hyperparameter override with an unknown key or a bad value."""
 
 
-class DataNotFoundError(ZooError, FileNotFoundError):
-    """A data set that is neither on disk nor downloadable."""
-
-
 class DeviceUnavailableError(ZooError, RuntimeError):
     """A device that this machine does not have."""
 
 
-class IntegrityError(ZooError, ValueError):
-    """Weights on disk that do not match their manifest."""
+class InvalidInputError(ZooError, ValueError):
+    """Inference input of the wrong shape, type or content."""
 
 
 class ExportError(ZooError, RuntimeError):
-    """A model or format that cannot be exported, or an export that failed verification."""
+    """An export or exported artifact that failed; its kinds say whose fault."""
+
+    caller_error = False
 
 
-class InvalidInputError(ZooError, ValueError):
-    """Inference input of the wrong shape, type or content."""
+class NotExportableError(ExportError, ValueError):
+    """A model, format or backend that cannot be exported or run: the caller asked for something that does not exist."""
+
+    caller_error = True
+
+
+class MissingArtifactError(ExportError, FileNotFoundError):
+    """A version whose exported file for a backend is not on disk."""
+
+
+class VerificationError(ExportError):
+    """An exported file whose outputs do not match PyTorch eager."""
+
+
+class DataNotFoundError(ZooError, FileNotFoundError):
+    """A data set that is neither on disk nor downloadable."""
+
+    caller_error = False
+
+
+class IntegrityError(ZooError, ValueError):
+    """Files on disk that do not match their manifest, or a manifest that cannot be read."""
+
+    caller_error = False
+
+
+class StorageError(ZooError, OSError):
+    """A file or folder that could not be written (a full disk, an unwritable folder)."""
+
+    caller_error = False

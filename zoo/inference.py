@@ -1,4 +1,4 @@
-"""Answers from a Runtime in plain data: digits with their probabilities, regression values."""
+"""Answers from a Runtime in plain data: digits with their probabilities, output values per item."""
 
 from __future__ import annotations
 
@@ -25,16 +25,27 @@ def classify_digits(runtime: Runtime, batch: np.ndarray) -> list[dict[str, Any]]
     ]
 
 
-def regression_inputs(values: Any) -> tuple[np.ndarray, bool]:
-    """One x or a list of them (flat or [N, 1]) as an [N, 1] batch, and whether they came as a list."""
+def value_inputs(values: Any, features: int) -> tuple[np.ndarray, bool]:
+    """Numbers for a model of `features` inputs as an [N, features] batch, and whether they came as a batch.
+
+    One feature: a number, or a list of them (flat or [N, 1]). More: a list of `features` numbers, or a list of such lists.
+    """
     array = numeric_array(values, "x")
-    if array.ndim == 0:
+    if features == 1 and array.ndim == 0:
         return array.reshape(1, 1), False
-    if array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1):
+    if features == 1 and (array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1)):
         return array.reshape(-1, 1), True
-    raise InvalidInputError(f"expected x as a number or a list of numbers, got shape {list(array.shape)}")
+    if features > 1 and array.ndim == 1 and len(array) == features:
+        return array.reshape(1, features), False
+    if array.ndim == 2 and array.shape[1] == features and len(array):
+        return array, True
+    expected = "a number or a list of numbers" if features == 1 else f"a list of {features} numbers or a list of such lists"
+    raise InvalidInputError(f"expected x as {expected}, got shape {list(array.shape)}")
 
 
-def predict_values(runtime: Runtime, batch: np.ndarray) -> list[float]:
-    """The model's output for an [N, 1] batch, one float per row."""
-    return [float(value) for value in runtime.run(batch).reshape(len(batch))]
+def predict_values(runtime: Runtime, batch: np.ndarray) -> list[Any]:
+    """The model's output for each row of a batch: a float where the output has one value, else a list."""
+    outputs = runtime.run(batch).reshape(len(batch), -1)
+    if outputs.shape[1] == 1:
+        return [float(value) for value in outputs[:, 0]]
+    return [[float(value) for value in row] for row in outputs]

@@ -1,20 +1,19 @@
-"""Loading a stored version back into its nn.Module, and re-scoring it."""
+"""Loading a stored version back into its nn.Module."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
-import torch
 from torch import nn
 
-from zoo.data import resolve_data_dir
+from zoo.devices import resolve_device
+from zoo.errors import IntegrityError
+from zoo.manifest import MANIFEST_FILE, Manifest
 from zoo.recipes import Recipe, recipe_from_dict
 from zoo.registry import get_model
-from zoo.runtimes import RuntimeModule, open_runtime
-from zoo.spec import DataContext, ModelSpec
+from zoo.spec import ModelSpec
 from zoo.store import StoredVersion, WeightsStore, parse_ref
-from zoo.training import resolve_device
 
 
 @dataclass
@@ -31,45 +30,35 @@ class LoadedModel:
         return self.stored.version
 
     @property
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
         return self.stored.manifest
+
+
+def stored_recipe(spec: ModelSpec, stored: StoredVersion) -> Recipe:
+    """The recipe a stored version was trained with, rebuilt from its manifest."""
+    where = stored.path / MANIFEST_FILE
+    record = stored.manifest.get("recipe")
+    if record is None:
+        raise IntegrityError(f"{where} has no 'recipe' key; expected the recipe the version was trained with")
+    if record["name"] not in spec.recipes:
+        raise IntegrityError(f"{where} names recipe {record['name']!r}; {spec.name} has {', '.join(spec.recipes)}")
+    try:
+        return recipe_from_dict(spec.recipes[record["name"]], record["params"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise IntegrityError(f"{where} has recipe parameters that {spec.name} does not accept: {error}") from None
 
 
 def load_version(ref: str, weights_dir: Optional[str] = None, device: str = "cpu") -> LoadedModel:
     """Load `MODEL[:VERSION]` (latest when no version): sha256-checked safetensors into a fresh module."""
     name, version = parse_ref(ref)
     spec = get_model(name)
-    stored = WeightsStore(weights_dir).load(name, version, device=resolve_device(device))
-    params = stored.manifest["recipe"]["params"]
-    recipe = recipe_from_dict(spec.recipes[stored.manifest["recipe"]["name"]], params)
-    model = spec.build(recipe).to(resolve_device(device))
-    model.load_state_dict(stored.state_dict, strict=True)
+    torch_device = resolve_device(device)
+    stored = WeightsStore(weights_dir).load(name, version, device=torch_device)
+    recipe = stored_recipe(spec, stored)
+    model = spec.build(recipe).to(torch_device)
+    try:
+        model.load_state_dict(stored.state_dict, strict=True)
+    except RuntimeError as error:
+        raise IntegrityError(f"{stored.path} holds weights that do not fit {name}: {str(error).splitlines()[0]}") from None
     model.eval()
     return LoadedModel(spec, recipe, model, stored)
-
-
-def evaluate(
-    ref: str,
-    weights_dir: Optional[str] = None,
-    data_dir: Optional[str] = None,
-    device: str = "cpu",
-    backend: str = "torch",
-) -> dict[str, Any]:
-    """Recompute a stored version's held-out metrics and set them beside the ones its manifest recorded."""
-    loaded = load_version(ref, weights_dir, device)
-    model = loaded.model
-    if backend != "torch":
-        runtime = open_runtime(f"{loaded.spec.name}:{loaded.version}", backend, weights_dir)
-        model = RuntimeModule(runtime, loaded.model)
-    context = DataContext(resolve_data_dir(data_dir), resolve_device(device))
-    splits = loaded.spec.load_data(loaded.recipe, context)
-    with torch.no_grad():
-        metrics = loaded.spec.metrics(model, splits, loaded.recipe)
-    recorded = {k: v for k, v in loaded.manifest["metrics"].items() if k in metrics}
-    return {
-        "model": loaded.spec.name,
-        "version": loaded.version,
-        "backend": backend,
-        "metrics": metrics,
-        "recorded": recorded,
-    }

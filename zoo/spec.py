@@ -1,15 +1,26 @@
-"""What the registry holds for each architecture: plain metadata plus the few functions that differ."""
+"""What the registry holds for each architecture: plain metadata, and the few functions that differ per model.
+
+A spec says everything the rest of the zoo acts on: how to build the module, its recipes, its objective
+(how it is trained and scored) and, when it runs on inputs, its interface (tensors, HTTP form, real example
+inputs). Nothing elsewhere compares a model's name, task or data set with a string.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Callable, Mapping, Optional, Union
 
 import torch
 from torch import nn
 
+from zoo.data import DataContext, Splits, fingerprint
 from zoo.errors import UnknownRecipeError
+from zoo.loops import LossFn, ProgressCallback, fit, minimise
 from zoo.recipes import Recipe, apply_overrides
+
+# Any callable from an input batch to an output batch: an eval-mode module, or a runtime dressed as one.
+Predict = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -23,52 +34,116 @@ class TensorSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
+    @property
+    def features(self) -> tuple[int, ...]:
+        """The shape of one item: everything after the batch dimension."""
+        return tuple(self.shape[1:])
 
-@dataclass
-class Splits:
-    """A data set as tensors already on the training device, plus a fingerprint of its content."""
 
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    fingerprint: str
-    description: str = ""
+class InputForm(str, Enum):
+    """How a client gives the model its input over HTTP; the server has one reader and one answer per form."""
+
+    DIGITS = "digits"  # digit pictures or 28x28 pixels; answered with the digit and its probabilities
+    VALUES = "values"  # numbers: one item's features or a list of items; answered with the output values
 
 
 @dataclass(frozen=True)
-class DataContext:
-    """Where data comes from and where its tensors go."""
+class Interface:
+    """What a model that runs on inputs declares: its tensors, its HTTP form, and real inputs to check it on."""
 
-    data_dir: Any  # pathlib.Path
-    device: torch.device
+    input: TensorSpec
+    output: TensorSpec
+    form: InputForm
+    preprocessing: str
+    # `count` real inputs (from the data set or its distribution), to verify exports and to store as test data.
+    examples: Callable[[Recipe, DataContext, int], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What an objective's training produced: the loss history, held-out metrics and a record of the data."""
+
+    history: list[float]
+    metrics: dict[str, Any]
+    data: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Supervised:
+    """Fit to a data set by minibatch descent on a loss; scored only on predictions over held-out data."""
+
+    load_data: Callable[[Recipe, DataContext], Splits]
+    loss: Callable[[Recipe], LossFn]
+    metrics: Callable[[Predict, Splits, Recipe], dict[str, Any]]
+
+    def train(self, model: nn.Module, recipe: Recipe, context: DataContext,
+              on_progress: Optional[ProgressCallback] = None) -> Trained:
+        splits = self.load_data(recipe, context)
+        history = fit(model, recipe, splits, self.loss(recipe), on_progress)
+        model.eval()
+        with torch.no_grad():
+            metrics = self.metrics(model, splits, recipe)
+        return Trained(history, metrics, {"fingerprint": splits.fingerprint, "description": splits.description})
+
+    def score(self, predict: Predict, recipe: Recipe, context: DataContext) -> dict[str, Any]:
+        """The held-out metrics of any predictor: an eager module or an exported file's runtime."""
+        with torch.no_grad():
+            return self.metrics(predict, self.load_data(recipe, context), recipe)
+
+
+@dataclass(frozen=True)
+class Minimise:
+    """The module's parameters are the answer: training minimises the sum of `module()`; there is no data."""
+
+    metrics: Callable[[nn.Module], dict[str, Any]]
+
+    def train(self, model: nn.Module, recipe: Recipe, context: DataContext,
+              on_progress: Optional[ProgressCallback] = None) -> Trained:
+        start = fingerprint(*(p.detach() for p in model.parameters()))
+        history = minimise(model, recipe, on_progress)
+        return Trained(history, self.score(model, recipe, context),
+                       {"fingerprint": start, "description": "no data: minimises the module's output from its starting parameters"})
+
+    def score(self, model: nn.Module, recipe: Recipe, context: DataContext) -> dict[str, Any]:
+        with torch.no_grad():
+            return self.metrics(model)
+
+
+Objective = Union[Supervised, Minimise]
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One registered architecture: its metadata, recipes, and how to build, feed, train and score it."""
+    """One registered architecture: its metadata, recipes, objective, and its interface when it runs on inputs."""
 
     name: str
     summary: str
     source: str
     task: str
     dataset: str
-    preprocessing: str
-    input: Optional[TensorSpec]
-    output: Optional[TensorSpec]
     build: Callable[[Recipe], nn.Module]
     recipes: Mapping[str, Recipe]
-    load_data: Callable[[Recipe, DataContext], Splits]
-    loss: Callable[[Recipe], Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
-    metrics: Callable[[nn.Module, Splits, Recipe], dict[str, Any]]
-    fit: Optional[Callable[..., list[float]]] = None
+    objective: Objective
+    interface: Optional[Interface] = None
     notes: str = ""
     default_recipe: str = "default"
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def exportable(self) -> bool:
-        return self.input is not None
+        """Whether the model runs on inputs, and so can be exported, served and run by every backend."""
+        return self.interface is not None
+
+    @property
+    def input(self) -> Optional[TensorSpec]:
+        return self.interface.input if self.interface else None
+
+    @property
+    def output(self) -> Optional[TensorSpec]:
+        return self.interface.output if self.interface else None
+
+    @property
+    def preprocessing(self) -> str:
+        return self.interface.preprocessing if self.interface else "none: the model takes no inputs"
 
     def recipe(self, name: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None) -> Recipe:
         """The recipe called `name` (the default when None) with `overrides` applied."""

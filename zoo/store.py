@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 from filelock import FileLock
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from zoo.errors import IntegrityError, UnknownVersionError
+from zoo.errors import IntegrityError, StorageError, UnknownVersionError
+from zoo.manifest import MANIFEST_FILE, Manifest, publish_mode, read_manifest, stage_manifest, write_manifest
 
 WEIGHTS_FILE = "model.safetensors"
-MANIFEST_FILE = "manifest.json"
 PROJECT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
-# tempfile creates private (0600/0700) entries; published versions get the modes the umask allows,
-# so that, say, a server running as another user can read them.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[^:]*))?$")
 
 
@@ -60,32 +56,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def publish_mode(path: Path) -> None:
-    """Give a file or folder made by tempfile the permissions an ordinary open() or mkdir() would have."""
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_UMASK)
-
-
 def check_sha256(path: Path, expected: str) -> None:
     """Raise IntegrityError unless the file at `path` has the sha256 its manifest recorded."""
-    actual = sha256_file(path)
+    try:
+        actual = sha256_file(path)
+    except FileNotFoundError:
+        raise IntegrityError(f"{path} is listed in its manifest but missing; restore it or remove the version folder") from None
     if actual != expected:
         raise IntegrityError(f"{path} does not match its manifest: expected sha256 {expected}, got {actual}")
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON beside `path` and rename it over, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        publish_mode(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -95,7 +73,7 @@ class StoredVersion:
     name: str
     version: int
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     state_dict: dict[str, torch.Tensor]
 
 
@@ -133,16 +111,19 @@ class WeightsStore:
             raise UnknownVersionError(f"{name!r} has no version {version} in {self.root}; versions present: {have}")
         return version
 
-    def manifest(self, name: str, version: int) -> dict[str, Any]:
-        with open(self.version_dir(name, version) / MANIFEST_FILE) as handle:
-            return json.load(handle)
+    def manifest(self, name: str, version: int) -> Manifest:
+        return read_manifest(self.version_dir(name, version) / MANIFEST_FILE)
 
-    def save(self, name: str, state_dict: dict[str, torch.Tensor], manifest: dict[str, Any]) -> int:
-        """Write a new version and return its number; concurrent savers each get their own number."""
+    def save(self, name: str, state_dict: dict[str, torch.Tensor], manifest: Manifest) -> int:
+        """Write a new version and return its number; concurrent savers each get their own number.
+
+        A disk that is full or unwritable raises StorageError naming the path, and leaves no trace.
+        """
         folder = self.root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=folder, prefix=".staging-"))
+        staging: Optional[Path] = None
         try:
+            folder.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=folder, prefix=".staging-"))
             weights = staging / WEIGHTS_FILE
             tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
             save_file(tensors, str(weights), metadata={"model": name})
@@ -154,7 +135,7 @@ class WeightsStore:
             }
             version = (self.versions(name) or [0])[-1] + 1
             while True:
-                write_json_atomic(staging / MANIFEST_FILE, {"model": name, "version": version, **manifest})
+                write_manifest(staging / MANIFEST_FILE, {"model": name, "version": version, **manifest})
                 try:
                     # rename() of a folder onto an existing non-empty one fails, so the number is claimed atomically.
                     os.rename(staging, folder / str(version))
@@ -163,8 +144,17 @@ class WeightsStore:
                     if not (folder / str(version)).exists():
                         raise
                     version += 1
+        except (OSError, SafetensorError) as error:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(error, StorageError):
+                raise
+            where = getattr(error, "filename", None) or staging or folder
+            reason = getattr(error, "strerror", None) or str(error)
+            raise StorageError(f"could not write a new version of {name} in {where}: {reason}") from None
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
             raise
 
     def load(self, name: str, version: Optional[int] = None, device: str | torch.device = "cpu") -> StoredVersion:
@@ -176,11 +166,25 @@ class WeightsStore:
         check_sha256(weights, manifest["weights"]["sha256"])
         return StoredVersion(name, version, path, manifest, load_file(str(weights), device=str(device)))
 
-    def update_manifest(self, name: str, version: int, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        """Apply `change` to a version's manifest under a lock, writing the result atomically."""
+    def commit(self, name: str, version: int, staged: dict[Path, Path], change: Callable[[Manifest], None]) -> Manifest:
+        """Move staged files (temp path -> final path) into a version and apply `change` to its manifest.
+
+        Under the manifest's lock, the new manifest is written to a temp file first, so a full disk fails before
+        anything moves; renames within the folder need no space. Moved entries leave `staged`.
+        """
         path = self.version_dir(name, version)
-        with FileLock(str(path / ".manifest.lock")):
-            manifest = self.manifest(name, version)
-            change(manifest)
-            write_json_atomic(path / MANIFEST_FILE, manifest)
+        try:
+            with FileLock(str(path / ".manifest.lock")):
+                manifest = self.manifest(name, version)
+                change(manifest)
+                new_manifest = stage_manifest(path / MANIFEST_FILE, manifest)
+                staged[new_manifest] = path / MANIFEST_FILE
+                for temp, final in list(staged.items()):
+                    final.parent.mkdir(exist_ok=True)
+                    os.replace(temp, final)
+                    del staged[temp]
+        except StorageError:
+            raise
+        except OSError as error:
+            raise StorageError(f"could not update {path}: {error.strerror or error}") from None
         return manifest

@@ -1,19 +1,18 @@
-"""What models of the same task share: the MNIST input layer, data loaders, losses and metrics."""
+"""What the MNIST classifiers share: their input layer, interface, objective, losses and metrics."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
-
 import typing
 from dataclasses import dataclass
+from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.data import load_mnist
+from zoo.data import DataContext, Splits, load_mnist, mnist_test_images
 from zoo.recipes import Recipe
-from zoo.spec import DataContext, Splits
+from zoo.spec import InputForm, Interface, Predict, Supervised, TensorSpec
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 MNIST_PREPROCESSING = (
@@ -63,17 +62,14 @@ def classification_loss(recipe: ClassifierRecipe) -> Callable[[torch.Tensor, tor
     return lambda logits, target: F.cross_entropy(logits, target, label_smoothing=smoothing)
 
 
-def predict_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Eval-mode forward pass in chunks, so the whole test set never has to fit at once."""
-    model.eval()
-    with torch.no_grad():
-        return torch.cat([model(x[i:i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)])
+def predict_logits(predict: Predict, x: torch.Tensor) -> torch.Tensor:
+    """The predictor's outputs in chunks, so the whole test set never has to fit at once."""
+    return torch.cat([predict(x[i:i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)])
 
 
-def classification_metrics(model: nn.Module, splits: Splits, recipe: Recipe) -> dict[str, Any]:
+def classification_metrics(predict: Predict, splits: Splits, recipe: Recipe) -> dict[str, Any]:
     """Test accuracy (%) and mean cross-entropy over the held-out split."""
-    logits = predict_logits(model, splits.test_x)
-    return scores_from_logits(logits, splits.test_y)
+    return scores_from_logits(predict_logits(predict, splits.test_x), splits.test_y)
 
 
 def scores_from_logits(logits: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
@@ -84,3 +80,22 @@ def scores_from_logits(logits: torch.Tensor, target: torch.Tensor) -> dict[str, 
         "total": len(target),
         "test_loss": round(float(F.cross_entropy(logits.float(), target)), 6),
     }
+
+
+def mnist_examples(recipe: Recipe, context: DataContext, count: int) -> torch.Tensor:
+    """The first `count` MNIST test digits: the inputs an exported classifier is checked on."""
+    return mnist_test_images(context.data_dir, count)[0]
+
+
+def digits_interface(preprocessing: str = MNIST_PREPROCESSING) -> Interface:
+    """A digit classifier's interface: raw 28x28 pixels in [0, 1] in, ten logits out, digits over HTTP."""
+    return Interface(
+        input=TensorSpec("image", ("N", 1, 28, 28)),
+        output=TensorSpec("logits", ("N", 10)),
+        form=InputForm.DIGITS,
+        preprocessing=preprocessing,
+        examples=mnist_examples,
+    )
+
+
+MNIST_CLASSIFICATION = Supervised(load_data=mnist_splits, loss=classification_loss, metrics=classification_metrics)

@@ -78,4 +78,18 @@ async function predict() {
   }
 }
 
+// Every served model that takes digits, as the server lists them.
+async function listDigitModels() {
+  try {
+    const response = await fetch("/v1/models");
+    const {models} = await response.json();
+    const options = models.filter((m) => m.form === "digits").map((m) => new Option(m.name, m.name));
+    modelSelect.replaceChildren(...options);
+    if (!options.length) document.getElementById("error").textContent = "this server serves no model that reads digits";
+  } catch (failure) {
+    document.getElementById("error").textContent = `could not list the models: ${failure.message}`;
+  }
+}
+
 clearPad();
+listDigitModels();

@@ -6,17 +6,14 @@ The "model" is the points themselves; there is no forward pass over inputs, so i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 from torch import nn
 
-from zoo.data import fingerprint
 from zoo.errors import InvalidOverrideError
 from zoo.recipes import Recipe
 from zoo.registry import register_model
-from zoo.spec import DataContext, ModelSpec, Splits
-from zoo.training import Progress, make_optimizer, make_schedule
+from zoo.spec import Minimise, ModelSpec
 
 # Himmelblau's four minima, all with f = 0.
 MINIMA = ((3.0, 2.0), (-2.805118, 3.131312), (-3.779310, -3.283186), (3.584428, -1.848126))
@@ -58,33 +55,7 @@ RECIPES = {
 }
 
 
-def no_data(recipe: HimmelblauRecipe, context: DataContext) -> Splits:
-    starts = torch.tensor(recipe.starts)
-    empty = torch.empty(0)
-    return Splits(empty, empty, empty, empty, fingerprint(starts), f"no data; starts {list(recipe.starts)}")
-
-
-def descend(model: HimmelblauPoints, recipe: Recipe, splits: Splits, loss_fn: Optional[Callable],
-            on_progress=None) -> list[float]:
-    """Minimise the sum of f over the points; Adam is per-coordinate, so each point moves as if alone."""
-    optimizer = make_optimizer(recipe, model.parameters())
-    schedule = make_schedule(recipe, optimizer, recipe.epochs)
-    history = []
-    report_every = max(1, recipe.epochs // 200)
-    for step in range(1, recipe.epochs + 1):
-        loss = model().sum()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if schedule is not None:
-            schedule.step()
-        history.append(loss.item())
-        if on_progress is not None and (step % report_every == 0 or step == recipe.epochs):
-            on_progress(Progress(step, recipe.epochs, step, history[-1]))
-    return history
-
-
-def minima_found(model: HimmelblauPoints, splits: Splits, recipe: Recipe) -> dict:
+def minima_found(model: HimmelblauPoints) -> dict:
     points = model.points.detach().cpu()
     values = himmelblau(points)
     found = {i for p in points for i, m in enumerate(MINIMA) if torch.dist(p, torch.tensor(m)) < 1e-3}
@@ -104,14 +75,8 @@ def himmelblau_spec() -> ModelSpec:
         source="001: 2-D function optimisation",
         task="optimisation",
         dataset="none",
-        preprocessing="none",
-        input=None,
-        output=None,
         build=lambda r: HimmelblauPoints(r.starts),
         recipes=RECIPES,
-        load_data=no_data,
-        loss=lambda r: None,
-        metrics=minima_found,
-        fit=descend,
+        objective=Minimise(metrics=minima_found),
         notes="Not exportable: the model is the points, with no forward pass over inputs.",
     )

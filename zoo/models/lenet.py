@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.registry import register_model
-from zoo.spec import ModelSpec, TensorSpec
-from zoo.tasks import MNIST_PREPROCESSING, ClassifierRecipe, MnistInput, classification_loss, classification_metrics, mnist_splits
+from zoo.spec import ModelSpec
+from zoo.tasks import MNIST_CLASSIFICATION, MNIST_PREPROCESSING, ClassifierRecipe, MnistInput, digits_interface
 
 
 class LeNet(nn.Module):
@@ -59,12 +59,8 @@ def lenet() -> ModelSpec:
         source="002: building a neural network (conv-pool-conv-pool-fc-fc-fc)",
         task="image-classification",
         dataset="MNIST",
-        preprocessing=MNIST_PREPROCESSING + "; zero-padded by 2 to 32x32 before normalising",
-        input=TensorSpec("image", ("N", 1, 28, 28)),
-        output=TensorSpec("logits", ("N", 10)),
         build=lambda r: LeNet(dropout=r.dropout),
         recipes=RECIPES,
-        load_data=mnist_splits,
-        loss=classification_loss,
-        metrics=classification_metrics,
+        objective=MNIST_CLASSIFICATION,
+        interface=digits_interface(MNIST_PREPROCESSING + "; zero-padded by 2 to 32x32 before normalising"),
     )

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.data import fingerprint
+from zoo.data import DataContext, Splits, fingerprint
 from zoo.recipes import Recipe
 from zoo.registry import register_model
-from zoo.spec import DataContext, ModelSpec, Splits, TensorSpec
+from zoo.spec import InputForm, Interface, ModelSpec, Predict, Supervised, TensorSpec
 
 X_SCALE = 0.1
 TRUE_SLOPE, TRUE_INTERCEPT = 0.5, 30.0
@@ -59,13 +59,20 @@ def noisy_line(recipe: Recipe, context: DataContext) -> Splits:
     return Splits(*tensors, fingerprint(*tensors), description)
 
 
-def line_metrics(model: LinearRegression, splits: Splits, recipe: Recipe) -> dict:
-    """Slope and intercept in the document's units, and the held-out MSE."""
+def line_metrics(predict: Predict, splits: Splits, recipe: Recipe) -> dict:
+    """Slope and intercept in the document's units, read from predictions at x = 0 and x = 100, and the held-out MSE."""
+    at = predict(torch.tensor([[0.0], [100.0]], device=splits.test_x.device)).flatten().double()
     return {
-        "slope": round(float(model.linear.weight) * X_SCALE, 6),
-        "intercept": round(float(model.linear.bias), 6),
-        "test_mse": round(float(F.mse_loss(model(splits.test_x), splits.test_y)), 6),
+        "slope": round(float(at[1] - at[0]) / 100.0, 6),
+        "intercept": round(float(at[0]), 6),
+        "test_mse": round(float(F.mse_loss(predict(splits.test_x), splits.test_y)), 6),
     }
+
+
+def x_grid(recipe: Recipe, context: DataContext, count: int) -> torch.Tensor:
+    """`count` evenly spaced x over the held-out range, in the document's units."""
+    held_out = noisy_line(recipe, DataContext(context.data_dir, torch.device("cpu"))).test_x
+    return torch.linspace(float(held_out.min()), float(held_out.max()), count).unsqueeze(1)
 
 
 @register_model
@@ -76,12 +83,14 @@ def linear_regression() -> ModelSpec:
         source="004: linear regression with torch.nn",
         task="regression",
         dataset="synthetic y = 0.5x + 30 + N(0,1) from the seed",
-        preprocessing="built into the model: x in the document's units, scaled by 0.1 inside",
-        input=TensorSpec("x", ("N", 1)),
-        output=TensorSpec("y", ("N", 1)),
         build=lambda r: LinearRegression(),
         recipes=RECIPES,
-        load_data=noisy_line,
-        loss=lambda r: F.mse_loss,
-        metrics=line_metrics,
+        objective=Supervised(load_data=noisy_line, loss=lambda r: F.mse_loss, metrics=line_metrics),
+        interface=Interface(
+            input=TensorSpec("x", ("N", 1)),
+            output=TensorSpec("y", ("N", 1)),
+            form=InputForm.VALUES,
+            preprocessing="built into the model: x in the document's units, scaled by 0.1 inside",
+            examples=x_grid,
+        ),
     )

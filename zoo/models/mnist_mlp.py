@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from zoo.registry import register_model
-from zoo.spec import ModelSpec, TensorSpec
-from zoo.tasks import MNIST_PREPROCESSING, ClassifierRecipe, MnistInput, classification_loss, classification_metrics, mnist_splits
+from zoo.spec import ModelSpec
+from zoo.tasks import MNIST_CLASSIFICATION, ClassifierRecipe, MnistInput, digits_interface
 
 
 class MnistMLP(nn.Module):
@@ -56,13 +56,9 @@ def mnist_mlp() -> ModelSpec:
         source="001: multi-class classification with nn.Sequential",
         task="image-classification",
         dataset="MNIST",
-        preprocessing=MNIST_PREPROCESSING,
-        input=TensorSpec("image", ("N", 1, 28, 28)),
-        output=TensorSpec("logits", ("N", 10)),
         build=lambda r: MnistMLP(dropout=r.dropout, final_relu=r.final_relu),
         recipes=RECIPES,
-        load_data=mnist_splits,
-        loss=classification_loss,
-        metrics=classification_metrics,
+        objective=MNIST_CLASSIFICATION,
+        interface=digits_interface(),
         notes="The document's ReLU on the logits clamps every negative logit to 0, which is why it stops near 74%.",
     )

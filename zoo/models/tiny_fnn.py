@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.data import fingerprint
+from zoo.data import DataContext, Splits, fingerprint
 from zoo.errors import InvalidOverrideError
 from zoo.recipes import Recipe
 from zoo.registry import register_model
-from zoo.spec import DataContext, ModelSpec, Splits, TensorSpec
+from zoo.spec import InputForm, Interface, ModelSpec, Predict, Supervised, TensorSpec
 
 X = [[0.5, 0.3]]
 Y = [[0.23, -0.07]]
@@ -80,9 +80,15 @@ def loss_for(recipe: TinyFNNRecipe):
     return F.mse_loss
 
 
-def fit_metrics(model: TinyFNN, splits: Splits, recipe: TinyFNNRecipe) -> dict:
-    output = model(splits.test_x)
+def fit_metrics(predict: Predict, splits: Splits, recipe: TinyFNNRecipe) -> dict:
+    output = predict(splits.test_x)
     return {"loss": float(loss_for(recipe)(output, splits.test_y)), "output": [round(v, 6) for v in output[0].tolist()]}
+
+
+def unit_square(recipe: Recipe, context: DataContext, count: int) -> torch.Tensor:
+    """The document's sample, then points spread over [0, 1]^2 around it."""
+    spread = torch.rand(count - 1, 2, generator=torch.Generator().manual_seed(recipe.seed))
+    return torch.cat([torch.tensor(X), spread])
 
 
 @register_model
@@ -93,13 +99,15 @@ def tiny_fnn() -> ModelSpec:
         source="003: FNN backpropagation exercise (Sigmoid + MSE + SGD)",
         task="regression",
         dataset="one sample: x=[0.5, 0.3], y=[0.23, -0.07]",
-        preprocessing="none",
-        input=TensorSpec("x", ("N", 2)),
-        output=TensorSpec("y", ("N", 2)),
         build=lambda r: TinyFNN(r.activation, r.init),
         recipes=RECIPES,
-        load_data=one_sample,
-        loss=loss_for,
-        metrics=fit_metrics,
+        objective=Supervised(load_data=one_sample, loss=loss_for, metrics=fit_metrics),
+        interface=Interface(
+            input=TensorSpec("x", ("N", 2)),
+            output=TensorSpec("y", ("N", 2)),
+            form=InputForm.VALUES,
+            preprocessing="none",
+            examples=unit_square,
+        ),
         notes="Exercises: --set activation=relu, loss=bce, optimizer=adam, init=none, and other --lr values. With loss=bce the target -0.07 is clamped to 0 (BCE needs targets in [0, 1]).",
     )

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.data import fingerprint
+from zoo.data import DataContext, Splits, fingerprint
 from zoo.recipes import Recipe
 from zoo.registry import register_model
-from zoo.spec import DataContext, ModelSpec, Splits, TensorSpec
+from zoo.spec import InputForm, Interface, ModelSpec, Predict, Supervised, TensorSpec
 
 N, D_IN, H, D_OUT = 64, 1000, 100, 10
 
@@ -52,8 +52,13 @@ def random_data(recipe: Recipe, context: DataContext) -> Splits:
     return Splits(x, y, x, y, fingerprint(x, y), f"random x[{N},{D_IN}], y[{N},{D_OUT}] from seed {recipe.seed}")
 
 
-def mse_sum(model: nn.Module, splits: Splits, recipe: Recipe) -> dict:
-    return {"loss_sum": float(F.mse_loss(model(splits.test_x), splits.test_y, reduction="sum"))}
+def mse_sum(predict: Predict, splits: Splits, recipe: Recipe) -> dict:
+    return {"loss_sum": float(F.mse_loss(predict(splits.test_x), splits.test_y, reduction="sum"))}
+
+
+def normal_draws(recipe: Recipe, context: DataContext, count: int) -> torch.Tensor:
+    """`count` inputs from the data's own distribution, N(0, 1) in each of the 1000 features."""
+    return torch.randn(count, D_IN, generator=torch.Generator().manual_seed(recipe.seed))
 
 
 @register_model
@@ -64,13 +69,19 @@ def two_layer_net_spec() -> ModelSpec:
         source="000: nn.Sequential, MSELoss(reduction='sum'), manual SGD",
         task="regression",
         dataset="random normal data from the seed",
-        preprocessing="none",
-        input=TensorSpec("x", ("N", D_IN)),
-        output=TensorSpec("y", ("N", D_OUT)),
         build=lambda r: two_layer_net(r.init),
         recipes=RECIPES,
-        load_data=random_data,
-        loss=lambda r: lambda pred, target: F.mse_loss(pred, target, reduction=r.reduction),
-        metrics=mse_sum,
+        objective=Supervised(
+            load_data=random_data,
+            loss=lambda r: lambda pred, target: F.mse_loss(pred, target, reduction=r.reduction),
+            metrics=mse_sum,
+        ),
+        interface=Interface(
+            input=TensorSpec("x", ("N", D_IN)),
+            output=TensorSpec("y", ("N", D_OUT)),
+            form=InputForm.VALUES,
+            preprocessing="none",
+            examples=normal_draws,
+        ),
         notes="Metrics are on the training data: the targets are random, so there is no held-out task.",
     )

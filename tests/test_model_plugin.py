@@ -1,0 +1,137 @@
+"""A model written the way a contributor would, in one file outside the zoo, driven through train -> export -> serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serving import ZOO, call, mnist_digits, start_server, stop_server
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+
+PLANE = '''"""plane: nn.Linear(3, 1) recovering y = x1 + 2 x2 - x3 + 4 from noisy samples."""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.data import DataContext, Splits, fingerprint
+from zoo.recipes import Recipe
+from zoo.registry import register_model
+from zoo.spec import InputForm, Interface, ModelSpec, Predict, Supervised, TensorSpec
+
+WEIGHTS, BIAS = (1.0, 2.0, -1.0), 4.0
+
+
+@dataclass(frozen=True)
+class PlaneRecipe(Recipe):
+    samples: int = 512
+
+
+def samples(recipe: Recipe, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.rand(count, 3, generator=torch.Generator().manual_seed(seed)) * 10
+    return x, x @ torch.tensor(WEIGHTS).unsqueeze(1) + BIAS
+
+
+def plane_data(recipe: Recipe, context: DataContext) -> Splits:
+    tensors = [t.to(context.device) for t in (*samples(recipe, recipe.samples, recipe.seed), *samples(recipe, 200, 99))]
+    return Splits(*tensors, fingerprint(*tensors), "y = x1 + 2 x2 - x3 + 4, x in [0, 10)^3")
+
+
+def plane_metrics(predict: Predict, splits: Splits, recipe: Recipe) -> dict:
+    return {"test_mse": float(F.mse_loss(predict(splits.test_x), splits.test_y))}
+
+
+@register_model
+def plane() -> ModelSpec:
+    return ModelSpec(
+        name="plane", summary="nn.Linear(3, 1) fitting a plane", source="a contributor's plugin",
+        task="regression", dataset="synthetic plane",
+        build=lambda r: nn.Linear(3, 1),
+        recipes={"document": PlaneRecipe(epochs=1000, lr=0.1, batch_size=512, optimizer="adam"),
+                 "default": PlaneRecipe(epochs=1000, lr=0.1, batch_size=512, optimizer="adam")},
+        objective=Supervised(load_data=plane_data, loss=lambda r: F.mse_loss, metrics=plane_metrics),
+        interface=Interface(
+            input=TensorSpec("x", ("N", 3)), output=TensorSpec("y", ("N", 1)), form=InputForm.VALUES,
+            preprocessing="none", examples=lambda recipe, context, count: samples(recipe, count, 7)[0],
+        ),
+    )
+'''
+
+
+@pytest.fixture(scope="module")
+def plugin(tmp_path_factory, data_dir) -> tuple[dict[str, str], Path]:
+    """Two plugin modules (a new values model, and mnist_mlp.py copied and renamed), trained and exported."""
+    folder = tmp_path_factory.mktemp("plugins")
+    (folder / "plane_model.py").write_text(PLANE)
+    copied = (REPO / "zoo" / "models" / "mnist_mlp.py").read_text()
+    (folder / "my_mlp.py").write_text(copied.replace('name="mnist-mlp"', 'name="my-mlp"').replace("def mnist_mlp()", "def my_mlp()"))
+    weights = tmp_path_factory.mktemp("plugin-weights")
+    env = {**os.environ, "PYTHONPATH": str(folder), "ZOO_MODEL_MODULES": "plane_model, my_mlp",
+           "ZOO_WEIGHTS_DIR": str(weights), "ZOO_DATA_DIR": str(data_dir)}
+    for args in (["train", "plane"], ["train", "my-mlp", "--epochs", "1"], ["export", "plane", "-f", "all"],
+                 ["export", "my-mlp"]):
+        result = subprocess.run([str(ZOO), *args], env=env, cwd=folder, capture_output=True, text=True, timeout=300,
+                                check=False)
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+    return env, weights
+
+
+def test_the_plugin_is_listed_trained_exported_and_evaluated_on_its_own_outputs(plugin):
+    env, weights = plugin
+    listing = json.loads(subprocess.run([str(ZOO), "list", "--json"], env=env, capture_output=True, text=True,
+                                        timeout=120, check=True).stdout)
+    rows = {row["name"]: row for row in listing}
+    assert rows["plane"]["form"] == "values" and rows["my-mlp"]["form"] == "digits"
+    assert rows["plane"]["versions"][0]["artifacts"] == ["onnx", "pt2", "torchscript"]
+    manifest = json.loads((weights / "plane" / "1" / "manifest.json").read_text())
+    assert all(entry["verification"]["passed"] for entry in manifest["artifacts"].values())
+    assert manifest["metrics"]["test_mse"] < 0.01
+    report = json.loads(subprocess.run([str(ZOO), "evaluate", "plane", "--backend", "onnx", "--json"], env=env,
+                                       capture_output=True, text=True, timeout=120, check=True).stdout)
+    assert report["metrics"]["test_mse"] == pytest.approx(manifest["metrics"]["test_mse"], abs=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_zoo_serve_serves_the_plugins_on_v1_v2_and_openapi(plugin, tmp_path, data_dir, backend):
+    env, weights = plugin
+    process, url = start_server(weights, tmp_path, "--backend", backend, env=env)
+    try:
+        status, models = call(url, "/v1/models")
+        assert status == 200
+        forms = {m["name"]: m["form"] for m in models["models"]}
+        assert forms == {"my-mlp": "digits", "plane": "values"}
+        status, answer = call(url, "/v1/models/plane/predict", b'{"x": [[1, 1, 1], [0, 0, 0]]}')
+        assert status == 200 and answer["backend"] == backend
+        np.testing.assert_allclose(answer["y"], [6.0, 4.0], atol=0.1)
+        status, answer = call(url, "/v1/models/plane/predict", b'{"x": [1, 2]}')
+        assert status == 400 and "list of 3 numbers" in answer["error"]
+        body = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 1, 1]}]}
+        status, answer = call(url, "/v2/models/plane/infer", json.dumps(body).encode())
+        assert status == 200 and abs(answer["outputs"][0]["data"][0] - 6.0) < 0.1
+        digits, labels = mnist_digits(data_dir, 20)
+        status, answer = call(url, "/v1/models/my-mlp/predict", json.dumps({"pixels": digits.tolist()}).encode())
+        assert status == 200 and (np.array([p["digit"] for p in answer["predictions"]]) == labels).mean() >= 0.8
+        status, document = call(url, "/openapi.json")
+        assert document["paths"]["/v1/models/{name}"]["get"]["parameters"][0]["schema"]["enum"] == ["my-mlp", "plane"]
+        bodies = document["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]["content"]["application/json"]
+        assert any(s["description"].startswith("plane:") for s in bodies["schema"]["oneOf"])
+    finally:
+        log = stop_server(process)
+    assert "Traceback" not in log, log
+
+
+def test_serve_models_narrows_what_is_served(plugin, tmp_path):
+    env, weights = plugin
+    process, url = start_server(weights, tmp_path, "--models", "plane", env=env)
+    try:
+        assert [m["name"] for m in call(url, "/v1/models")[1]["models"]] == ["plane"]
+    finally:
+        stop_server(process)

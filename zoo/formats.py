@@ -1,0 +1,187 @@
+"""The export formats, in one table: file name, exporter, loader, and the platform name Triton and v2 give it.
+
+Adding a format is one `Format` entry in FORMATS; the exporter, the runtimes, the CLI and the server read it.
+Every loader returns a predictor that takes and returns float32 numpy arrays with a batch dimension.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoo.errors import VerificationError
+from zoo.spec import Interface
+
+NumpyPredict = Callable[[np.ndarray], np.ndarray]
+# A batch of 1 would let the exporters specialise the batch dimension to 1, so they trace a batch of 2.
+EXAMPLE_BATCH = 2
+# From this batch size on, a thread per core pays for waking its pool (measured: benchmarks/README.md).
+ONNX_PARALLEL_BATCH = 16
+# The platform Triton and the v2 protocol name for PyTorch modules (eager here, TorchScript in Triton).
+TORCH_PLATFORM = "pytorch_libtorch"
+
+
+@contextlib.contextmanager
+def quiet_torchscript() -> Iterator[None]:
+    """Silence torch's FutureWarnings that TorchScript is deprecated; the CLI says so once instead."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit\.")
+        yield
+
+
+def torch_predict(module: Callable[[torch.Tensor], torch.Tensor], device: torch.device = torch.device("cpu")) -> NumpyPredict:
+    """A predictor over a torch callable: numpy in, numpy out, under inference_mode."""
+    def predict(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(x).to(device)).cpu().numpy()
+
+    return predict
+
+
+def _write(path: Path, buffer: io.BytesIO) -> None:
+    """Write a serialised archive from memory: torch's own file writer aborts the process on a full disk,
+    where Python's raises OSError."""
+    path.write_bytes(buffer.getbuffer())
+
+
+def _example(interface: Interface) -> tuple[torch.Tensor]:
+    return (torch.rand(EXAMPLE_BATCH, *interface.input.features),)
+
+
+def _dynamic_batch() -> tuple[dict[int, Any]]:
+    return ({0: torch.export.Dim("N", min=1)},)
+
+
+# --- ONNX
+
+
+def export_onnx(model: nn.Module, interface: Interface, path: Path, opset: Optional[int]) -> dict[str, Any]:
+    """torch.onnx.export through the dynamo exporter, as one self-contained file, then onnx.checker in full."""
+    import onnx
+
+    # The exporter reports progress and diagnostics on stdout/stderr; a CLI run should show none of it.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        program = torch.onnx.export(
+            model, _example(interface), dynamo=True, dynamic_shapes=_dynamic_batch(), opset_version=opset,
+            input_names=[interface.input.name], output_names=[interface.output.name],
+            external_data=False, verbose=False,
+        )
+        program.save(str(path), external_data=False)
+    proto = onnx.load(str(path))
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as error:
+        raise VerificationError(f"onnx.checker rejected the exported model: {error}") from None
+    used = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    return {"exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}, onnx {onnx.__version__}",
+            "opset": used}
+
+
+def onnx_session_options(threads: int):
+    """Options for the zoo's small models: every graph optimisation, `threads` intra-op threads, errors-only logs."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options
+
+
+def load_onnx(path: Path, threads: Optional[int] = None) -> NumpyPredict:
+    """A predictor over an ONNX file in ONNX Runtime (InferenceSession.run is thread-safe).
+
+    With `threads` None it keeps two sessions: one thread for small batches, where a thread pool costs more
+    to wake than it saves (lenet at batch 1: 22 us vs 34 us), and one per core from ONNX_PARALLEL_BATCH up.
+    """
+    import onnxruntime
+
+    def session(count: int) -> "onnxruntime.InferenceSession":
+        return onnxruntime.InferenceSession(str(path), onnx_session_options(count), providers=["CPUExecutionProvider"])
+
+    small = session(threads or 1)
+    large = small if threads or (os.cpu_count() or 1) == 1 else session(os.cpu_count() or 1)
+    input_name = small.get_inputs()[0].name
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        chosen = large if len(x) >= ONNX_PARALLEL_BATCH else small
+        return chosen.run(None, {input_name: x})[0]
+
+    return predict
+
+
+# --- TorchScript
+
+
+def export_torchscript(model: nn.Module, interface: Interface, path: Path, opset: Optional[int]) -> dict[str, Any]:
+    """torch.jit.trace (the models have no data-dependent control flow) and torch.jit.save."""
+    with quiet_torchscript():
+        traced = torch.jit.trace(model, _example(interface))
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+    _write(path, buffer)
+    return {"exporter": f"torch.jit.trace, torch {torch.__version__} (TorchScript is deprecated: prefer pt2)",
+            "opset": None}
+
+
+def load_torchscript(path: Path, threads: Optional[int] = None) -> NumpyPredict:
+    """A predictor over a saved TorchScript module (thread-safe: a scripted module's forward holds no state)."""
+    with quiet_torchscript():
+        module = torch.jit.load(str(path), map_location="cpu")
+    return torch_predict(module.eval())
+
+
+# --- torch.export
+
+
+def export_pt2(model: nn.Module, interface: Interface, path: Path, opset: Optional[int]) -> dict[str, Any]:
+    """torch.export.export with a dynamic batch, saved by torch.export.save."""
+    program = torch.export.export(model, _example(interface), dynamic_shapes=_dynamic_batch())
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    _write(path, buffer)
+    return {"exporter": f"torch.export.export, torch {torch.__version__}", "opset": None}
+
+
+def load_pt2(path: Path, threads: Optional[int] = None) -> NumpyPredict:
+    """A predictor over a saved torch.export ExportedProgram."""
+    return torch_predict(torch.export.load(str(path)).module())
+
+
+@dataclass(frozen=True)
+class Format:
+    """One export format: its file beside the weights, how to write and read it, and its Triton platform."""
+
+    name: str
+    file: str
+    platform: str
+    export: Callable[[nn.Module, Interface, Path, Optional[int]], dict[str, Any]]
+    load: Callable[[Path, Optional[int]], NumpyPredict]
+    note: str = ""  # what a user should know after exporting to it
+
+
+# File names are the ones a Triton model repository expects (model.pt2 is torch.export's own).
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("onnx", "model.onnx", "onnxruntime_onnx", export_onnx, load_onnx),
+    Format("torchscript", "model.pt", TORCH_PLATFORM, export_torchscript, load_torchscript,
+           note="TorchScript is deprecated in PyTorch; model.pt2 (--format pt2, torch.export) is its supported successor."),
+    Format("pt2", "model.pt2", TORCH_PLATFORM, export_pt2, load_pt2),
+)}
+# What can answer inferences: the eager module itself, or any format's file.
+BACKENDS = ("torch", *FORMATS)
+
+
+def platform_of(backend: str) -> str:
+    """The Triton / v2 platform name of a backend."""
+    return FORMATS[backend].platform if backend in FORMATS else TORCH_PLATFORM

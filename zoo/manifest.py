@@ -1,0 +1,148 @@
+"""The manifest of a stored version: one typed structure, read, written and summarised here alone.
+
+`manifest.json` records how a version was made (recipe, data, device, library versions), what it scored,
+the sha256 of its weights and of every exported artifact. A hand-edited or corrupt file is an IntegrityError
+that names the file and what is wrong with it, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, TypedDict
+
+from zoo.errors import IntegrityError, StorageError
+
+MANIFEST_FILE = "manifest.json"
+# tempfile creates private (0600/0700) entries; published files get the modes the umask allows,
+# so that, say, a server running as another user can read them.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+class RecipeRecord(TypedDict):
+    name: str
+    params: dict[str, Any]
+
+
+class WeightsRecord(TypedDict):
+    file: str
+    sha256: str
+    bytes: int
+
+
+class DataRecord(TypedDict):
+    fingerprint: str
+    description: str
+
+
+class ArtifactRecord(TypedDict, total=False):
+    file: str
+    sha256: str
+    bytes: int
+    exporter: str
+    opset: Optional[int]
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    batch: str
+    preprocessing: str
+    test_data: str
+    verification: Optional[dict[str, Any]]
+    created: str
+
+
+class Manifest(TypedDict, total=False):
+    """A version's manifest; `model`, `version` and `weights` are always there, the rest once trained."""
+
+    model: str
+    version: int
+    recipe: RecipeRecord
+    seed: int
+    metrics: dict[str, Any]
+    loss_history: list[float]
+    parameters: int
+    data: DataRecord
+    device: str
+    torch: str
+    torchvision: str
+    python: str
+    created: str
+    training_seconds: float
+    artifacts: dict[str, ArtifactRecord]
+    weights: WeightsRecord
+
+
+# Keys whose value must have this type when present; the first three must be present.
+_REQUIRED = ("model", "version", "weights")
+_TYPES: dict[str, type] = {"model": str, "version": int, "weights": dict, "recipe": dict, "metrics": dict,
+                           "artifacts": dict, "loss_history": list, "data": dict}
+_NESTED = {"weights": ("file", "sha256"), "recipe": ("name", "params")}
+
+
+def publish_mode(path: Path) -> None:
+    """Give a file or folder made by tempfile the permissions an ordinary open() or mkdir() would have."""
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_UMASK)
+
+
+def read_manifest(path: Path) -> Manifest:
+    """The manifest at `path`, checked for the keys every reader relies on."""
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise IntegrityError(f"{path} is not valid JSON ({error}); restore it or remove the version folder") from None
+    except UnicodeDecodeError:
+        raise IntegrityError(f"{path} is not a UTF-8 JSON file; restore it or remove the version folder") from None
+    if not isinstance(data, dict):
+        raise IntegrityError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    for key in _REQUIRED:
+        if key not in data:
+            raise IntegrityError(f"{path} has no {key!r} key; expected a manifest with {', '.join(_REQUIRED)}")
+    for key, kind in _TYPES.items():
+        if key in data and not isinstance(data[key], kind):
+            raise IntegrityError(f"{path}: {key!r} must be a JSON {kind.__name__}, got {type(data[key]).__name__}")
+    for key, inner in _NESTED.items():
+        missing = [k for k in inner if key in data and k not in data[key]]
+        if missing:
+            raise IntegrityError(f"{path}: {key!r} has no {missing[0]!r} key")
+    return data  # type: ignore[return-value]
+
+
+def stage_manifest(path: Path, manifest: Manifest) -> Path:
+    """Write the manifest to a temp file beside `path` and return it; the caller renames it over `path`."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise StorageError(f"could not write {path}: {error.strerror or error}") from None
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(manifest, handle, indent=2, sort_keys=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        publish_mode(Path(tmp))
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise StorageError(f"could not write {path}: {error.strerror or error}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def write_manifest(path: Path, manifest: Manifest) -> None:
+    """Write the manifest beside `path` and rename it over, so a reader never sees half a file."""
+    os.replace(stage_manifest(path, manifest), path)
+
+
+def version_summary(manifest: Manifest) -> dict[str, Any]:
+    """The one-line view of a version that `zoo list`, `zoo info` and /v1/models show."""
+    return {
+        "version": manifest["version"],
+        "recipe": manifest.get("recipe", {}).get("name"),
+        "metrics": manifest.get("metrics", {}),
+        "created": manifest.get("created"),
+        "artifacts": sorted(manifest.get("artifacts", {})),
+    }
