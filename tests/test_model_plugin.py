@@ -14,56 +14,8 @@ from serving import ZOO, call, mnist_digits, start_server, stop_server
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 
-PLANE = '''"""plane: nn.Linear(3, 1) recovering y = x1 + 2 x2 - x3 + 4 from noisy samples."""
-
-from dataclasses import dataclass
-
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from zoo.data import DataContext, Splits, fingerprint
-from zoo.recipes import Recipe
-from zoo.registry import register_model
-from zoo.spec import InputForm, Interface, ModelSpec, Predict, Supervised, TensorSpec
-
-WEIGHTS, BIAS = (1.0, 2.0, -1.0), 4.0
-
-
-@dataclass(frozen=True)
-class PlaneRecipe(Recipe):
-    samples: int = 512
-
-
-def samples(recipe: Recipe, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.rand(count, 3, generator=torch.Generator().manual_seed(seed)) * 10
-    return x, x @ torch.tensor(WEIGHTS).unsqueeze(1) + BIAS
-
-
-def plane_data(recipe: Recipe, context: DataContext) -> Splits:
-    tensors = [t.to(context.device) for t in (*samples(recipe, recipe.samples, recipe.seed), *samples(recipe, 200, 99))]
-    return Splits(*tensors, fingerprint(*tensors), "y = x1 + 2 x2 - x3 + 4, x in [0, 10)^3")
-
-
-def plane_metrics(predict: Predict, splits: Splits, recipe: Recipe) -> dict:
-    return {"test_mse": float(F.mse_loss(predict(splits.test_x), splits.test_y))}
-
-
-@register_model
-def plane() -> ModelSpec:
-    return ModelSpec(
-        name="plane", summary="nn.Linear(3, 1) fitting a plane", source="a contributor's plugin",
-        task="regression", dataset="synthetic plane",
-        build=lambda r: nn.Linear(3, 1),
-        recipes={"document": PlaneRecipe(epochs=1000, lr=0.1, batch_size=512, optimizer="adam"),
-                 "default": PlaneRecipe(epochs=1000, lr=0.1, batch_size=512, optimizer="adam")},
-        objective=Supervised(load_data=plane_data, loss=lambda r: F.mse_loss, metrics=plane_metrics),
-        interface=Interface(
-            input=TensorSpec("x", ("N", 3)), output=TensorSpec("y", ("N", 1)), form=InputForm.VALUES,
-            preprocessing="none", examples=lambda recipe, context, count: samples(recipe, count, 7)[0],
-        ),
-    )
-'''
+# The README's own example of a model file, exactly as a contributor would copy it.
+PLANE = (REPO / "README.md").read_text().split("## Adding a model", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
 
 
 @pytest.fixture(scope="module")

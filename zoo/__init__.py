@@ -1,6 +1,5 @@
 """zoo: the networks of five PyTorch tutorials, registered, trainable, versioned and exportable."""
 
-from zoo import models as _models  # noqa: F401  (registers every architecture)
 from zoo.catalog import describe_model
 from zoo.devices import resolve_device
 from zoo.errors import (
@@ -42,3 +41,6 @@ __all__ = [
     "parse_ref", "Progress", "TrainResult", "resolve_device", "train", "export", "open_runtime", "Runtime", "BACKENDS",
     "FORMATS", "image_to_batch", "pixels_to_batch", "classify_digits", "predict_values",
 ]
+
+# Last, so that model files, the zoo's own and plugins alike, can `from zoo import ...` every name above.
+from zoo import models as _models  # noqa: E402, F401  (registers every architecture)
