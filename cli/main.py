@@ -6,6 +6,7 @@ Commands only gather options and call the zoo package; ZooError becomes an exit 
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import sys
 from enum import Enum
@@ -45,9 +46,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        import torch
+
+        console.print(f"zoo {importlib.metadata.version('zoo')} (torch {torch.__version__})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the zoo's version and exit.")] = False,
+) -> None:
+    """A packaged model zoo of five PyTorch tutorials: train, evaluate, export and serve."""
+
 ModelArg = Annotated[str, typer.Argument(help="Model name, see `zoo list`.", show_default=False)]
 RefArg = Annotated[str, typer.Argument(help="MODEL or MODEL:VERSION (latest when no version).", show_default=False)]
-WeightsDir = Annotated[Optional[str], typer.Option(help="Weights root; default $ZOO_WEIGHTS_DIR, else the project's weights/.")]
+WeightsDir = Annotated[Optional[str], typer.Option(
+    help="Weights root; default $ZOO_WEIGHTS_DIR, else your user folder (~/.local/share/zoo/weights) beside the released versions.")]
 DataDir = Annotated[Optional[str], typer.Option(help="Data root holding MNIST/raw; default $ZOO_DATA_DIR, else ~/.cache/zoo/data.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
@@ -218,7 +236,7 @@ def serve(
     models: Annotated[Optional[str], typer.Option(help="Comma-separated models to serve; default: every model with a version.")] = None,
 ) -> None:
     """Serve every stored version of every model that has one over HTTP (gunicorn; drawing page at /)."""
-    from serve.wsgi import run
+    from zoo.serve.wsgi import run
 
     chosen = tuple(filter(None, (name.strip() for name in models.split(",")))) if models is not None else None
     run(host=host, port=port, workers=workers, threads=threads, backend=backend.value, weights_dir=weights_dir,

@@ -7,12 +7,12 @@ from typing import Any
 
 from flask import Flask, send_from_directory
 
-from serve.errors import register_error_handlers
-from serve.health import health
-from serve.models import ServedModels, plan_versions
-from serve.openapi import openapi
-from serve.v1 import v1
-from serve.v2 import v2
+from zoo.serve.errors import register_error_handlers
+from zoo.serve.health import health
+from zoo.serve.models import ServedModels, plan_versions
+from zoo.serve.openapi import openapi
+from zoo.serve.v1 import v1
+from zoo.serve.v2 import v2
 from zoo.imaging import DEFAULT_MAX_PIXELS
 
 DEFAULTS: dict[str, Any] = {

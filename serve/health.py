@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from serve.v2 import readiness
+from zoo.serve.v2 import readiness
 
 health = Blueprint("health", __name__)
 

@@ -43,7 +43,7 @@ def plan_versions(models: Iterable[str] | None, weights_dir: str | None, backend
         if versions:
             plan[name] = versions
         elif named and not unexported:
-            raise UnknownVersionError(f"cannot serve {name}: no trained versions in {store.root} (zoo train {name})")
+            raise UnknownVersionError(f"cannot serve {name}: no trained versions in {store.where} (zoo train {name})")
     if unexported and (named or not plan):
         commands = ", ".join(f"`zoo export {ref} --format {backend}`" for ref in unexported)
         raise MissingArtifactError(f"no {backend} export to serve for {', '.join(unexported)}; create it with {commands}")
@@ -51,7 +51,7 @@ def plan_versions(models: Iterable[str] | None, weights_dir: str | None, backend
         log.warning("not serving %s on %s: no %s export (zoo export %s --format %s)", ref, backend, backend, ref, backend)
     if not plan:
         raise UnknownVersionError(
-            f"nothing to serve: no trained versions of {', '.join(names)} in {store.root}; "
+            f"nothing to serve: no trained versions of {', '.join(names)} in {store.where}; "
             f"train one (zoo train mnist-mlp) or pass --weights-dir"
         )
     return plan

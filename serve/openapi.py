@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
-from serve.models import served_models
-from serve.payloads import FORMS
+from zoo.serve.models import served_models
+from zoo.serve.payloads import FORMS
 from zoo.registry import get_model
 
 openapi = Blueprint("openapi", __name__)

@@ -16,7 +16,8 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from zoo.errors import InvalidInputError
 from zoo.imaging import image_to_batch, numeric_array, pixels_to_batch
-from zoo.inference import classify_digits, predict_values, value_inputs
+from zoo.inference import classify_digits, predict_values
+from zoo.preprocessing import value_inputs
 from zoo.runtimes import Runtime
 from zoo.spec import InputForm, ModelSpec
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from serve.models import served_models
-from serve.payloads import FORMS
+from zoo.serve.models import served_models
+from zoo.serve.payloads import FORMS
 from zoo.manifest import version_summary
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")

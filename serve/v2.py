@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
-from serve.models import served_models
-from serve.payloads import V2_HEADER_LENGTH, v2_output_binary, v2_request, v2_shape
+from zoo.serve.models import served_models
+from zoo.serve.payloads import V2_HEADER_LENGTH, v2_output_binary, v2_request, v2_shape
 
 v2 = Blueprint("v2", __name__, url_prefix="/v2")
 

@@ -60,16 +60,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(weights: Path, cwd: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """`zoo serve` on a free port, returned once /v2/health/ready answers 200."""
+def start_server(weights: Path | None, cwd: Path, *args: str, env: dict[str, str] | None = None,
+                 zoo: Path = ZOO) -> tuple[subprocess.Popen, str]:
+    """`zoo serve` on a free port (on `weights`, else the default root), returned once it is ready."""
+    root = ["--weights-dir", str(weights)] if weights is not None else []
+    return start_process([str(zoo), "serve", "--port", "{port}", *root, *args], cwd, env)
+
+
+def start_process(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """A server process ("{port}" in `command` becomes a free port), returned once /v2/health/ready answers 200."""
     port = free_port()
-    process = subprocess.Popen([str(ZOO), "serve", "--port", str(port), "--weights-dir", str(weights), *args],
+    process = subprocess.Popen([part.replace("{port}", str(port)) for part in command],
                                cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"zoo serve exited with {process.returncode}:\n{process.stdout.read()}")
+            raise AssertionError(f"{command[0]} exited with {process.returncode}:\n{process.stdout.read()}")
         try:
             with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
                 if response.status == 200:
@@ -77,7 +84,7 @@ def start_server(weights: Path, cwd: Path, *args: str, env: dict[str, str] | Non
         except OSError:
             time.sleep(0.2)
     process.terminate()
-    raise AssertionError(f"zoo serve not ready after 90 s:\n{process.communicate(timeout=10)[0]}")
+    raise AssertionError(f"{command[0]} not ready after 90 s:\n{process.communicate(timeout=10)[0]}")
 
 
 def stop_server(process: subprocess.Popen) -> str:

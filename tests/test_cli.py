@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from zoo.cli.main import app
 
 runner = CliRunner()
 
@@ -95,3 +95,51 @@ def test_missing_data_exits_1_and_writes_nothing(weights_dir, tmp_path):
     assert result.exit_code == 1
     assert "MNIST is not in" in result.output and "t10k-labels-idx1-ubyte" in result.output
     assert not (weights_dir / "mnist-mlp").exists()
+
+
+def test_version():
+    result = zoo("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("zoo 0.") and "torch" in result.stdout
+
+
+def test_the_default_root_is_the_users_folder_beside_the_released_versions(tmp_path, monkeypatch):
+    """With no root named, a new version goes to the per-user folder, the repository's weights/ stays as it is,
+    the new version is the latest, and the released one keeps its number."""
+    from zoo.store import RELEASED_WEIGHTS
+
+    monkeypatch.delenv("ZOO_WEIGHTS_DIR")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    released = sorted(RELEASED_WEIGHTS.rglob("*"))
+    trained = zoo("train", "linear-regression", "--epochs", 5, "--json")
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.stdout)["version"] == 2
+    assert (tmp_path / "data" / "zoo" / "weights" / "linear-regression" / "2" / "manifest.json").is_file()
+    assert sorted(RELEASED_WEIGHTS.rglob("*")) == released
+    info = json.loads(zoo("info", "linear-regression", "--json").stdout)
+    assert [v["version"] for v in info["versions"]] == [1, 2]
+    assert json.loads(zoo("evaluate", "linear-regression:1", "--json").stdout)["version"] == 1
+    refused = zoo("export", "linear-regression:1")
+    assert refused.exit_code == 2 and "released version, read-only" in refused.output
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--port", "80000"], "--port must be a TCP port from 1 to 65535, got 80000"),
+    (["--port", "0"], "got 0"),
+    (["--weights-dir", "/no/such/folder"], "weights root /no/such/folder does not exist"),
+    (["--models", "himmelblau"], "himmelblau cannot be exported or run on inputs"),
+    (["--models", "resnet"], "unknown model 'resnet'"),
+])
+def test_serve_refuses_bad_settings_in_one_line(args, words):
+    result = zoo("serve", *args)
+    assert result.exit_code == 2
+    assert words in " ".join(result.output.split()) and "Traceback" not in result.output
+
+
+def test_serve_refuses_a_port_in_use():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = zoo("serve", "--port", taken.getsockname()[1])
+    assert result.exit_code == 2 and "Address already in use" in result.output

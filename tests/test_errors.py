@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 from typer.testing import CliRunner
 
 import zoo
-from cli.main import app
+from zoo.cli.main import app
 from zoo import formats, store
 
 runner = CliRunner()
@@ -129,7 +129,7 @@ def test_every_error_kind_says_whose_fault_it_is():
 
 
 def test_tampered_weights_found_while_serving_are_a_500_with_a_log_line(trained, caplog):
-    from serve import create_app
+    from zoo.serve import create_app
 
     app = create_app({"WEIGHTS_DIR": str(trained)})
     runtime = app.extensions["zoo.models"].get("linear-regression")

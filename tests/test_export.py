@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 import zoo
-from cli.main import app
+from zoo.cli.main import app
 from zoo import exporter, formats
 from zoo.store import sha256_file
 

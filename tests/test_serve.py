@@ -16,9 +16,9 @@ from PIL import Image
 from serving import SERVED, mnist_digits, photo_of
 
 import zoo
-from serve import create_app
-from serve.openapi import describe
-from zoo.store import PROJECT_WEIGHTS
+from zoo.serve import create_app
+from zoo.serve.openapi import describe
+from zoo.store import RELEASED_WEIGHTS
 
 served_weights = serving.served_weights  # the shared fixture, seen by this module's tests
 
@@ -334,9 +334,9 @@ def test_empty_weights_root_says_what_to_do(tmp_path):
 
 
 def test_shipped_mnist_weights_score_their_recorded_accuracy_through_the_server(data_dir):
-    assert all((PROJECT_WEIGHTS / name / "1" / "manifest.json").is_file() for name in ("mnist-mlp", "lenet"))
+    assert all((RELEASED_WEIGHTS / name / "1" / "manifest.json").is_file() for name in ("mnist-mlp", "lenet"))
     digits, labels = mnist_digits(data_dir, 10_000)
-    client = create_app({"WEIGHTS_DIR": str(PROJECT_WEIGHTS), "MAX_BATCH": 1000}).test_client()
+    client = create_app({"WEIGHTS_DIR": str(RELEASED_WEIGHTS), "MAX_BATCH": 1000}).test_client()
     for name in ("mnist-mlp", "lenet"):
         meta = client.get(f"/v1/models/{name}").get_json()
         recorded = meta["versions"][-1]["metrics"]["accuracy"]

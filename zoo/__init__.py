@@ -9,8 +9,10 @@ from zoo.errors import (
     IntegrityError,
     InvalidInputError,
     InvalidOverrideError,
+    InvalidSettingError,
     MissingArtifactError,
     NotExportableError,
+    ReadOnlyVersionError,
     StorageError,
     UnknownModelError,
     UnknownRecipeError,
@@ -19,11 +21,12 @@ from zoo.errors import (
     ZooError,
 )
 from zoo.evaluation import evaluate
+from zoo.preprocessing import preprocess
 from zoo.exporter import export
 from zoo.formats import BACKENDS, FORMATS
-from zoo.imaging import image_to_batch, pixels_to_batch
+from zoo.imaging import image_to_batch, picture_to_batch, pixels_to_batch
 from zoo.inference import classify_digits, predict_values
-from zoo.loading import LoadedModel, load_version
+from zoo.loading import LoadedModel, load_model, load_version
 from zoo.loops import Progress
 from zoo.recipes import Recipe, parse_assignments
 from zoo.registry import get_model, list_models, register_model
@@ -34,12 +37,12 @@ from zoo.training import TrainResult, train
 
 __all__ = [
     "DataNotFoundError", "DeviceUnavailableError", "ExportError", "IntegrityError", "InvalidInputError",
-    "InvalidOverrideError", "MissingArtifactError", "NotExportableError", "StorageError", "UnknownModelError",
+    "InvalidOverrideError", "InvalidSettingError", "MissingArtifactError", "NotExportableError", "ReadOnlyVersionError", "StorageError", "UnknownModelError",
     "UnknownRecipeError", "UnknownVersionError", "VerificationError", "ZooError",
-    "describe_model", "LoadedModel", "evaluate", "load_version", "Recipe", "parse_assignments", "get_model", "list_models",
+    "describe_model", "LoadedModel", "evaluate", "load_model", "load_version", "Recipe", "parse_assignments", "get_model", "list_models",
     "register_model", "ModelSpec", "TensorSpec", "Interface", "InputForm", "Supervised", "Minimise", "WeightsStore",
     "parse_ref", "Progress", "TrainResult", "resolve_device", "train", "export", "open_runtime", "Runtime", "BACKENDS",
-    "FORMATS", "image_to_batch", "pixels_to_batch", "classify_digits", "predict_values",
+    "FORMATS", "preprocess", "image_to_batch", "picture_to_batch", "pixels_to_batch", "classify_digits", "predict_values",
 ]
 
 # Last, so that model files, the zoo's own and plugins alike, can `from zoo import ...` every name above.

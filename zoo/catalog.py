@@ -31,6 +31,6 @@ def describe_model(name: str, weights_dir: Optional[str] = None) -> dict[str, An
         "architecture": repr(module),
         "default_recipe": spec.default_recipe,
         "recipes": {key: recipe.to_dict() for key, recipe in spec.recipes.items()},
-        "weights_dir": str(store.root),
+        "weights_dir": store.where,
         "versions": [version_summary(store.manifest(name, version)) for version in store.versions(name)],
     }

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import platformdirs
 import torch
 
 from zoo.errors import DataNotFoundError
@@ -42,13 +43,12 @@ class DataContext:
 
 
 def resolve_data_dir(data_dir: Optional[os.PathLike | str] = None) -> Path:
-    """`data_dir`, else $ZOO_DATA_DIR, else the per-user cache ($XDG_CACHE_HOME/zoo/data)."""
+    """`data_dir`, else $ZOO_DATA_DIR, else the per-user cache folder (~/.cache/zoo/data on Linux)."""
     if data_dir:
         return Path(data_dir).expanduser()
     if os.environ.get("ZOO_DATA_DIR"):
         return Path(os.environ["ZOO_DATA_DIR"]).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "zoo" / "data"
+    return platformdirs.user_cache_path("zoo") / "data"
 
 
 def fingerprint(*tensors: torch.Tensor) -> str:

@@ -32,6 +32,14 @@ class InvalidOverrideError(ZooError, ValueError):
     """A hyperparameter override with an unknown key or a bad value."""
 
 
+class ReadOnlyVersionError(ZooError, ValueError):
+    """A released version, which ships with the zoo and is never changed in place."""
+
+
+class InvalidSettingError(ZooError, ValueError):
+    """A setting that cannot be used as given: a port out of range or in use, a folder that is not there."""
+
+
 class DeviceUnavailableError(ZooError, RuntimeError):
     """A device that this machine does not have."""
 

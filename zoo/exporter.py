@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from zoo.data import DataContext, resolve_data_dir
-from zoo.errors import NotExportableError, StorageError, VerificationError
+from zoo.errors import NotExportableError, StorageError, VerificationError, ZooError
 from zoo.formats import FORMATS
 from zoo.loading import LoadedModel, load_version
 from zoo.manifest import ArtifactRecord, Manifest, publish_mode
@@ -47,6 +47,8 @@ def export(
     name, _ = parse_ref(ref)
     exportable_model(name)
     loaded = load_version(ref, weights_dir, "cpu")
+    store = WeightsStore(weights_dir)
+    store.check_writable(name, loaded.version)
     folder = loaded.stored.path
     interface = loaded.spec.interface
     context = DataContext(resolve_data_dir(data_dir), torch.device("cpu"))
@@ -69,9 +71,9 @@ def export(
         def record(manifest: Manifest) -> None:
             manifest.setdefault("artifacts", {}).update(entries)
 
-        WeightsStore(weights_dir).commit(name, loaded.version, staged, record)
+        store.commit(name, loaded.version, staged, record)
     except OSError as error:
-        if isinstance(error, StorageError):
+        if isinstance(error, ZooError):
             raise
         where = getattr(error, "filename", None) or folder
         raise StorageError(f"could not write the export of {name}:{loaded.version} in {where}: "

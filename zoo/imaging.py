@@ -8,7 +8,9 @@ pictures of any other size, colour or polarity are brought to that form the same
 from __future__ import annotations
 
 import io
+import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,10 +112,26 @@ def white_on_black(images: np.ndarray) -> np.ndarray:
 
 def image_to_batch(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A PNG or JPEG body as a [1, 1, 28, 28] batch; a 28x28 greyscale image is taken as MNIST already is."""
-    grey = decode_image(data, max_pixels)
+    return grey_to_batch(decode_image(data, max_pixels))
+
+
+def grey_to_batch(grey: np.ndarray) -> np.ndarray:
+    """A greyscale picture in [0, 1] as a [1, 1, 28, 28] batch: 28x28 as MNIST has it, anything else made so."""
     if grey.shape == (SIDE, SIDE):
         return white_on_black(grey)[None, None]
     return mnist_from_image(grey)[None]
+
+
+def picture_to_batch(picture: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A digit as a [N, 1, 28, 28] batch from a PIL image, PNG/JPEG bytes, a file path, or pixel values
+    (anything pixels_to_batch takes): the server's own preprocessing, for use in Python."""
+    if isinstance(picture, Image.Image):
+        return grey_to_batch(_greyscale(picture))
+    if isinstance(picture, (bytes, bytearray)):
+        return image_to_batch(bytes(picture), max_pixels)
+    if isinstance(picture, (str, os.PathLike)):
+        return image_to_batch(Path(picture).read_bytes(), max_pixels)
+    return pixels_to_batch(np.asarray(picture).tolist())[0]
 
 
 def pixels_to_batch(values: Any) -> tuple[np.ndarray, bool]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
+import torch
 from torch import nn
 
 from zoo.devices import resolve_device
 from zoo.errors import IntegrityError
 from zoo.manifest import MANIFEST_FILE, Manifest
+from zoo.preprocessing import preprocess
 from zoo.recipes import Recipe, recipe_from_dict
 from zoo.registry import get_model
 from zoo.spec import ModelSpec
@@ -33,6 +35,31 @@ class LoadedModel:
     def manifest(self) -> Manifest:
         return self.stored.manifest
 
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """A classifier's class names by output index (digits "0" to "9"); empty for other models."""
+        return self.spec.interface.categories if self.spec.interface else ()
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """What the version is, as plain data: name, version, categories, metrics, recipe and input contract."""
+        return {
+            "name": self.spec.name,
+            "version": self.version,
+            "categories": list(self.categories),
+            "metrics": self.manifest.get("metrics", {}),
+            "recipe": self.manifest.get("recipe"),
+            "input": self.spec.input.to_dict() if self.spec.input else None,
+            "output": self.spec.output.to_dict() if self.spec.output else None,
+            "preprocessing": self.spec.preprocessing,
+        }
+
+    def preprocess(self, item: Any) -> torch.Tensor:
+        """A PIL image, PNG/JPEG bytes, a path or pixels (digit models), or numbers (value models) as an input
+        batch on the module's device: the server's own preprocessing."""
+        device = next(self.model.parameters()).device
+        return torch.from_numpy(preprocess(self.spec, item)).to(device)
+
 
 def stored_recipe(spec: ModelSpec, stored: StoredVersion) -> Recipe:
     """The recipe a stored version was trained with, rebuilt from its manifest."""
@@ -46,6 +73,13 @@ def stored_recipe(spec: ModelSpec, stored: StoredVersion) -> Recipe:
         return recipe_from_dict(spec.recipes[record["name"]], record["params"])
     except (KeyError, TypeError, ValueError) as error:
         raise IntegrityError(f"{where} has recipe parameters that {spec.name} does not accept: {error}") from None
+
+
+def load_model(name: str, version: Optional[int] = None, weights_dir: Optional[str] = None,
+               device: str = "cpu") -> LoadedModel:
+    """A model with trained weights, like torchvision's `weights=`: the latest version unless one is named
+    (yours first, then the released ones); `.model` is the eval-mode module, `.preprocess` its input."""
+    return load_version(name if version is None else f"{name}:{version}", weights_dir, device)
 
 
 def load_version(ref: str, weights_dir: Optional[str] = None, device: str = "cpu") -> LoadedModel:

@@ -57,6 +57,7 @@ class Interface:
     preprocessing: str
     # `count` real inputs (from the data set or its distribution), to verify exports and to store as test data.
     examples: Callable[[Recipe, DataContext, int], torch.Tensor]
+    categories: tuple[str, ...] = ()  # a classifier's class names, by output index
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,10 @@
-"""Versioned weights on disk, laid out like a Triton model repository: ROOT/MODEL/N/{model.safetensors, manifest.json}."""
+"""Versioned weights on disk, laid out like a Triton model repository: ROOT/MODEL/N/{model.safetensors, manifest.json}.
+
+Where versions live: the weights root is `--weights-dir`, else $ZOO_WEIGHTS_DIR, else the per-user data folder
+(~/.local/share/zoo/weights on Linux). With the per-user default, the released versions that ship inside the
+package are seen beside the user's own: they are read-only, keep their numbers, and a new version takes the
+next number after every version of either, so it is the latest. An explicit root is that root alone.
+"""
 
 from __future__ import annotations
 
@@ -11,26 +17,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+import platformdirs
 import torch
 from filelock import FileLock
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from zoo.errors import IntegrityError, StorageError, UnknownVersionError
+from zoo.errors import IntegrityError, ReadOnlyVersionError, StorageError, UnknownVersionError, ZooError
 from zoo.manifest import MANIFEST_FILE, Manifest, publish_mode, read_manifest, stage_manifest, write_manifest
 
 WEIGHTS_FILE = "model.safetensors"
-PROJECT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[^:]*))?$")
 
 
-def resolve_weights_dir(weights_dir: Optional[os.PathLike | str] = None) -> Path:
-    """`weights_dir`, else $ZOO_WEIGHTS_DIR, else the project's own weights/ folder."""
-    if weights_dir:
-        return Path(weights_dir).expanduser()
-    if os.environ.get("ZOO_WEIGHTS_DIR"):
-        return Path(os.environ["ZOO_WEIGHTS_DIR"]).expanduser()
-    return PROJECT_WEIGHTS
+def released_weights_dir() -> Path:
+    """The versions released with the zoo: package data of an installed zoo, else the checkout's weights/."""
+    package = Path(__file__).resolve().parent
+    installed = package / "weights"
+    return installed if installed.is_dir() else package.parent / "weights"
+
+
+RELEASED_WEIGHTS = released_weights_dir()
+
+
+def user_weights_dir() -> Path:
+    """Where a user's own versions go when no root is named: the per-user data folder (XDG on Linux)."""
+    return platformdirs.user_data_path("zoo") / "weights"
 
 
 def parse_ref(ref: str) -> tuple[str, Optional[int]]:
@@ -78,24 +90,41 @@ class StoredVersion:
 
 
 class WeightsStore:
-    """Numbered weight versions per model; each version is written whole or not at all."""
+    """Numbered weight versions per model; each version is written whole or not at all.
+
+    `root` (else $ZOO_WEIGHTS_DIR) is the one folder read and written; with neither, the user's folder is
+    written and the released versions are read beside it (module docstring: the rule for numbers).
+    """
 
     def __init__(self, root: Optional[os.PathLike | str] = None) -> None:
-        self.root = resolve_weights_dir(root)
+        explicit = root or os.environ.get("ZOO_WEIGHTS_DIR")
+        self.root = Path(explicit).expanduser() if explicit else user_weights_dir()
+        self.released: Optional[Path] = None if explicit else RELEASED_WEIGHTS
+
+    @property
+    def where(self) -> str:
+        """The folders this store reads, for messages."""
+        return f"{self.root} or the released versions in {self.released}" if self.released else str(self.root)
+
+    def _versions_in(self, root: Optional[Path], name: str) -> list[int]:
+        folder = root / name if root else None
+        if folder is None or not folder.is_dir():
+            return []
+        return [int(entry.name) for entry in folder.iterdir() if entry.name.isdigit() and (entry / MANIFEST_FILE).is_file()]
+
+    def is_released(self, name: str, version: int) -> bool:
+        """Whether `version` is a read-only released version (one of the user's own of that number shadows it)."""
+        return (self.released is not None and not (self.root / name / str(version) / MANIFEST_FILE).is_file()
+                and (self.released / name / str(version) / MANIFEST_FILE).is_file())
 
     def version_dir(self, name: str, version: int) -> Path:
+        if self.is_released(name, version):
+            return self.released / name / str(version)
         return self.root / name / str(version)
 
     def versions(self, name: str) -> list[int]:
-        """Complete versions of `name`, oldest first (folders without a manifest are not versions)."""
-        folder = self.root / name
-        if not folder.is_dir():
-            return []
-        return sorted(
-            int(entry.name)
-            for entry in folder.iterdir()
-            if entry.name.isdigit() and (entry / MANIFEST_FILE).is_file()
-        )
+        """Complete versions of `name`, the user's and the released, oldest first (folders without a manifest are not versions)."""
+        return sorted(set(self._versions_in(self.root, name)) | set(self._versions_in(self.released, name)))
 
     def resolve(self, name: str, version: Optional[int]) -> int:
         """`version` if it exists, the latest when None; raise naming what exists otherwise."""
@@ -103,12 +132,12 @@ class WeightsStore:
         if version is None:
             if not known:
                 raise UnknownVersionError(
-                    f"no trained versions of {name!r} in {self.root}; train one first (zoo train {name})"
+                    f"no trained versions of {name!r} in {self.where}; train one first (zoo train {name})"
                 )
             return known[-1]
         if version not in known:
             have = ", ".join(map(str, known)) or "none"
-            raise UnknownVersionError(f"{name!r} has no version {version} in {self.root}; versions present: {have}")
+            raise UnknownVersionError(f"{name!r} has no version {version} in {self.where}; versions present: {have}")
         return version
 
     def manifest(self, name: str, version: int) -> Manifest:
@@ -133,7 +162,8 @@ class WeightsStore:
                 **manifest,
                 "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights), "bytes": weights.stat().st_size},
             }
-            version = (self.versions(name) or [0])[-1] + 1
+            taken = set(self._versions_in(self.released, name))
+            version = max(self.versions(name), default=0) + 1
             while True:
                 write_manifest(staging / MANIFEST_FILE, {"model": name, "version": version, **manifest})
                 try:
@@ -144,10 +174,12 @@ class WeightsStore:
                     if not (folder / str(version)).exists():
                         raise
                     version += 1
+                    while version in taken:
+                        version += 1
         except (OSError, SafetensorError) as error:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
-            if isinstance(error, StorageError):
+            if isinstance(error, ZooError):
                 raise
             where = getattr(error, "filename", None) or staging or folder
             reason = getattr(error, "strerror", None) or str(error)
@@ -166,12 +198,22 @@ class WeightsStore:
         check_sha256(weights, manifest["weights"]["sha256"])
         return StoredVersion(name, version, path, manifest, load_file(str(weights), device=str(device)))
 
+    def check_writable(self, name: str, version: int) -> None:
+        """Raise ReadOnlyVersionError for a released version, saying what it ships with."""
+        if self.is_released(name, version):
+            shipped = ", ".join(sorted(self.manifest(name, version).get("artifacts", {}))) or "no"
+            raise ReadOnlyVersionError(
+                f"{name}:{version} is a released version, read-only in {self.released}; it ships with {shipped} "
+                f"exports. Train your own (zoo train {name}) to export it, or pass --weights-dir to name a root you own"
+            )
+
     def commit(self, name: str, version: int, staged: dict[Path, Path], change: Callable[[Manifest], None]) -> Manifest:
         """Move staged files (temp path -> final path) into a version and apply `change` to its manifest.
 
         Under the manifest's lock, the new manifest is written to a temp file first, so a full disk fails before
         anything moves; renames within the folder need no space. Moved entries leave `staged`.
         """
+        self.check_writable(name, version)
         path = self.version_dir(name, version)
         try:
             with FileLock(str(path / ".manifest.lock")):
@@ -183,7 +225,7 @@ class WeightsStore:
                     final.parent.mkdir(exist_ok=True)
                     os.replace(temp, final)
                     del staged[temp]
-        except StorageError:
+        except ZooError:
             raise
         except OSError as error:
             raise StorageError(f"could not update {path}: {error.strerror or error}") from None

@@ -95,6 +95,7 @@ def digits_interface(preprocessing: str = MNIST_PREPROCESSING) -> Interface:
         form=InputForm.DIGITS,
         preprocessing=preprocessing,
         examples=mnist_examples,
+        categories=tuple(str(digit) for digit in range(10)),
     )
 
 
