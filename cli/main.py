@@ -223,24 +223,34 @@ def export(
             console.print(f"note: {zoo.FORMATS[fmt].note}")
 
 
+ServeBackend = Enum("ServeBackend", {"auto": "auto", **{name: name for name in zoo.BACKENDS}}, type=str)
+AccessLog = Enum("AccessLog", {"text": "text", "json": "json"}, type=str)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 for every interface.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="gunicorn worker processes; each loads its own models.")] = 2,
-    threads: Annotated[int, typer.Option(min=1, help="Request threads per worker.")] = 4,
-    backend: Annotated[Backend, typer.Option(help="Runtime answering requests (onnx needs `zoo export MODEL -f onnx`).")] = Backend["torch"],
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes; each loads its own models.")] = 2,
+    threads: Annotated[int, typer.Option(min=1, help="Request threads per worker.")] = 2,
+    backend: Annotated[ServeBackend, typer.Option(
+        help="auto: ONNX Runtime for each version with an ONNX export, PyTorch for one without; or one for all.")
+    ] = ServeBackend["auto"],
     weights_dir: WeightsDir = None,
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body accepted; larger ones get 413.")] = 8 * 1024 * 1024,
     max_batch: Annotated[int, typer.Option(min=1, help="Most images or values in one request.")] = 256,
     models: Annotated[Optional[str], typer.Option(help="Comma-separated models to serve; default: every model with a version.")] = None,
+    versions: Annotated[str, typer.Option(help="Version policy: all, latest:N, or numbers like 1,3.")] = "all",
+    poll_seconds: Annotated[float, typer.Option(min=0, help="Look for new and removed versions this often; 0 never.")] = 10,
+    access_log: Annotated[Optional[AccessLog], typer.Option(help="One line per request on stderr: text or json.")] = None,
 ) -> None:
-    """Serve every stored version of every model that has one over HTTP (gunicorn; drawing page at /)."""
+    """Serve the stored versions of every model that has one over HTTP (granian; drawing page at /, /metrics)."""
     from zoo.serve.wsgi import run
 
     chosen = tuple(filter(None, (name.strip() for name in models.split(",")))) if models is not None else None
     run(host=host, port=port, workers=workers, threads=threads, backend=backend.value, weights_dir=weights_dir,
-        max_body_bytes=max_body_bytes, max_batch=max_batch, models=chosen)
+        max_body_bytes=max_body_bytes, max_batch=max_batch, models=chosen, versions=versions,
+        poll_seconds=poll_seconds, access_log=access_log.value if access_log else None)
 
 
 def main() -> None:

@@ -1,33 +1,40 @@
-"""The zoo's HTTP server: a Flask app factory that any WSGI server can host (`zoo serve` runs gunicorn)."""
+"""The zoo's HTTP server: a Flask app factory that any WSGI server can host (`zoo serve` runs granian)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, send_from_directory
+from flask import Flask, request, send_from_directory
+from werkzeug.exceptions import UnsupportedMediaType
 
+from zoo.imaging import DEFAULT_MAX_PIXELS
 from zoo.serve.errors import register_error_handlers
 from zoo.serve.health import health
-from zoo.serve.models import ServedModels, plan_versions
+from zoo.serve.metrics import instrument, metrics, record_loaded, record_reload
+from zoo.serve.models import AUTO, ServedModels, VersionPolicy
 from zoo.serve.openapi import openapi
 from zoo.serve.v1 import v1
 from zoo.serve.v2 import v2
-from zoo.imaging import DEFAULT_MAX_PIXELS
 
 DEFAULTS: dict[str, Any] = {
-    "WEIGHTS_DIR": None,  # None: $ZOO_WEIGHTS_DIR, else the project's weights/
-    "BACKEND": "torch",
+    "WEIGHTS_DIR": None,  # None: $ZOO_WEIGHTS_DIR, else your user folder beside the released versions
+    "BACKEND": AUTO,  # auto: ONNX Runtime for each version with an ONNX export, else torch; or one backend for all
     "MODELS": None,  # None: every registered model that has a version to serve
+    "VERSIONS": "all",  # version policy: all, latest:N, or numbers like 1,3
+    "POLL_SECONDS": 10,  # look for new and removed versions this often; 0 never
     "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
     "MAX_BATCH": 256,
     "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,
     "RUNTIME_THREADS": None,  # ONNX Runtime intra-op threads; None: its own choice by batch size
+    "TORCH_THREADS": None,  # torch.set_num_threads in this process; None leaves it
+    "ACCESS_LOG": None,  # None: no access log; "text" or "json": one line per request on the zoo.access logger
+    "THREADS": 2,  # request threads per process, under zoo serve's ASGI front (serve/asgi.py)
 }
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """A Flask app serving every stored version of the configured models, loaded and warmed up before it returns.
+    """A Flask app serving the stored versions of the configured models, loaded and warmed up before it returns.
 
     `config` overrides DEFAULTS; so do ZOO_SERVE_* environment variables (e.g. ZOO_SERVE_BACKEND=onnx).
     """
@@ -36,11 +43,31 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_prefixed_env("ZOO_SERVE")
     app.config.update(config or {})
     app.json.sort_keys = False
-    weights_dir, backend = app.config["WEIGHTS_DIR"], app.config["BACKEND"]
-    plan = plan_versions(app.config["MODELS"], weights_dir, backend)
-    app.extensions["zoo.models"] = ServedModels.open(plan, backend, weights_dir, app.config["RUNTIME_THREADS"])
-    for blueprint in (v1, v2, health, openapi):
+    if app.config["TORCH_THREADS"]:
+        import torch
+
+        torch.set_num_threads(app.config["TORCH_THREADS"])
+    served = ServedModels(app.config["MODELS"], app.config["WEIGHTS_DIR"], app.config["BACKEND"],
+                          VersionPolicy.parse(str(app.config["VERSIONS"])), app.config["RUNTIME_THREADS"]).open()
+    record_loaded(served.runtimes)
+    if app.config["POLL_SECONDS"]:
+        def reloaded(result: str) -> None:
+            record_reload(result)
+            record_loaded(served.runtimes)
+
+        served.poll(float(app.config["POLL_SECONDS"]), reloaded)
+    app.extensions["zoo.models"] = served
+    for blueprint in (v1, v2, health, openapi, metrics):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "page", lambda: send_from_directory(app.static_folder, "index.html"))
+    app.before_request(refuse_encoded_bodies)
+    instrument(app)
     register_error_handlers(app)
     return app
+
+
+def refuse_encoded_bodies() -> None:
+    """A compressed body (Content-Encoding: gzip, ...) is refused with 415 rather than read as if it were plain."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedMediaType(f"expected an uncompressed body (no Content-Encoding), got Content-Encoding {encoding}")

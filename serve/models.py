@@ -1,49 +1,99 @@
-"""The versions a server answers for: which to serve, opened once per process and warmed up before use."""
+"""The versions a server answers for: which to serve and on which runtime, opened and warmed up before use,
+and refreshed while serving (Triton's poll mode) so new versions appear and removed ones go without a restart."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+from flask import current_app, g
 
-from zoo.errors import MissingArtifactError, UnknownModelError, UnknownVersionError
+from zoo.errors import InvalidSettingError, MissingArtifactError, UnknownModelError, UnknownVersionError, ZooError
 from zoo.registry import get_model, list_models
-from zoo.runtimes import Runtime, exportable_model, open_runtime
+from zoo.runtimes import Runtime, check_backend, exportable_model, open_runtime
 from zoo.store import WeightsStore
 
+# The default backend: ONNX Runtime for every version that has an ONNX export (measured fastest at every batch
+# size, benchmarks/README.md), PyTorch for one that has none.
+AUTO = "auto"
+FASTEST = "onnx"
 log = logging.getLogger("zoo.serve")
 
 
-def plan_versions(models: Iterable[str] | None, weights_dir: str | None, backend: str) -> dict[str, list[int]]:
-    """Every stored version of each model that `backend` can run, checked without loading anything.
+@dataclass(frozen=True)
+class VersionPolicy:
+    """Which stored versions to serve, as Triton's version_policy: all, the latest N, or specific numbers."""
 
-    `models` None means every registered model that runs on inputs; models without a runnable version are
+    latest: int | None = None
+    specific: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> VersionPolicy:
+        """`all`, `latest:N` or a comma-separated list of version numbers, e.g. `1,3`."""
+        text = text.strip()
+        if text == "all":
+            return cls()
+        if text.startswith("latest:") and text[7:].isdigit() and int(text[7:]) >= 1:
+            return cls(latest=int(text[7:]))
+        parts = [part.strip() for part in text.split(",")]
+        if all(part.isdigit() and int(part) >= 1 for part in parts):
+            return cls(specific=tuple(sorted({int(part) for part in parts})))
+        raise InvalidSettingError(f"--versions expects all, latest:N (N >= 1) or version numbers like 1,3; got {text!r}")
+
+    def choose(self, versions: list[int]) -> list[int]:
+        if self.latest is not None:
+            return versions[-self.latest:]
+        if self.specific:
+            return [v for v in versions if v in self.specific]
+        return versions
+
+    def __str__(self) -> str:
+        return f"latest:{self.latest}" if self.latest else ",".join(map(str, self.specific)) or "all"
+
+
+ALL_VERSIONS = VersionPolicy()
+
+
+def plan_versions(models: Iterable[str] | None, weights_dir: str | None, backend: str = AUTO,
+                  policy: VersionPolicy = ALL_VERSIONS) -> dict[str, dict[int, str]]:
+    """Each model's versions to serve under `policy`, with the backend each answers on, checked without loading.
+
+    `models` None means every registered model that runs on inputs; models without a servable version are
     then left out with a log line. A model named in `models` must be servable. Nothing to serve at all raises:
     for want of exports, MissingArtifactError naming each export command; else UnknownVersionError.
     """
+    if backend != AUTO:
+        check_backend(backend)
     store = WeightsStore(weights_dir)
     named = models is not None
     names = list(models) if named else [name for name in list_models() if get_model(name).exportable]
-    plan: dict[str, list[int]] = {}
+    plan: dict[str, dict[int, str]] = {}
     unexported: list[str] = []
     for name in names:
         exportable_model(name)  # an unknown or input-less model fails here, before any worker starts
-        versions = store.versions(name)
-        if backend != "torch" and versions:
-            runnable = [v for v in versions if backend in store.manifest(name, v).get("artifacts", {})]
-            if not runnable:
+        versions = policy.choose(store.versions(name))
+        exports = {v: store.manifest(name, v).get("artifacts", {}) for v in versions} if backend != "torch" else {}
+        if backend == AUTO:
+            chosen = {v: FASTEST if FASTEST in exports[v] else "torch" for v in versions}
+        elif backend == "torch":
+            chosen = dict.fromkeys(versions, "torch")
+        else:
+            chosen = {v: backend for v in versions if backend in exports[v]}
+            if versions and not chosen:
                 unexported.append(f"{name}:{versions[-1]}")
-            elif runnable != versions:
-                skipped = ", ".join(str(v) for v in versions if v not in runnable)
+            elif len(chosen) != len(versions):
+                skipped = ", ".join(str(v) for v in versions if v not in chosen)
                 log.warning("%s: not serving version(s) %s on %s: no %s export yet (zoo export %s:%s --format %s)",
                             name, skipped, backend, backend, name, versions[-1], backend)
-            versions = runnable
-        if versions:
-            plan[name] = versions
+        if chosen:
+            plan[name] = chosen
         elif named and not unexported:
-            raise UnknownVersionError(f"cannot serve {name}: no trained versions in {store.where} (zoo train {name})")
+            raise UnknownVersionError(f"cannot serve {name}: no trained versions in {store.where} "
+                                      f"under version policy {policy} (zoo train {name})")
     if unexported and (named or not plan):
         commands = ", ".join(f"`zoo export {ref} --format {backend}`" for ref in unexported)
         raise MissingArtifactError(f"no {backend} export to serve for {', '.join(unexported)}; create it with {commands}")
@@ -57,27 +107,100 @@ def plan_versions(models: Iterable[str] | None, weights_dir: str | None, backend
     return plan
 
 
-@dataclass
+def warmed(runtime: Runtime) -> Runtime:
+    """`runtime` after one inference on zeros, so the first request pays no start-up cost."""
+    runtime.run(np.zeros([1, *runtime.spec.input.features], dtype=np.float32))
+    return runtime
+
+
 class ServedModels:
-    """Open runtimes by model name and version; `get` answers the latest version unless one is pinned."""
+    """Open runtimes by model name and version; `get` answers the latest version unless one is pinned.
 
-    backend: str
-    runtimes: dict[str, dict[int, Runtime]] = field(default_factory=dict)
-    ready: bool = False
+    `runtimes` is replaced whole on each refresh, never changed in place, so a request that has read it
+    keeps a consistent view while new versions are opened beside it.
+    """
 
-    @classmethod
-    def open(cls, plan: dict[str, list[int]], backend: str, weights_dir: str | None,
-             threads: int | None = None) -> ServedModels:
-        """Open every planned version and run one warm-up inference through each, then mark ready."""
-        served = cls(backend)
-        for name, versions in plan.items():
-            served.runtimes[name] = {v: open_runtime(f"{name}:{v}", backend, weights_dir, threads=threads)
-                                     for v in versions}
-        for runtime in served.all():
-            example = np.zeros([1, *runtime.spec.input.features], dtype=np.float32)
-            runtime.run(example)
-        served.ready = True
-        return served
+    def __init__(self, models: Iterable[str] | None, weights_dir: str | None, backend: str = AUTO,
+                 policy: VersionPolicy = ALL_VERSIONS, threads: int | None = None) -> None:
+        self.models = None if models is None else tuple(models)
+        self.weights_dir, self.backend, self.policy, self.threads = weights_dir, backend, policy, threads
+        self.runtimes: dict[str, dict[int, Runtime]] = {}
+        self.ready = False
+        self._refreshing = threading.Lock()
+
+    def open(self) -> ServedModels:
+        """Open and warm up every planned version (any failure raises), then mark ready."""
+        plan = plan_versions(self.models, self.weights_dir, self.backend, self.policy)
+        self.runtimes = {name: {v: warmed(self._open(name, v, backend)) for v, backend in versions.items()}
+                         for name, versions in plan.items()}
+        for name, versions in self.runtimes.items():
+            log.info("serving %s version(s) %s", name,
+                     ", ".join(f"{v} on {r.backend}" for v, r in versions.items()))
+        self.ready = True
+        return self
+
+    def _open(self, name: str, version: int, backend: str) -> Runtime:
+        return open_runtime(f"{name}:{version}", backend, self.weights_dir, threads=self.threads)
+
+    def refresh(self) -> tuple[list[str], list[str]]:
+        """Serve what the store holds now: open new versions (and ones whose backend changed, say by a new
+        export), drop removed ones. Returns (added, removed) as MODEL:V; a version that fails to open is
+        logged and left out, and the rest is served as before."""
+        with self._refreshing:
+            try:
+                plan = plan_versions(self.models, self.weights_dir, self.backend, self.policy)
+            except ZooError as error:
+                log.error("reload: keeping what is served: %s", error)
+                raise
+            current = self.runtimes
+            fresh: dict[str, dict[int, Runtime]] = {}
+            added: list[str] = []
+            for name, versions in plan.items():
+                fresh[name] = {}
+                for version, backend in versions.items():
+                    old = current.get(name, {}).get(version)
+                    if old is not None and old.backend == backend:
+                        fresh[name][version] = old
+                        continue
+                    try:
+                        fresh[name][version] = warmed(self._open(name, version, backend))
+                        added.append(f"{name}:{version}")
+                    except ZooError as error:
+                        log.error("reload: not serving %s:%s: %s", name, version, error)
+                        if old is not None:
+                            fresh[name][version] = old
+                if not fresh[name]:
+                    del fresh[name]
+            removed = [f"{name}:{v}" for name, versions in current.items() for v in versions
+                       if v not in fresh.get(name, {})]
+            self.runtimes = fresh
+        if added or removed:
+            log.info("reload: now serving %s (added %s; removed %s)", self.describe(), ", ".join(added) or "none",
+                     ", ".join(removed) or "none")
+        return added, removed
+
+    def poll(self, seconds: float, on_reload=None) -> threading.Thread:
+        """Refresh every `seconds` in a daemon thread; `on_reload(result)` hears "changed", "unchanged" or "failed"."""
+        def loop() -> None:
+            while True:
+                time.sleep(seconds)
+                try:
+                    added, removed = self.refresh()
+                    result = "changed" if added or removed else "unchanged"
+                except ZooError:
+                    result = "failed"
+                except Exception:  # a reload must never take the worker down
+                    log.exception("reload failed")
+                    result = "failed"
+                if on_reload is not None:
+                    on_reload(result)
+
+        thread = threading.Thread(target=loop, name="zoo-model-poll", daemon=True)
+        thread.start()
+        return thread
+
+    def describe(self) -> str:
+        return "; ".join(f"{name} {', '.join(map(str, versions))}" for name, versions in self.runtimes.items())
 
     def all(self) -> list[Runtime]:
         return [runtime for versions in self.runtimes.values() for runtime in versions.values()]
@@ -85,15 +208,22 @@ class ServedModels:
     def names(self) -> list[str]:
         return list(self.runtimes)
 
-    def get(self, name: str, version: str | None = None) -> Runtime:
-        """The runtime for `name` at `version` (a path segment; None or "" means latest); 404-kind errors otherwise."""
-        versions = self.runtimes.get(name)
+    def versions(self, name: str) -> dict[int, Runtime]:
+        """The served versions of `name` (the 404-kind error when it is not served)."""
+        runtimes = self.runtimes
+        versions = runtimes.get(name)
         if versions is None:
-            served = ", ".join(self.runtimes) or "none"
+            served = ", ".join(runtimes) or "none"
             raise UnknownModelError(f"unknown model {name!r}: this server serves {served}")
-        if not version:
+        return versions
+
+    def get(self, name: str, version: str | None = None) -> Runtime:
+        """The runtime for `name` at `version` (a path segment; None means latest); 404-kind errors otherwise."""
+        versions = self.versions(name)
+        if version is None:
             return versions[max(versions)]
-        if not version.isdigit() or int(version) not in versions:
+        # Only a canonical number names a version: "01" or "1.0" are not version 1.
+        if not (version.isdigit() and version[0] != "0") or int(version) not in versions:
             have = ", ".join(map(str, versions))
             raise UnknownVersionError(f"{name} has no version {version!r} on this server; versions served: {have}")
         return versions[int(version)]
@@ -101,6 +231,11 @@ class ServedModels:
 
 def served_models() -> ServedModels:
     """The ServedModels of the app handling the current request."""
-    from flask import current_app
-
     return current_app.extensions["zoo.models"]
+
+
+def served_runtime(name: str, version: str | None = None) -> Runtime:
+    """The runtime a request is for, noted on the request so its metrics and access log name the version."""
+    runtime = served_models().get(name, version)
+    g.zoo_version = runtime.version
+    return runtime

@@ -1,105 +1,135 @@
-"""/openapi.json: an OpenAPI 3 description of every route, with the served models' names filled in."""
+"""/openapi.json: an exact OpenAPI 3.1 description of what this server answers.
+
+Each served model has its own paths with its own request schemas (its form's JSON body, its v2 tensor); unknown
+properties are refused and declared so (`additionalProperties: false`); versions are integers >= 1; every status
+the server can send is listed. `tests/test_openapi_fuzz.py` draws requests from this document and checks that
+the server accepts every one the schemas call valid.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 
-from zoo.serve.models import served_models
-from zoo.serve.payloads import FORMS
 from zoo.registry import get_model
+from zoo.serve.models import served_models
+from zoo.serve.payloads import FORMS, NUMBER, V2_HEADER_LENGTH
+from zoo.spec import ModelSpec
 
 openapi = Blueprint("openapi", __name__)
 
-ERROR = {"description": "bad request: a JSON body {\"error\": \"what was expected, what came\"}",
-         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-ERRORS = {"400": ERROR, "404": {**ERROR, "description": "unknown model or version"},
-          "413": {**ERROR, "description": "body over the size limit"},
-          "415": {**ERROR, "description": "unsupported Content-Type"}}
-JSON_OK = lambda description, schema: {
-    "200": {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description + ': a JSON body {"error": "what was expected, what came"}',
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+ERRORS = {
+    "400": _error("bad request"),
+    "404": _error("unknown model or version, or a malformed version"),
+    "413": _error("body over the size limit"),
+    "415": _error("unsupported Content-Type, or a Content-Encoding such as gzip"),
+    "500": _error("a fault on the server's side, such as a weights file found altered"),
+}
+LOOKUP_ERRORS = {key: ERRORS[key] for key in ("404", "500")}
 OBJECT = {"type": "object"}
+VERSION_PARAM = {"name": "version", "in": "path", "required": True,
+                 "schema": {"type": "integer", "minimum": 1}, "description": "a version number, without leading zeros"}
 
 
-def _model_param(names: list[str]) -> dict[str, Any]:
-    return {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": names}}
+def _ok(description: str, schema: dict[str, Any] = OBJECT, media: str = "application/json") -> dict[str, Any]:
+    return {"200": {"description": description, "content": {media: {"schema": schema}}}}
 
 
-VERSION_PARAM = {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+def _body(schema: dict[str, Any], other_media: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}, **(other_media or {})}}
 
 
-def predict_body(names: list[str]) -> dict[str, Any]:
-    """The /v1 predict request body: each distinct JSON schema of the models' forms, naming the models that take it,
-    and the other media types their forms read."""
-    takers: dict[str, list[str]] = {}
-    schemas: dict[str, dict[str, Any]] = {}
-    media: dict[str, Any] = {}
-    for name in names:
-        form = FORMS[get_model(name).interface.form]
-        schema = form.json_schema(get_model(name))
-        key = json.dumps(schema, sort_keys=True)
-        schemas.setdefault(key, schema)
-        takers.setdefault(key, []).append(name)
-        media.update(form.other_media)
-    one_of = [{**schema, "description": f"{', '.join(takers[key])}: {schema['description']}"}
-              for key, schema in schemas.items()]
-    return {"required": True, "content": {"application/json": {"schema": {"oneOf": one_of}}, **media}}
+def v2_request_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
+    """The v2 infer request for `spec`: exactly one input, its name, FP32, its shape with a batch of 1..max_batch.
 
-
-PREDICTION = {"type": "object", "properties": {
-    "model": {"type": "string"}, "version": {"type": "integer"}, "backend": {"type": "string"},
-    "digit": {"type": "integer"}, "probabilities": {"type": "array", "items": {"type": "number"}, "minItems": 10, "maxItems": 10},
-    "predictions": {"type": "array", "items": OBJECT},
-}, "additionalProperties": {"description": "values models: the output tensor's name (e.g. y), one value or a list"}}
-TENSOR = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
-    "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
-    "datatype": {"type": "string", "enum": ["FP32"]}, "data": {"type": "array", "items": {}},
-    "parameters": OBJECT}}
-
-
-def describe(names: list[str]) -> dict[str, Any]:
-    """The OpenAPI 3 document for a server answering for `names`."""
-    model = _model_param(names)
-    pinned = [model, VERSION_PARAM]
-    infer = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "required": ["inputs"], "properties": {
-            "id": {"type": "string"}, "inputs": {"type": "array", "items": TENSOR},
-            "outputs": {"type": "array", "items": OBJECT}, "parameters": OBJECT}}}}},
-        "responses": {**JSON_OK("outputs", {"type": "object", "properties": {
-            "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
-            "outputs": {"type": "array", "items": TENSOR}}}), **ERRORS}}
-    predict = {"requestBody": predict_body(names), "responses": {**JSON_OK("prediction", PREDICTION), **ERRORS}}
-    status = lambda summary: {"get": {"summary": summary, "responses": JSON_OK("status", OBJECT)}}
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": "zoo", "version": "1", "description": "Digit prediction and regression inference for the "
-                 "zoo's models; /v2 follows the Open Inference Protocol (KServe / Triton HTTP)."},
-        "paths": {
-            "/v1/models": {"get": {"summary": "served models with their versions", "responses": JSON_OK("models", OBJECT)}},
-            "/v1/models/{name}": {"get": {"summary": "a model's metadata", "parameters": [model],
-                                          "responses": {**JSON_OK("metadata", OBJECT), **ERRORS}}},
-            "/v1/models/{name}/predict": {"post": {"summary": "predict with the latest version", "parameters": [model], **predict}},
-            "/v1/models/{name}/versions/{version}/predict": {"post": {"summary": "predict with a pinned version",
-                                                                      "parameters": pinned, **predict}},
-            "/v2": status("server metadata"),
-            "/v2/health/live": status("liveness"),
-            "/v2/health/ready": status("readiness: every model loaded and warmed up (503 before)"),
-            "/healthz": status("liveness alias"),
-            "/readyz": status("readiness alias"),
-            "/v2/models/{name}": {"get": {"summary": "v2 model metadata", "parameters": [model],
-                                          "responses": {**JSON_OK("metadata", OBJECT), **ERRORS}}},
-            "/v2/models/{name}/versions/{version}": {"get": {"summary": "v2 model metadata", "parameters": pinned,
-                                                             "responses": {**JSON_OK("metadata", OBJECT), **ERRORS}}},
-            "/v2/models/{name}/ready": {"get": {"summary": "model readiness", "parameters": [model],
-                                                "responses": {**JSON_OK("ready", OBJECT), **ERRORS}}},
-            "/v2/models/{name}/versions/{version}/ready": {"get": {"summary": "model readiness", "parameters": pinned,
-                                                                   "responses": {**JSON_OK("ready", OBJECT), **ERRORS}}},
-            "/v2/models/{name}/infer": {"post": {"summary": "v2 inference, latest version", "parameters": [model], **infer}},
-            "/v2/models/{name}/versions/{version}/infer": {"post": {"summary": "v2 inference, pinned version",
-                                                                    "parameters": pinned, **infer}},
+    JSON Schema cannot tie the number of `data` values to the product of `shape`; the description says so.
+    """
+    features = [{"const": dim} for dim in spec.input.features]
+    tensor = {
+        "type": "object", "required": ["name", "shape", "datatype", "data"], "additionalProperties": False,
+        "properties": {
+            "name": {"const": spec.input.name},
+            "datatype": {"const": "FP32"},
+            "shape": {"type": "array", "prefixItems": [{"type": "integer", "minimum": 1, "maximum": max_batch}, *features],
+                      "items": False, "minItems": 1 + len(features)},
+            "data": {"type": "array", "minItems": 1, "items": {"anyOf": [NUMBER, {"type": "array"}]},
+                     "description": "the shape's product of values, row-major, flat or nested"},
+            "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer", "minimum": 4}}},
         },
+    }
+    output = {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+        "name": {"const": spec.output.name},
+        "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}}}
+    return {"type": "object", "required": ["inputs"], "additionalProperties": False, "properties": {
+        "id": {"type": "string"},
+        "inputs": {"type": "array", "items": tensor, "minItems": 1, "maxItems": 1},
+        "outputs": {"type": "array", "items": output},
+        "parameters": {"type": "object", "properties": {"binary_data_output": {"type": "boolean"}}},
+    }}
+
+
+def _tensor_out(spec: ModelSpec) -> dict[str, Any]:
+    return {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
+        "name": {"const": spec.output.name}, "datatype": {"const": "FP32"},
+        "shape": {"type": "array", "items": {"type": "integer"}}, "data": {"type": "array", "items": NUMBER},
+        "parameters": OBJECT}}
+
+
+def _model_paths(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
+    """Every route of one model, latest and pinned."""
+    name, form = spec.name, FORMS[spec.interface.form]
+    predict = {"requestBody": _body(form.json_schema(spec, max_batch), form.other_media),
+               "responses": {**_ok(f"{name}'s prediction", {"type": "object", "required": ["model", "version", "backend"]}),
+                             **ERRORS}}
+    infer = {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": v2_request_schema(spec, max_batch)},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"},
+                                     "description": f"Triton's binary tensor extension: JSON header of "
+                                                    f"{V2_HEADER_LENGTH} bytes, then the tensor's bytes"}}},
+        "responses": {**_ok("outputs", {"type": "object", "required": ["model_name", "model_version", "outputs"],
+                                        "properties": {"outputs": {"type": "array", "items": _tensor_out(spec)}}}),
+                      **ERRORS}}
+    metadata = {"responses": {**_ok(f"{name}'s metadata"), **LOOKUP_ERRORS}}
+    ready = {"responses": {**_ok("readiness"), **LOOKUP_ERRORS}}
+    paths: dict[str, Any] = {}
+    for suffix, params in (("", []), ("/versions/{version}", [VERSION_PARAM])):
+        with_params = {"parameters": params} if params else {}
+        paths[f"/v1/models/{name}{suffix}/predict"] = {"post": {"summary": f"predict with {name}", **with_params, **predict}}
+        paths[f"/v2/models/{name}{suffix}"] = {"get": {"summary": f"v2 metadata of {name}", **with_params, **metadata}}
+        paths[f"/v2/models/{name}{suffix}/ready"] = {"get": {"summary": f"is {name} ready", **with_params, **ready}}
+        paths[f"/v2/models/{name}{suffix}/infer"] = {"post": {"summary": f"v2 inference with {name}", **with_params, **infer}}
+    paths[f"/v1/models/{name}"] = {"get": {"summary": f"{name}'s tensors, form and served versions",
+                                           "responses": {**_ok("metadata"), **LOOKUP_ERRORS}}}
+    return paths
+
+
+def describe(names: list[str], max_batch: int = 256) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for a server answering for `names` with batches of at most `max_batch`."""
+    status = lambda summary, more=None: {"get": {"summary": summary, "responses": {**_ok("status"), **(more or {})}}}
+    paths: dict[str, Any] = {
+        "/v1/models": status("served models with their versions"),
+        "/v2": status("server metadata"),
+        "/v2/health/live": status("liveness"),
+        "/v2/health/ready": status("readiness: every model loaded and warmed up", {"503": _error("not ready yet")}),
+        "/healthz": status("liveness alias"),
+        "/readyz": status("readiness alias", {"503": _error("not ready yet")}),
+        "/metrics": {"get": {"summary": "Prometheus metrics of every worker",
+                             "responses": _ok("metrics", {"type": "string"}, "text/plain")}},
+    }
+    for name in names:
+        paths.update(_model_paths(get_model(name), max_batch))
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "zoo", "version": "1", "description": "Digit prediction and value inference for the "
+                 "zoo's models; /v2 follows the Open Inference Protocol (KServe / Triton HTTP)."},
+        "paths": paths,
         "components": {"schemas": {"Error": {"type": "object", "required": ["error"],
                                              "properties": {"error": {"type": "string"}}}}},
     }
@@ -107,4 +137,4 @@ def describe(names: list[str]) -> dict[str, Any]:
 
 @openapi.get("/openapi.json")
 def openapi_json():
-    return jsonify(describe(served_models().names()))
+    return jsonify(describe(served_models().names(), current_app.config["MAX_BATCH"]))

@@ -23,6 +23,8 @@ from zoo.spec import InputForm, ModelSpec
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
 V2_HEADER_LENGTH = "Inference-Header-Content-Length"
+V2_REQUEST_KEYS = {"id", "parameters", "inputs", "outputs"}
+V2_TENSOR_KEYS = {"name", "shape", "datatype", "data", "parameters"}
 
 
 def json_body(request: Request, body: bytes | None = None) -> Any:
@@ -44,7 +46,16 @@ def json_field(request: Request, key: str, example: str) -> Any:
     if not isinstance(document, dict) or key not in document:
         got = f"an object with keys {sorted(document)}" if isinstance(document, dict) else type(document).__name__
         raise InvalidInputError(f"expected a JSON object like {example}, got {got}")
+    check_keys(document, {key}, "the request")
     return document[key]
+
+
+def check_keys(document: dict[str, Any], allowed: set[str], what: str) -> None:
+    """A 400 naming any key of `document` that is not in `allowed` (the API refuses what it does not know)."""
+    unknown = sorted(set(document) - allowed)
+    if unknown:
+        raise InvalidInputError(f"expected {what} to have only {', '.join(map(repr, sorted(allowed)))}, "
+                                f"got unknown key(s) {', '.join(map(repr, unknown))}")
 
 
 def digit_batch(request: Request, spec: ModelSpec) -> tuple[np.ndarray, bool]:
@@ -94,20 +105,36 @@ class RequestForm:
 
     read: Callable[[Request, ModelSpec], tuple[np.ndarray, bool]]
     answer: Callable[[Runtime, np.ndarray, bool], dict[str, Any]]
-    json_schema: Callable[[ModelSpec], dict[str, Any]]
+    json_schema: Callable[[ModelSpec, int], dict[str, Any]]  # (spec, the server's batch limit)
     other_media: dict[str, dict[str, Any]]  # media types besides JSON that `read` takes, with their OpenAPI schemas
 
 
-def _pixels_schema(spec: ModelSpec) -> dict[str, Any]:
-    return {"type": "object", "required": ["pixels"], "description": "one 28x28 / 784-value image or a batch "
-            "([N,28,28], [N,784], [N,1,28,28]); values 0-255 or 0-1; either polarity",
-            "properties": {"pixels": {"type": "array", "items": {}}}}
+# Finite float32 numbers: JSON allows larger ones, which the model could only see as infinity.
+NUMBER = {"type": "number", "minimum": -3.4e38, "maximum": 3.4e38}
 
 
-def _values_schema(spec: ModelSpec) -> dict[str, Any]:
-    number = {"type": "number"}
-    return {"type": "object", "required": [spec.input.name], "description": value_example(spec),
-            "properties": {spec.input.name: {"oneOf": [number, {"type": "array", "items": {}}]}}}
+def _array(items: dict[str, Any], low: int, high: int | None = None) -> dict[str, Any]:
+    return {"type": "array", "items": items, "minItems": low, "maxItems": low if high is None else high}
+
+
+def _pixels_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
+    pixel = {"type": "number", "minimum": 0, "maximum": 255}
+    image = [_array(_array(pixel, 28), 28), _array(pixel, 784)]
+    batch = _array({"anyOf": [*image, _array(_array(_array(pixel, 28), 28), 1)]}, 1, max_batch)
+    return {"type": "object", "required": ["pixels"], "additionalProperties": False,
+            "description": "one 28x28 or 784-value image, or a batch ([N,28,28], [N,784], [N,1,28,28]); "
+                           "values 0-255 or 0-1; white on black or black on white",
+            "properties": {"pixels": {"anyOf": [*image, batch]}}}
+
+
+def _values_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
+    (features,) = spec.input.features
+    if features == 1:
+        accepted = [NUMBER, _array(NUMBER, 1, max_batch), _array(_array(NUMBER, 1), 1, max_batch)]
+    else:
+        accepted = [_array(NUMBER, features), _array(_array(NUMBER, features), 1, max_batch)]
+    return {"type": "object", "required": [spec.input.name], "additionalProperties": False,
+            "description": value_example(spec), "properties": {spec.input.name: {"anyOf": accepted}}}
 
 
 _BINARY = {"type": "string", "format": "binary"}
@@ -150,7 +177,9 @@ def v2_request(request: Request, runtime: Runtime) -> tuple[np.ndarray, dict[str
     inputs = document.get("inputs") if isinstance(document, dict) else None
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise InvalidInputError(f"expected a v2 infer request with one input, like {example}")
+    check_keys(document, V2_REQUEST_KEYS, "a v2 infer request")
     tensor = inputs[0]
+    check_keys(tensor, V2_TENSOR_KEYS, f"input {expected.name!r}")
     if tensor.get("name") != expected.name:
         raise InvalidInputError(f"expected input named {expected.name!r}, got {tensor.get('name')!r}")
     if tensor.get("datatype") != "FP32":

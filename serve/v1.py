@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from zoo.serve.models import served_models
+from zoo.serve.metrics import record_inference
+from zoo.serve.models import served_models, served_runtime
 from zoo.serve.payloads import FORMS
 from zoo.manifest import version_summary
 
@@ -15,7 +17,8 @@ v1 = Blueprint("v1", __name__, url_prefix="/v1")
 
 def model_metadata(name: str) -> dict[str, Any]:
     """What a client needs to call a served model: its tensors, form, preprocessing and served versions."""
-    latest = served_models().get(name)
+    versions = served_models().versions(name)
+    latest = versions[max(versions)]
     spec = latest.spec
     return {
         "name": name,
@@ -27,7 +30,7 @@ def model_metadata(name: str) -> dict[str, Any]:
         "preprocessing": spec.preprocessing,
         "backend": latest.backend,
         "latest_version": latest.version,
-        "versions": [version_summary(r.manifest) for r in served_models().runtimes[name].values()],
+        "versions": [{**version_summary(r.manifest), "backend": r.backend} for r in versions.values()],
         "predict": f"/v1/models/{name}/predict",
     }
 
@@ -45,8 +48,10 @@ def get_model(name: str):
 @v1.post("/models/<name>/predict")
 @v1.post("/models/<name>/versions/<version>/predict")
 def predict(name: str, version: str | None = None):
-    runtime = served_models().get(name, version)
+    runtime = served_runtime(name, version)
     form = FORMS[runtime.spec.interface.form]
     batch, batched = form.read(request, runtime.spec)
-    return jsonify({"model": runtime.name, "version": runtime.version, "backend": runtime.backend,
-                    **form.answer(runtime, batch, batched)})
+    started = time.perf_counter()
+    answer = form.answer(runtime, batch, batched)
+    record_inference(runtime, time.perf_counter() - started)
+    return jsonify({"model": runtime.name, "version": runtime.version, "backend": runtime.backend, **answer})

@@ -7,12 +7,14 @@ tritonclient.http and KServe clients call the zoo as they would call Triton.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
-from zoo.serve.models import served_models
+from zoo.serve.metrics import record_inference
+from zoo.serve.models import served_models, served_runtime
 from zoo.serve.payloads import V2_HEADER_LENGTH, v2_output_binary, v2_request, v2_shape
 
 v2 = Blueprint("v2", __name__, url_prefix="/v2")
@@ -42,11 +44,11 @@ def server_metadata():
 @v2.get("/models/<name>")
 @v2.get("/models/<name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None):
-    runtime = served_models().get(name, version)
+    runtime = served_runtime(name, version)
     tensor = lambda spec: {"name": spec.name, "datatype": "FP32", "shape": v2_shape(spec.shape)}
     return jsonify(
         name=name,
-        versions=[str(v) for v in served_models().runtimes[name]],
+        versions=[str(v) for v in served_models().versions(name)],
         platform=runtime.platform,
         inputs=[tensor(runtime.spec.input)],
         outputs=[tensor(runtime.spec.output)],
@@ -56,17 +58,19 @@ def model_metadata(name: str, version: str | None = None):
 @v2.get("/models/<name>/ready")
 @v2.get("/models/<name>/versions/<version>/ready")
 def model_ready(name: str, version: str | None = None):
-    runtime = served_models().get(name, version)
+    runtime = served_runtime(name, version)
     return jsonify(name=name, version=str(runtime.version), ready=served_models().ready)
 
 
 @v2.post("/models/<name>/infer")
 @v2.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None):
-    runtime = served_models().get(name, version)
+    runtime = served_runtime(name, version)
     batch, document = v2_request(request, runtime)
     binary = v2_output_binary(document, runtime.spec.output.name)
+    started = time.perf_counter()
     result = np.ascontiguousarray(runtime.run(batch), dtype="<f4")
+    record_inference(runtime, time.perf_counter() - started)
     output: dict[str, Any] = {"name": runtime.spec.output.name, "datatype": "FP32", "shape": list(result.shape)}
     answer: dict[str, Any] = {"model_name": name, "model_version": str(runtime.version), "outputs": [output]}
     if "id" in document:

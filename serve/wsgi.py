@@ -1,37 +1,22 @@
-"""`zoo serve`: the app under gunicorn, each worker loading its own models (no preload, no shared torch state)."""
+"""`zoo serve`: the app under granian (a Rust HTTP server), each worker loading its own models.
+
+granian was chosen on measurements (benchmarks/README.md): against gunicorn's threaded workers it keeps the
+tail within a few times the median under load. The app runs behind serve/asgi.py's buffering front, so a
+client that trickles its body costs no request thread.
+"""
 
 from __future__ import annotations
 
+import copy
+import json
 import os
+import shutil
 import socket
-from typing import Any
-
-from gunicorn.app.base import BaseApplication
+import tempfile
 
 from zoo.errors import InvalidSettingError
-from zoo.serve.models import plan_versions
+from zoo.serve.models import VersionPolicy, plan_versions
 from zoo.store import WeightsStore
-
-
-class ZooServer(BaseApplication):
-    """gunicorn running `serve.create_app(app_config)` in every worker."""
-
-    def __init__(self, app_config: dict[str, Any], options: dict[str, Any]) -> None:
-        self.app_config = app_config
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self):
-        import torch
-
-        from zoo.serve import create_app
-
-        torch.set_num_threads(1)  # as RUNTIME_THREADS does for ONNX Runtime
-        return create_app(self.app_config)
 
 
 def check_address(host: str, port: int) -> None:
@@ -40,7 +25,7 @@ def check_address(host: str, port: int) -> None:
         raise InvalidSettingError(f"--port must be a TCP port from 1 to 65535, got {port}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
         try:
             probe.bind((host, port))
         except OSError as error:
@@ -59,36 +44,54 @@ def check_weights_root(store: WeightsStore) -> None:
         raise InvalidSettingError(f"weights root {store.root} is not readable by this user")
 
 
+def logging_config() -> dict:
+    """granian's own logging, plus the zoo's loggers on stderr: zoo.serve's messages and zoo.access's lines."""
+    from granian.log import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["handlers"]["zoo"] = {"formatter": "generic", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    config["handlers"]["zoo.access"] = {"formatter": "access", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    config["loggers"]["zoo"] = {"handlers": ["zoo"], "level": "INFO", "propagate": False}
+    config["loggers"]["zoo.access"] = {"handlers": ["zoo.access"], "level": "INFO", "propagate": False}
+    return config
+
+
 def run(
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: int = 2,
-    threads: int = 4,
-    backend: str = "torch",
+    threads: int = 2,
+    backend: str = "auto",
     weights_dir: str | None = None,
     max_body_bytes: int = 8 * 1024 * 1024,
     max_batch: int = 256,
     models: tuple[str, ...] | None = None,
+    versions: str = "all",
+    poll_seconds: float = 10,
+    access_log: str | None = None,
 ) -> None:
-    """Serve until stopped; the address, the weights root and what to serve are checked first, so each fails
-    here with a one-line ZooError rather than in gunicorn's workers."""
+    """Serve until stopped. The address, the weights root and what to serve are checked first, so each fails
+    here with a one-line ZooError rather than in the workers."""
+    from granian.constants import Interfaces
+    from granian.server import Server
+
     check_address(host, port)
     check_weights_root(WeightsStore(weights_dir))
-    plan_versions(models, weights_dir, backend)
+    plan_versions(models, weights_dir, backend, VersionPolicy.parse(versions))
     # Requests already run side by side on workers and threads; intra-op threads would only fight them.
-    app_config = {"WEIGHTS_DIR": weights_dir, "BACKEND": backend, "MODELS": models, "RUNTIME_THREADS": 1,
-                  "MAX_CONTENT_LENGTH": max_body_bytes, "MAX_BATCH": max_batch}
-    options = {
-        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-        "workers": workers,
-        "threads": threads,
-        "worker_class": "gthread",  # threads per worker, and HTTP keep-alive
-        "preload_app": False,
-        "timeout": 60,
-        "graceful_timeout": 10,
-        "keepalive": 5,
-        "accesslog": None,
-        "errorlog": "-",
-        "loglevel": "info",
-    }
-    ZooServer(app_config, options).run()
+    config = {"WEIGHTS_DIR": weights_dir, "BACKEND": backend, "MODELS": list(models) if models else None,
+              "VERSIONS": versions, "POLL_SECONDS": poll_seconds, "MAX_CONTENT_LENGTH": max_body_bytes,
+              "MAX_BATCH": max_batch, "RUNTIME_THREADS": 1, "TORCH_THREADS": 1, "ACCESS_LOG": access_log,
+              "THREADS": threads}
+    # granian's workers call the factory with no arguments; the app reads its settings from ZOO_SERVE_*.
+    os.environ.update({f"ZOO_SERVE_{key}": json.dumps(value) for key, value in config.items()})
+    metrics_dir = tempfile.mkdtemp(prefix="zoo-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        Server(
+            "zoo.serve.asgi:create_asgi_app", address=host, port=port, interface=Interfaces.ASGI, factory=True,
+            workers=workers, respawn_failed_workers=True, respawn_interval=0.5,
+            log_level="info", log_access=False, log_dictconfig=logging_config(),
+        ).serve()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -201,10 +201,15 @@ def test_v2_binary_tensor_extension(client):
 def test_openapi_describes_every_route(app, client):
     document = client.get("/openapi.json").get_json()
     assert document["openapi"].startswith("3.")
-    routes = {re.sub(r"<(\w+)>", r"{\1}", rule.rule) for rule in app.url_map.iter_rules()
-              if rule.endpoint not in ("static", "page", "openapi.openapi_json")}
+    # Each model route is described once per served model, under its own name.
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in ("static", "page", "openapi.openapi_json"):
+            continue
+        path = re.sub(r"<(\w+)>", r"{\1}", rule.rule)
+        routes |= {path.replace("{name}", name) for name in SERVED} if "{name}" in path else {path}
     assert routes == set(document["paths"])
-    assert document == describe(list(SERVED))
+    assert document == describe(list(SERVED), 64)
 
 
 def test_drawing_page_and_its_assets(client):
@@ -261,6 +266,10 @@ BAD_REQUESTS = [
     ("nope", {"json": {"x": 1}}, 404, ["unknown model 'nope'", "mnist-mlp"]),
     ("linear-regression/versions/9", {"json": {"x": 1}}, 404, ["no version '9'", "1, 2"]),
     ("linear-regression/versions/latest", {"json": {"x": 1}}, 404, ["no version 'latest'"]),
+    ("linear-regression/versions/01", {"json": {"x": 1}}, 404, ["no version '01'"]),
+    ("linear-regression", {"json": {"x": 1, "y": 2}}, 400, ["only 'x'", "unknown key(s) 'y'"]),
+    ("mnist-mlp", {"json": {"pixels": [0] * 784, "model": "lenet"}}, 400, ["unknown key(s) 'model'"]),
+    ("linear-regression", {"json": {"x": 1}, "headers": {"Content-Encoding": "gzip"}}, 415, ["Content-Encoding gzip"]),
 ]
 
 
@@ -345,3 +354,79 @@ def test_shipped_mnist_weights_score_their_recorded_accuracy_through_the_server(
             answer = predict(client, name, json={"pixels": digits[start:start + 1000].tolist()}).get_json()
             correct += sum(p["digit"] == y for p, y in zip(answer["predictions"], labels[start:start + 1000]))
         assert abs(100.0 * correct / 10_000 - recorded) < 0.02, (name, correct, recorded)
+
+
+# --- what is served: version policy, per-version runtime, reloads, metrics
+
+
+def test_bad_v2_keys_are_refused(client):
+    body = v2_body()
+    response = client.post("/v2/models/linear-regression/infer", json={**body, "priority": 1})
+    assert response.status_code == 400 and "unknown key(s) 'priority'" in response.get_json()["error"]
+    body["inputs"][0]["layout"] = "NC"
+    response = client.post("/v2/models/linear-regression/infer", json=body)
+    assert response.status_code == 400 and "unknown key(s) 'layout'" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("policy, served", [("all", [1, 2]), ("latest:1", [2]), ("1", [1]), ("1,3", [1])])
+def test_version_policy(served_weights, policy, served):
+    app = create_app({"WEIGHTS_DIR": str(served_weights), "VERSIONS": policy, "POLL_SECONDS": 0})
+    regression = app.test_client().get("/v1/models/linear-regression").get_json()
+    assert [v["version"] for v in regression["versions"]] == served
+
+
+def test_a_bad_version_policy_is_refused(served_weights):
+    with pytest.raises(zoo.InvalidSettingError, match="latest:N"):
+        create_app({"WEIGHTS_DIR": str(served_weights), "VERSIONS": "newest"})
+
+
+def test_each_version_answers_on_onnx_when_exported_else_torch(served_weights, tmp_path):
+    import shutil
+
+    root = tmp_path / "weights"
+    shutil.copytree(served_weights / "linear-regression", root / "linear-regression")
+    zoo.train("linear-regression", overrides={"epochs": 5}, weights_dir=str(root))  # version 3, not exported
+    client = create_app({"WEIGHTS_DIR": str(root), "POLL_SECONDS": 0}).test_client()
+    backends = {v["version"]: v["backend"] for v in client.get("/v1/models/linear-regression").get_json()["versions"]}
+    assert backends == {1: "onnx", 2: "onnx", 3: "torch"}
+    assert predict(client, "linear-regression/versions/1", json={"x": 1}).get_json()["backend"] == "onnx"
+    assert predict(client, "linear-regression", json={"x": 1}).get_json()["backend"] == "torch"
+
+
+def test_refresh_serves_new_versions_and_drops_removed_ones(served_weights, tmp_path):
+    import shutil
+
+    root = tmp_path / "weights"
+    shutil.copytree(served_weights / "linear-regression", root / "linear-regression")
+    app = create_app({"WEIGHTS_DIR": str(root), "POLL_SECONDS": 0})
+    served = app.extensions["zoo.models"]
+    zoo.train("linear-regression", overrides={"epochs": 5}, weights_dir=str(root))
+    assert served.refresh() == (["linear-regression:3"], [])
+    assert predict(app.test_client(), "linear-regression/versions/3", json={"x": 1}).status_code == 200
+    zoo.export("linear-regression:3", weights_dir=str(root))
+    assert served.refresh() == (["linear-regression:3"], [])  # reopened on ONNX Runtime
+    assert served.get("linear-regression", "3").backend == "onnx"
+    shutil.rmtree(root / "linear-regression" / "1")
+    assert served.refresh() == ([], ["linear-regression:1"])
+    assert predict(app.test_client(), "linear-regression/versions/1", json={"x": 1}).status_code == 404
+    assert served.refresh() == ([], [])
+
+
+def test_metrics_count_requests_by_model_version_route_and_status(client):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def count(**labels) -> float:
+        families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))}
+        return sum(s.value for s in families["zoo_requests"].samples
+                   if s.name == "zoo_requests_total" and all(s.labels.get(k) == v for k, v in labels.items()))
+
+    before = count(model="linear-regression", version="2", status="200")
+    for _ in range(3):
+        predict(client, "linear-regression", json={"x": 1})
+    predict(client, "linear-regression", json={"x": "a"})
+    assert count(model="linear-regression", version="2", status="200") == before + 3
+    assert count(model="linear-regression", route="/v1/models/<name>/predict", status="400") >= 1
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))}
+    assert {"zoo_request_duration_seconds", "zoo_inference_duration_seconds", "zoo_models_loaded", "zoo_reloads"} <= set(families)
+    loaded = {s.labels["model"]: s.value for s in families["zoo_models_loaded"].samples}
+    assert loaded["linear-regression"] == 2

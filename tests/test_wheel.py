@@ -88,8 +88,8 @@ def test_a_fresh_install_lists_and_serves_the_released_versions(installed, data_
 
 def test_any_wsgi_server_hosts_the_installed_app_factory(installed):
     bin_dir, env, work, _ = installed
-    process, url = start_process([str(bin_dir / "python"), "-m", "gunicorn", "--bind", "127.0.0.1:{port}",
-                                  "zoo.serve:create_app()"], work, env)
+    process, url = start_process([str(bin_dir / "python"), "-m", "granian", "--interface", "wsgi", "--factory",
+                                  "--port", "{port}", "zoo.serve:create_app"], work, env)
     try:
         assert [m["name"] for m in call(url, "/v1/models")[1]["models"]] == ["lenet", "linear-regression", "mnist-mlp"]
     finally:

@@ -1,0 +1,103 @@
+"""/metrics in the Prometheus text format, correct across worker processes, and one access-log line per request.
+
+Under `zoo serve` every worker writes its samples to $PROMETHEUS_MULTIPROC_DIR and any worker answers
+/metrics with all of them (prometheus_client's multiprocess mode); in a single process the default registry
+is read directly.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, request
+
+metrics = Blueprint("metrics", __name__)
+access_log = logging.getLogger("zoo.access")
+
+# Latency buckets from 0.5 ms to 2.5 s: the zoo's answers take milliseconds; the tail is what matters.
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass(frozen=True)
+class Instruments:
+    requests: Any
+    latency: Any
+    inference: Any
+    loaded: Any
+    reloads: Any
+
+
+@functools.cache
+def instruments() -> Instruments:
+    """The process's metrics, made on first use: prometheus_client picks multiprocess mode when it is first
+    imported, so it must not be imported before `zoo serve` has set $PROMETHEUS_MULTIPROC_DIR for its workers."""
+    from prometheus_client import Counter, Gauge, Histogram
+
+    return Instruments(
+        requests=Counter("zoo_requests", "HTTP requests answered", ["model", "version", "route", "status"]),
+        latency=Histogram("zoo_request_duration_seconds", "Time from request to answer", ["model"], buckets=BUCKETS),
+        inference=Histogram("zoo_inference_duration_seconds", "Time spent in the model's runtime",
+                            ["model", "version", "backend"], buckets=BUCKETS),
+        loaded=Gauge("zoo_models_loaded", "Versions loaded, per model (the most any worker has)", ["model"],
+                     multiprocess_mode="max"),
+        reloads=Counter("zoo_reloads", "Polls of the weights store, by result (changed, unchanged, failed)", ["result"]),
+    )
+
+
+def record_loaded(runtimes: dict) -> None:
+    """Set the loaded-versions gauge from a {model: {version: runtime}} mapping."""
+    for name, versions in runtimes.items():
+        instruments().loaded.labels(name).set(len(versions))
+
+
+def record_reload(result: str) -> None:
+    instruments().reloads.labels(result).inc()
+
+
+def record_inference(runtime, seconds: float) -> None:
+    instruments().inference.labels(runtime.name, str(runtime.version), runtime.backend).observe(seconds)
+
+
+@metrics.get("/metrics")
+def prometheus_metrics():
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def instrument(app: Flask) -> None:
+    """Count and time every request by model, version, route and status, and log it when ACCESS_LOG is set."""
+    log_format = app.config["ACCESS_LOG"]
+
+    @app.before_request
+    def start_clock() -> None:
+        g.zoo_started = time.perf_counter()
+
+    @app.after_request
+    def count(response: Response) -> Response:
+        seconds = time.perf_counter() - g.get("zoo_started", time.perf_counter())
+        model = (request.view_args or {}).get("name", "")
+        version = str(g.get("zoo_version", ""))
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        instruments().requests.labels(model, version, route, str(response.status_code)).inc()
+        instruments().latency.labels(model).observe(seconds)
+        if log_format == "json":
+            access_log.info(json.dumps({"time": time.time(), "remote": request.remote_addr, "method": request.method,
+                                        "path": request.path, "status": response.status_code, "model": model,
+                                        "version": version, "bytes": response.content_length,
+                                        "latency_ms": round(seconds * 1000, 3)}))
+        elif log_format:
+            access_log.info('%s "%s %s" %s %s %.2fms', request.remote_addr, request.method, request.path,
+                            response.status_code, response.content_length, seconds * 1000)
+        return response

@@ -1,0 +1,166 @@
+"""Property-based: requests drawn from /openapi.json's own schemas. The server accepts every request its schemas
+call valid, answers nothing with a status its document does not list, and never answers 5xx."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+import serving
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from serving import SERVED
+
+from zoo.serve import create_app
+
+pytestmark = pytest.mark.slow
+served_weights = serving.served_weights
+MAX_BATCH = 4
+FUZZ = settings(max_examples=25, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+                                       HealthCheck.large_base_example])  # a digit is 784 numbers
+
+
+def from_schema(schema: dict) -> st.SearchStrategy:
+    """Values a JSON Schema calls valid, for the keywords /openapi.json uses (checked: an unknown one raises)."""
+    known = {"type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems",
+             "minimum", "maximum", "anyOf", "const", "description"}
+    assert set(schema) <= known, set(schema) - known
+    if "const" in schema:
+        return st.just(schema["const"])
+    if "anyOf" in schema:
+        return st.one_of([from_schema(option) for option in schema["anyOf"]])
+    kind = schema.get("type")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        required = {key: from_schema(properties[key]) for key in schema.get("required", [])}
+        optional = {key: from_schema(value) for key, value in properties.items() if key not in required}
+        return st.fixed_dictionaries(required, optional=optional)
+    if kind == "array":
+        head = [from_schema(item) for item in schema.get("prefixItems", [])]
+        if schema.get("items") is False:
+            return st.tuples(*head).map(list)
+        low, high = schema.get("minItems", 0), schema.get("maxItems", 8)
+        items = from_schema(schema["items"]) if "items" in schema else st.integers()
+        return st.tuples(*head).flatmap(lambda start: st.lists(items, min_size=max(0, low - len(start)),
+                                                               max_size=max(0, high - len(start))).map(lambda rest: [*start, *rest]))
+    if kind == "integer":
+        return st.integers(schema.get("minimum"), schema.get("maximum", 10_000))
+    if kind == "number":
+        return st.floats(schema.get("minimum"), schema.get("maximum"), allow_nan=False, allow_infinity=False) | \
+            st.integers(int(max(schema.get("minimum", -1e6), -1e6)), int(min(schema.get("maximum", 1e6), 1e6)))
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "string":
+        return st.text(max_size=8)
+    raise AssertionError(f"no strategy for {schema}")
+
+
+@pytest.fixture(scope="module")
+def client(served_weights):
+    return create_app({"WEIGHTS_DIR": str(served_weights), "MAX_BATCH": MAX_BATCH, "POLL_SECONDS": 0}).test_client()
+
+
+@pytest.fixture(scope="module")
+def document(client) -> dict:
+    return client.get("/openapi.json").get_json()
+
+
+def body_schema(document: dict, path: str) -> dict:
+    return document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+
+
+def statuses(document: dict, path: str, method: str) -> set[int]:
+    return {int(code) for code in document["paths"][path][method]["responses"]}
+
+
+def versions(client, name: str) -> list[int]:
+    return [v["version"] for v in client.get(f"/v1/models/{name}").get_json()["versions"]]
+
+
+@pytest.mark.parametrize("name", SERVED)
+def test_every_v1_body_the_schema_calls_valid_is_answered(client, document, name):
+    path = f"/v1/models/{name}/predict"
+    schema = body_schema(document, path)
+
+    @FUZZ
+    @given(body=from_schema(schema))
+    def check(body):
+        response = client.post(path, json=body)
+        assert response.status_code == 200, (body, response.get_json())
+
+    check()
+
+
+def v2_bodies(document: dict, name: str) -> st.SearchStrategy:
+    """v2 bodies from the schema's own parts: the batch from the shape's bounds, then as many data values as the
+    shape needs (JSON Schema cannot tie the two; the schema's description says so)."""
+    tensor = body_schema(document, f"/v2/models/{name}/infer")["properties"]["inputs"]["items"]
+    batch, *features = tensor["properties"]["shape"]["prefixItems"]
+    dims = [f["const"] for f in features]
+    count = 1
+    for dim in dims:
+        count *= dim
+    number = tensor["properties"]["data"]["items"]["anyOf"][0]
+    values = from_schema(number)
+    return st.integers(batch["minimum"], batch["maximum"]).flatmap(lambda n: st.fixed_dictionaries({
+        "id": st.text(max_size=8),
+        "inputs": st.just(n).flatmap(lambda n: st.lists(values, min_size=n * count, max_size=n * count).map(
+            lambda data: [{"name": tensor["properties"]["name"]["const"], "datatype": "FP32", "shape": [n, *dims],
+                           "data": data}])),
+    }))
+
+
+@pytest.mark.parametrize("name", SERVED)
+def test_every_v2_body_the_schema_calls_valid_is_answered(client, document, name):
+    path = f"/v2/models/{name}/infer"
+    validator = jsonschema.Draft202012Validator(body_schema(document, path))
+
+    @FUZZ
+    @given(body=v2_bodies(document, name))
+    def check(body):
+        validator.validate(body)  # the schema calls it valid...
+        response = client.post(path, json=body)  # ...so the server must answer it
+        assert response.status_code == 200, response.get_json()
+
+    check()
+
+
+@pytest.mark.parametrize("name", SERVED)
+def test_any_version_number_is_answered_or_not_found(client, document, name):
+    served = versions(client, name)
+
+    @FUZZ
+    @given(version=from_schema(document["paths"][f"/v2/models/{name}/versions/{{version}}"]["get"]["parameters"][0]["schema"]))
+    def check(version):
+        response = client.get(f"/v2/models/{name}/versions/{version}")
+        assert response.status_code == (200 if version in served else 404)
+
+    check()
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+                    max_leaves=12)
+MEDIA = st.sampled_from(["application/json", "image/png", "text/plain", "multipart/form-data", ""])
+
+
+@pytest.mark.parametrize("path", [f"/v1/models/{name}/predict" for name in SERVED] +
+                         [f"/v2/models/{name}/infer" for name in SERVED] +
+                         [f"/v1/models/{name}/versions/{{version}}/predict" for name in SERVED])
+def test_any_request_gets_a_documented_status_and_never_a_5xx(client, document, path):
+    documented = statuses(document, path, "post")
+
+    @FUZZ
+    @given(body=JSON, media=MEDIA, version=st.integers(-2, 5).map(str) | st.text(max_size=4),
+           encoding=st.sampled_from([None, "gzip", "identity"]))
+    def check(body, media, version, encoding):
+        headers = {"Content-Encoding": encoding} if encoding else {}
+        target = path.replace("{version}", version or "1")
+        response = client.post(target, data=json.dumps(body), content_type=media or None, headers=headers)
+        assert response.status_code < 500, response.get_json()
+        if "{version}" not in path or version.isdigit():  # other segments are not this path at all
+            assert response.status_code in documented, (response.status_code, response.get_json())
+
+    check()
