@@ -142,31 +142,52 @@ def train(
     device: Device = "auto",
     epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epochs (steps for single-batch models).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Override the learning rate.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Override the batch size.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Override the batch size (the global batch over all processes).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Override the seed.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any recipe key: --set key=value (repeatable).")] = None,
     data_dir: DataDir = None,
     weights_dir: WeightsDir = None,
     as_json: JsonFlag = False,
+    nproc_per_node: Annotated[int, typer.Option(min=1, help="Processes on this machine, data-parallel through torchrun (DDP: gloo on CPU, nccl on CUDA).")] = 1,
+    nnodes: Annotated[int, typer.Option(min=1, help="Machines in the run; start the same command on each with its --node-rank.")] = 1,
+    node_rank: Annotated[int, typer.Option(min=0, help="This machine's rank, 0 to nnodes-1 (rank 0 publishes the version).")] = 0,
+    master_addr: Annotated[Optional[str], typer.Option(help="Address of node 0, where the ranks meet (several machines).")] = None,
+    master_port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="Port on node 0 where the ranks meet.")] = None,
 ) -> None:
-    """Train a model and store the result as a new weights version."""
+    """Train a model and store the result as a new weights version (on several processes with --nproc-per-node)."""
     overrides: dict[str, Any] = zoo.parse_assignments(set_ or [])
     for key, value in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size), ("seed", seed)):
         if value is not None:
             overrides[key] = value
+    topology = zoo.Topology(nproc_per_node, nnodes, node_rank, master_addr, master_port)
+    if topology.world_size > 1:
+        if zoo.World.from_env().size > 1:
+            raise zoo.InvalidSettingError(f"--nproc-per-node/--nnodes start a run, but this process is already rank "
+                                          f"{zoo.World.from_env().rank} of one (WORLD_SIZE is set); drop them")
+        # The caller's mistakes are refused here, before any process starts; each rank runs this command without them.
+        zoo.check_training(model, recipe, overrides, device, topology.world_size)
+        rank_args = ["train", model, "--device", device, *(f"--set={key}={value}" for key, value in overrides.items())]
+        for flag, value in (("--recipe", recipe), ("--data-dir", data_dir), ("--weights-dir", weights_dir)):
+            rank_args += [flag, value] if value is not None else []
+        return zoo.launch(topology, "zoo.cli.main", rank_args + (["--json"] if as_json else []))
+    rank = zoo.World.from_env().rank
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.4g}"), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=errors, transient=True, disable=as_json) as bar:
+    with Progress(*columns, console=errors, transient=True, disable=as_json or rank != 0) as bar:
         task = bar.add_task(f"train {model}", total=None, loss=float("nan"))
         result = zoo.train(
             model, recipe, overrides, device=device, data_dir=data_dir, weights_dir=weights_dir,
             on_progress=lambda p: bar.update(task, completed=p.step, total=p.total, loss=p.loss),
         )
+    if result.rank != 0:
+        return None
     if as_json:
         return _print_json(result.manifest)
     manifest = result.manifest
+    processes = manifest["distributed"]["world_size"]
     console.print(f"[bold green]{model}[/] version {result.version} ({manifest['recipe']['name']} recipe, "
-                  f"{manifest['device']}, {manifest['training_seconds']:.1f} s) -> {result.path}")
+                  f"{manifest['device']}{f' x {processes} processes' if processes > 1 else ''}, "
+                  f"{manifest['training_seconds']:.1f} s) -> {result.path}")
     table = Table("metric", "value")
     for key, value in result.metrics.items():
         table.add_row(key, _fmt(value))
@@ -251,6 +272,30 @@ def serve(
     run(host=host, port=port, workers=workers, threads=threads, backend=backend.value, weights_dir=weights_dir,
         max_body_bytes=max_body_bytes, max_batch=max_batch, models=chosen, versions=versions,
         poll_seconds=poll_seconds, access_log=access_log.value if access_log else None)
+
+
+TritonFormat = Enum("TritonFormat", {name: name for name in zoo.TRITON_FORMATS}, type=str)
+
+
+@app.command("triton-repo")
+def triton_repo(
+    directory: Annotated[str, typer.Argument(help="New or empty folder for the repository.", show_default=False)],
+    refs: Annotated[Optional[list[str]], typer.Argument(help="MODEL or MODEL:VERSION (latest when no version); default: every exported version.", show_default=False)] = None,
+    format_: Annotated[list[TritonFormat], typer.Option("--format", "-f", help=f"Format(s) to include, each in its own folder: {', '.join(zoo.TRITON_FORMATS)}.")] = [TritonFormat["onnx"]],  # noqa: B006 (Typer reads it, never mutates it)
+    max_batch_size: Annotated[int, typer.Option(min=1, help="Triton's max_batch_size for every model.")] = 256,
+    weights_dir: WeightsDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write a Triton Inference Server model repository (config.pbtxt + numbered model.onnx) from exported versions."""
+    report = zoo.write_triton_repository(directory, refs or [], [f.value for f in format_], max_batch_size, weights_dir)
+    if as_json:
+        return _print_json(report)
+    table = Table("folder", "platform", "versions", "inputs", "outputs", title=f"Triton repository {report['repository']}")
+    for model in report["models"]:
+        tensors = {kind: ", ".join(f"{t['name']} {t['data_type']} {t['dims']}" for t in model[kind]) for kind in ("inputs", "outputs")}
+        table.add_row(model["folder"], model["platform"], ", ".join(map(str, model["versions"])), tensors["inputs"], tensors["outputs"])
+    console.print(table)
+    console.print(f"serve it: tritonserver --model-repository {report['repository']}")
 
 
 def main() -> None:

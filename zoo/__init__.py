@@ -2,15 +2,18 @@
 
 from zoo.catalog import describe_model
 from zoo.devices import resolve_device
+from zoo.distributed import Topology, World, launch
 from zoo.errors import (
     DataNotFoundError,
     DeviceUnavailableError,
+    DistributedRunError,
     ExportError,
     IntegrityError,
     InvalidInputError,
     InvalidOverrideError,
     InvalidSettingError,
     MissingArtifactError,
+    NotDataParallelError,
     NotExportableError,
     ReadOnlyVersionError,
     StorageError,
@@ -23,7 +26,7 @@ from zoo.errors import (
 from zoo.evaluation import evaluate
 from zoo.preprocessing import preprocess
 from zoo.exporter import export
-from zoo.formats import BACKENDS, FORMATS
+from zoo.formats import BACKENDS, FORMATS, TRITON_FORMATS
 from zoo.imaging import image_to_batch, picture_to_batch, pixels_to_batch
 from zoo.inference import classify_digits, predict_values
 from zoo.loading import LoadedModel, load_model, load_version
@@ -33,16 +36,18 @@ from zoo.registry import get_model, list_models, register_model
 from zoo.runtimes import Runtime, open_runtime
 from zoo.spec import InputForm, Interface, Minimise, ModelSpec, Supervised, TensorSpec
 from zoo.store import WeightsStore, parse_ref
-from zoo.training import TrainResult, train
+from zoo.training import TrainResult, check_training, train
+from zoo.triton import write_triton_repository
 
 __all__ = [
-    "DataNotFoundError", "DeviceUnavailableError", "ExportError", "IntegrityError", "InvalidInputError",
-    "InvalidOverrideError", "InvalidSettingError", "MissingArtifactError", "NotExportableError", "ReadOnlyVersionError", "StorageError", "UnknownModelError",
+    "DataNotFoundError", "DeviceUnavailableError", "DistributedRunError", "ExportError", "IntegrityError", "InvalidInputError",
+    "InvalidOverrideError", "InvalidSettingError", "MissingArtifactError", "NotDataParallelError", "NotExportableError", "ReadOnlyVersionError", "StorageError", "UnknownModelError",
     "UnknownRecipeError", "UnknownVersionError", "VerificationError", "ZooError",
     "describe_model", "LoadedModel", "evaluate", "load_model", "load_version", "Recipe", "parse_assignments", "get_model", "list_models",
     "register_model", "ModelSpec", "TensorSpec", "Interface", "InputForm", "Supervised", "Minimise", "WeightsStore",
     "parse_ref", "Progress", "TrainResult", "resolve_device", "train", "export", "open_runtime", "Runtime", "BACKENDS",
     "FORMATS", "preprocess", "image_to_batch", "picture_to_batch", "pixels_to_batch", "classify_digits", "predict_values",
+    "World", "Topology", "launch", "check_training", "write_triton_repository", "TRITON_FORMATS",
 ]
 
 # Last, so that model files, the zoo's own and plugins alike, can `from zoo import ...` every name above.

@@ -84,3 +84,13 @@ class StorageError(ZooError, OSError):
     """A file or folder that could not be written (a full disk, an unwritable folder)."""
 
     caller_error = False
+
+
+class NotDataParallelError(ZooError, ValueError):
+    """Several processes asked of a model whose training cannot be split over them, or a batch too small to split."""
+
+
+class DistributedRunError(ZooError, RuntimeError):
+    """A rank of a launched run that failed; the run published nothing."""
+
+    caller_error = False

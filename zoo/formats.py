@@ -169,15 +169,20 @@ class Format:
     export: Callable[[nn.Module, Interface, Path, Optional[int]], dict[str, Any]]
     load: Callable[[Path, Optional[int]], NumpyPredict]
     note: str = ""  # what a user should know after exporting to it
+    # Whether Triton Inference Server's backend for `platform` loads the file as it is (zoo triton-repo).
+    triton: bool = False
 
 
 # File names are the ones a Triton model repository expects (model.pt2 is torch.export's own).
 FORMATS: dict[str, Format] = {f.name: f for f in (
-    Format("onnx", "model.onnx", "onnxruntime_onnx", export_onnx, load_onnx),
+    Format("onnx", "model.onnx", "onnxruntime_onnx", export_onnx, load_onnx, triton=True),
     Format("torchscript", "model.pt", TORCH_PLATFORM, export_torchscript, load_torchscript,
-           note="TorchScript is deprecated in PyTorch; model.pt2 (--format pt2, torch.export) is its supported successor."),
+           note="TorchScript is deprecated in PyTorch; model.pt2 (--format pt2, torch.export) is its supported successor.",
+           triton=True),
     Format("pt2", "model.pt2", TORCH_PLATFORM, export_pt2, load_pt2),
 )}
+# The formats a Triton model repository can hold (Triton's libtorch backend runs TorchScript, not torch.export).
+TRITON_FORMATS = tuple(name for name, fmt in FORMATS.items() if fmt.triton)
 # What can answer inferences: the eager module itself, or any format's file.
 BACKENDS = ("torch", *FORMATS)
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from zoo.data import Splits
+from zoo.distributed import all_ranks_mean, current_world, data_parallel
 from zoo.recipes import Recipe
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -51,8 +52,16 @@ def fit(
     splits: Splits,
     loss_fn: LossFn,
     on_progress: Optional[ProgressCallback] = None,
+    loss_reduction: str = "mean",
 ) -> list[float]:
-    """Minibatch training over index permutations of device tensors; returns the mean loss of each epoch."""
+    """Minibatch training over index permutations of device tensors; returns the mean loss of each epoch.
+
+    In a process group of several ranks, every rank draws the same permutation and takes its shard of each
+    global batch (`recipe.batch_size` stays the global batch) under DistributedDataParallel; `loss_reduction`
+    ("mean" or "sum" over the batch) says how to weigh a shard so the step equals the single-process one.
+    """
+    world = current_world()
+    model = data_parallel(model)
     x, y = splits.train_x, splits.train_y
     n = len(x)
     batches = math.ceil(n / recipe.batch_size)
@@ -66,14 +75,21 @@ def fit(
     for epoch in range(1, recipe.epochs + 1):
         model.train()
         order = torch.randperm(n, generator=shuffle).to(x.device) if batches > 1 else None
+        if order is None and world.size > 1:
+            order = torch.arange(n, device=x.device)
         epoch_loss = torch.zeros((), device=x.device)
         for start in range(0, n, recipe.batch_size):
+            weight = 1.0
             if order is None:
                 batch_x, batch_y = x, y
             else:
-                index = order[start:start + recipe.batch_size]
+                index, weight = world.shard(order[start:start + recipe.batch_size], loss_reduction)
                 batch_x, batch_y = x[index], y[index]
             loss = loss_fn(model(batch_x), batch_y)
+            if weight != 1.0:
+                # This rank's share of the global batch's loss; the mean over an empty shard (a last batch smaller
+                # than the world) is NaN, and the shard adds nothing.
+                loss = loss * weight if weight else loss.nan_to_num() * 0.0
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -83,7 +99,7 @@ def fit(
             step += 1
             if on_progress is not None and (step % report_every == 0 or step == total):
                 on_progress(Progress(step, total, epoch, loss.item()))
-        history.append((epoch_loss / batches).item())
+        history.append((all_ranks_mean(epoch_loss) / batches).item())
     return history
 
 

@@ -38,6 +38,16 @@ class DataRecord(TypedDict):
     description: str
 
 
+class DistributedRecord(TypedDict):
+    """How many processes trained a version: the world size, the collective backend (None for one process),
+    the global batch and each rank's part of it."""
+
+    world_size: int
+    backend: Optional[str]
+    global_batch: int
+    per_rank_batch: list[int]
+
+
 class ArtifactRecord(TypedDict, total=False):
     file: str
     sha256: str
@@ -65,6 +75,7 @@ class Manifest(TypedDict, total=False):
     parameters: int
     data: DataRecord
     device: str
+    distributed: DistributedRecord
     torch: str
     torchvision: str
     python: str

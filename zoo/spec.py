@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, ClassVar, Literal, Mapping, Optional, Union
 
 import torch
 from torch import nn
 
 from zoo.data import DataContext, Splits, fingerprint
+from zoo.distributed import current_world
 from zoo.errors import UnknownRecipeError
 from zoo.loops import LossFn, ProgressCallback, fit, minimise
 from zoo.recipes import Recipe, apply_overrides
@@ -69,21 +70,34 @@ class Trained:
     data: dict[str, str]
 
 
+def batch_mean(recipe: Recipe) -> Literal["mean", "sum"]:
+    """The loss reduction of most losses: the mean over the batch."""
+    return "mean"
+
+
 @dataclass(frozen=True)
 class Supervised:
-    """Fit to a data set by minibatch descent on a loss; scored only on predictions over held-out data."""
+    """Fit to a data set by minibatch descent on a loss; scored only on predictions over held-out data.
+
+    `data_parallel` says whether the batches can be split over several processes (False for a data set of one
+    sample); `loss_reduction` whether the loss is the mean or the sum over a batch, so a split weighs right.
+    """
 
     load_data: Callable[[Recipe, DataContext], Splits]
     loss: Callable[[Recipe], LossFn]
     metrics: Callable[[Predict, Splits, Recipe], dict[str, Any]]
+    data_parallel: bool = True
+    loss_reduction: Callable[[Recipe], Literal["mean", "sum"]] = batch_mean
 
     def train(self, model: nn.Module, recipe: Recipe, context: DataContext,
               on_progress: Optional[ProgressCallback] = None) -> Trained:
         splits = self.load_data(recipe, context)
-        history = fit(model, recipe, splits, self.loss(recipe), on_progress)
+        history = fit(model, recipe, splits, self.loss(recipe), on_progress, self.loss_reduction(recipe))
         model.eval()
-        with torch.no_grad():
-            metrics = self.metrics(model, splits, recipe)
+        metrics: dict[str, Any] = {}
+        if current_world().is_main:  # every rank holds the same weights; rank 0 scores the whole test set once
+            with torch.no_grad():
+                metrics = self.metrics(model, splits, recipe)
         return Trained(history, metrics, {"fingerprint": splits.fingerprint, "description": splits.description})
 
     def score(self, predict: Predict, recipe: Recipe, context: DataContext) -> dict[str, Any]:
@@ -97,6 +111,7 @@ class Minimise:
     """The module's parameters are the answer: training minimises the sum of `module()`; there is no data."""
 
     metrics: Callable[[nn.Module], dict[str, Any]]
+    data_parallel: ClassVar[bool] = False  # no data to split over processes
 
     def train(self, model: nn.Module, recipe: Recipe, context: DataContext,
               on_progress: Optional[ProgressCallback] = None) -> Trained:
@@ -133,6 +148,11 @@ class ModelSpec:
     def exportable(self) -> bool:
         """Whether the model runs on inputs, and so can be exported, served and run by every backend."""
         return self.interface is not None
+
+    @property
+    def data_parallel(self) -> bool:
+        """Whether the model can train on several processes, each on its shard of every batch (its objective says)."""
+        return self.objective.data_parallel
 
     @property
     def input(self) -> Optional[TensorSpec]:

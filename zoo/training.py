@@ -14,6 +14,8 @@ from torch import nn
 
 from zoo.data import DataContext, resolve_data_dir
 from zoo.devices import resolve_device
+from zoo.distributed import World, all_ranks_reached, from_main_rank, process_group, rank_device, record_failure
+from zoo.errors import DeviceUnavailableError, NotDataParallelError
 from zoo.loops import ProgressCallback
 from zoo.manifest import Manifest
 from zoo.recipes import Recipe
@@ -24,13 +26,14 @@ from zoo.store import WeightsStore
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a training run produced: the new version, its metrics and manifest."""
+    """What a training run produced: the new version, its metrics and manifest (on every rank: rank 0's)."""
 
     name: str
     version: int
     metrics: dict[str, Any]
     manifest: Manifest
     path: Path
+    rank: int = 0  # the process that returned it; only rank 0 reports
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -50,6 +53,28 @@ def _downsample(history: list[float], points: int = 100) -> list[float]:
     return [history[int(i * stride)] for i in range(points)] + [history[-1]]
 
 
+def check_training(name: str, recipe: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None,
+                   device: str = "auto", world_size: int = 1) -> tuple[ModelSpec, Recipe, torch.device]:
+    """The spec, recipe and device of a run on `world_size` processes, or the caller's mistake, before any starts."""
+    spec = get_model(name)
+    chosen = spec.recipe(recipe, overrides)
+    torch_device = resolve_device(device)
+    if world_size > 1:
+        if not spec.data_parallel:
+            raise NotDataParallelError(
+                f"{name} cannot train on {world_size} processes: its spec declares it not data-parallel (no batches "
+                f"of data to split over them); train it on one process (--nproc-per-node 1)")
+        if chosen.batch_size < world_size:
+            raise NotDataParallelError(f"batch size {chosen.batch_size} cannot be split over {world_size} processes: "
+                                       f"expected a global batch of at least {world_size}")
+    return spec, chosen, torch_device
+
+
+def per_rank_batches(batch_size: int, world_size: int) -> list[int]:
+    """How a full global batch is split over the ranks (sizes differ by at most one)."""
+    return [len(part) for part in torch.tensor_split(torch.arange(batch_size), world_size)]
+
+
 def train(
     name: str,
     recipe: Optional[str] = None,
@@ -59,33 +84,58 @@ def train(
     weights_dir: Optional[str] = None,
     on_progress: Optional[ProgressCallback] = None,
 ) -> TrainResult:
-    """Train `name` with a recipe and overrides, evaluate it on held-out data, and store a new version."""
+    """Train `name` with a recipe and overrides, evaluate it on held-out data, and store a new version.
+
+    Started as one rank of a distributed run (RANK, WORLD_SIZE, LOCAL_RANK in the environment, see
+    zoo.distributed), it trains its shard under DDP; rank 0 evaluates and publishes once every rank is done.
+    """
+    world = World.from_env()
+    try:
+        return _train(world, name, recipe, overrides, device, data_dir, weights_dir, on_progress)
+    except BaseException as error:
+        record_failure(error)
+        raise
+
+
+def _train(world: World, name: str, recipe: Optional[str], overrides: Optional[Mapping[str, Any]], device: str,
+           data_dir: Optional[str], weights_dir: Optional[str], on_progress: Optional[ProgressCallback]) -> TrainResult:
     import torchvision
 
-    spec = get_model(name)
+    spec, chosen, torch_device = check_training(name, recipe, overrides, device, world.size)
     recipe_name = recipe or spec.default_recipe
-    chosen = spec.recipe(recipe_name, overrides)
-    torch_device = resolve_device(device)
+    torch_device = rank_device(torch_device, world)
+    if torch_device.type == "cuda" and torch_device.index is not None and torch_device.index >= torch.cuda.device_count():
+        raise DeviceUnavailableError(f"local rank {world.local_rank} needs {torch_device} but this machine has "
+                                     f"{torch.cuda.device_count()} CUDA device(s); start fewer processes per node")
     store = WeightsStore(weights_dir)
-    model = build(spec, chosen, torch_device)
-    started = time.perf_counter()
-    trained = spec.objective.train(model, chosen, DataContext(resolve_data_dir(data_dir), torch_device), on_progress)
-    seconds = time.perf_counter() - started
-    metrics = {**trained.metrics, "initial_train_loss": trained.history[0], "final_train_loss": trained.history[-1]}
-    manifest: Manifest = {
-        "recipe": {"name": recipe_name, "params": chosen.to_dict()},
-        "seed": chosen.seed,
-        "metrics": metrics,
-        "loss_history": _downsample(trained.history),
-        "parameters": count_parameters(model),
-        "data": trained.data,
-        "device": str(torch_device),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "python": platform.python_version(),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "training_seconds": round(seconds, 3),
-        "artifacts": {},
-    }
-    version = store.save(name, model.state_dict(), manifest)
-    return TrainResult(name, version, metrics, store.manifest(name, version), store.version_dir(name, version))
+    with process_group(world, torch_device) as backend:
+        model = build(spec, chosen, torch_device)
+        started = time.perf_counter()
+        trained = spec.objective.train(model, chosen, DataContext(resolve_data_dir(data_dir), torch_device), on_progress)
+        seconds = time.perf_counter() - started
+        all_ranks_reached()  # a rank that died stops the run here, before anything is published
+        published = None
+        if world.is_main:
+            metrics = {**trained.metrics, "initial_train_loss": trained.history[0],
+                       "final_train_loss": trained.history[-1]}
+            manifest: Manifest = {
+                "recipe": {"name": recipe_name, "params": chosen.to_dict()},
+                "seed": chosen.seed,
+                "metrics": metrics,
+                "loss_history": _downsample(trained.history),
+                "parameters": count_parameters(model),
+                "data": trained.data,
+                "device": str(torch_device),
+                "distributed": {"world_size": world.size, "backend": backend, "global_batch": chosen.batch_size,
+                                "per_rank_batch": per_rank_batches(chosen.batch_size, world.size)},
+                "torch": torch.__version__,
+                "torchvision": torchvision.__version__,
+                "python": platform.python_version(),
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "training_seconds": round(seconds, 3),
+                "artifacts": {},
+            }
+            version = store.save(name, model.state_dict(), manifest)
+            published = (version, metrics, store.manifest(name, version), store.version_dir(name, version))
+        version, metrics, manifest, path = from_main_rank(published)
+    return TrainResult(name, version, metrics, manifest, path, world.rank)

@@ -101,7 +101,8 @@ def tiny_fnn() -> ModelSpec:
         dataset="one sample: x=[0.5, 0.3], y=[0.23, -0.07]",
         build=lambda r: TinyFNN(r.activation, r.init),
         recipes=RECIPES,
-        objective=Supervised(load_data=one_sample, loss=loss_for, metrics=fit_metrics),
+        # One training sample: there is no batch to split over processes.
+        objective=Supervised(load_data=one_sample, loss=loss_for, metrics=fit_metrics, data_parallel=False),
         interface=Interface(
             input=TensorSpec("x", ("N", 2)),
             output=TensorSpec("y", ("N", 2)),

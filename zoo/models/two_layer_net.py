@@ -75,6 +75,7 @@ def two_layer_net_spec() -> ModelSpec:
             load_data=random_data,
             loss=lambda r: lambda pred, target: F.mse_loss(pred, target, reduction=r.reduction),
             metrics=mse_sum,
+            loss_reduction=lambda r: r.reduction,
         ),
         interface=Interface(
             input=TensorSpec("x", ("N", D_IN)),
