@@ -65,6 +65,7 @@ class Manifest(TypedDict, total=False):
     parameters: int
     data: DataRecord
     device: str
+    precision: str  # the recipe's arithmetic in training (fp32, bf16, fp16); the weights are float32 whatever it is
     torch: str
     torchvision: str
     python: str

@@ -10,6 +10,11 @@ from typing import Any, Literal, Mapping
 
 from zoo.errors import InvalidOverrideError
 
+# Arithmetic of the forward pass and loss: autocast to bf16 or fp16 for the matrix products and convolutions,
+# or none. Weights, optimizer state and every metric stay float32 whatever is chosen.
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -23,6 +28,7 @@ class Recipe:
     weight_decay: float = 0.0
     momentum: float = 0.0  # SGD only
     schedule: Literal["constant", "onecycle"] = "constant"
+    precision: Precision = "fp32"
 
     # Inclusive numeric bounds per field; subclasses extend it. Checked on every construction.
     bounds: typing.ClassVar[dict[str, tuple[float, float]]] = {

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import torch
 from torch import nn
 
 from zoo.data import DataContext, resolve_data_dir
 from zoo.devices import resolve_device
-from zoo.loops import ProgressCallback
+from zoo.loops import ProgressCallback, check_precision
 from zoo.manifest import Manifest
 from zoo.recipes import Recipe
 from zoo.registry import get_model
@@ -43,6 +44,24 @@ def build(spec: ModelSpec, recipe: Recipe, device: torch.device) -> nn.Module:
     return spec.build(recipe).to(device)
 
 
+@contextlib.contextmanager
+def reproducible(device: torch.device) -> Iterator[None]:
+    """Same seed, same GPU, same metrics: cuDNN's deterministic kernels and no autotuning while training.
+
+    cuBLAS is deterministic on one stream, and the zoo's other CUDA ops in training (index gather, dropout,
+    losses, max-pool without overlap, fused optimizers) are too. The CPU needs nothing.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+
+
 def _downsample(history: list[float], points: int = 100) -> list[float]:
     if len(history) <= points:
         return history
@@ -66,10 +85,12 @@ def train(
     recipe_name = recipe or spec.default_recipe
     chosen = spec.recipe(recipe_name, overrides)
     torch_device = resolve_device(device)
+    check_precision(chosen.precision, torch_device)
     store = WeightsStore(weights_dir)
     model = build(spec, chosen, torch_device)
     started = time.perf_counter()
-    trained = spec.objective.train(model, chosen, DataContext(resolve_data_dir(data_dir), torch_device), on_progress)
+    with reproducible(torch_device):
+        trained = spec.objective.train(model, chosen, DataContext(resolve_data_dir(data_dir), torch_device), on_progress)
     seconds = time.perf_counter() - started
     metrics = {**trained.metrics, "initial_train_loss": trained.history[0], "final_train_loss": trained.history[-1]}
     manifest: Manifest = {
@@ -80,6 +101,7 @@ def train(
         "parameters": count_parameters(model),
         "data": trained.data,
         "device": str(torch_device),
+        "precision": chosen.precision,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),
