@@ -144,6 +144,10 @@ def train(
     lr: Annotated[Optional[float], typer.Option(help="Override the learning rate.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Override the batch size (the global batch over all processes).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Override the seed.")] = None,
+    # A string checked by the recipe, not an Enum: a bad value gets the zoo's one-line error, like --set's.
+    precision: Annotated[Optional[str], typer.Option(
+        help=f"Override the training arithmetic: {', '.join(zoo.PRECISIONS)} (fp16 on CUDA only); weights stay float32.",
+        show_default=False)] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any recipe key: --set key=value (repeatable).")] = None,
     data_dir: DataDir = None,
     weights_dir: WeightsDir = None,
@@ -156,7 +160,7 @@ def train(
 ) -> None:
     """Train a model and store the result as a new weights version (on several processes with --nproc-per-node)."""
     overrides: dict[str, Any] = zoo.parse_assignments(set_ or [])
-    for key, value in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size), ("seed", seed)):
+    for key, value in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size), ("seed", seed), ("precision", precision)):
         if value is not None:
             overrides[key] = value
     topology = zoo.Topology(nproc_per_node, nnodes, node_rank, master_addr, master_port)
@@ -186,7 +190,7 @@ def train(
     manifest = result.manifest
     processes = manifest["distributed"]["world_size"]
     console.print(f"[bold green]{model}[/] version {result.version} ({manifest['recipe']['name']} recipe, "
-                  f"{manifest['device']}{f' x {processes} processes' if processes > 1 else ''}, "
+                  f"{manifest['device']}{f' x {processes} processes' if processes > 1 else ''}, {manifest['precision']}, "
                   f"{manifest['training_seconds']:.1f} s) -> {result.path}")
     table = Table("metric", "value")
     for key, value in result.metrics.items():

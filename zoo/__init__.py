@@ -31,7 +31,7 @@ from zoo.imaging import image_to_batch, picture_to_batch, pixels_to_batch
 from zoo.inference import classify_digits, predict_values
 from zoo.loading import LoadedModel, load_model, load_version
 from zoo.loops import Progress
-from zoo.recipes import Recipe, parse_assignments
+from zoo.recipes import PRECISIONS, Recipe, parse_assignments
 from zoo.registry import get_model, list_models, register_model
 from zoo.runtimes import Runtime, open_runtime
 from zoo.spec import InputForm, Interface, Minimise, ModelSpec, Supervised, TensorSpec
@@ -43,7 +43,7 @@ __all__ = [
     "DataNotFoundError", "DeviceUnavailableError", "DistributedRunError", "ExportError", "IntegrityError", "InvalidInputError",
     "InvalidOverrideError", "InvalidSettingError", "MissingArtifactError", "NotDataParallelError", "NotExportableError", "ReadOnlyVersionError", "StorageError", "UnknownModelError",
     "UnknownRecipeError", "UnknownVersionError", "VerificationError", "ZooError",
-    "describe_model", "LoadedModel", "evaluate", "load_model", "load_version", "Recipe", "parse_assignments", "get_model", "list_models",
+    "describe_model", "LoadedModel", "evaluate", "load_model", "load_version", "Recipe", "PRECISIONS", "parse_assignments", "get_model", "list_models",
     "register_model", "ModelSpec", "TensorSpec", "Interface", "InputForm", "Supervised", "Minimise", "WeightsStore",
     "parse_ref", "Progress", "TrainResult", "resolve_device", "train", "export", "open_runtime", "Runtime", "BACKENDS",
     "FORMATS", "preprocess", "image_to_batch", "picture_to_batch", "pixels_to_batch", "classify_digits", "predict_values",

@@ -76,6 +76,7 @@ class Manifest(TypedDict, total=False):
     data: DataRecord
     device: str
     distributed: DistributedRecord
+    precision: str  # the recipe's arithmetic in training (fp32, bf16, fp16); the weights are float32 whatever it is
     torch: str
     torchvision: str
     python: str

@@ -10,6 +10,11 @@ from typing import Any, Literal, Mapping
 
 from zoo.errors import InvalidOverrideError
 
+# Arithmetic of the forward pass and loss: autocast to bf16 or fp16 for the matrix products and convolutions,
+# or none. Weights, optimizer state and every metric stay float32 whatever is chosen.
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -23,6 +28,7 @@ class Recipe:
     weight_decay: float = 0.0
     momentum: float = 0.0  # SGD only
     schedule: Literal["constant", "onecycle"] = "constant"
+    precision: Precision = "fp32"
 
     # Inclusive numeric bounds per field; subclasses extend it. Checked on every construction.
     bounds: typing.ClassVar[dict[str, tuple[float, float]]] = {
@@ -121,6 +127,12 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
 
 
 def recipe_from_dict(template: Recipe, values: Mapping[str, Any]) -> Recipe:
-    """Rebuild a recipe of `template`'s class from its stored dict (as in a manifest)."""
+    """Rebuild a recipe of `template`'s class from its stored dict (as in a manifest).
+
+    A field the dict lacks was added to the class after the version was made: it takes the field's own
+    default (what training did before the field existed), not the named recipe's current value.
+    """
     fields = recipe_fields(template)
-    return dataclasses.replace(template, **{k: coerce(k, v, fields[k]) for k, v in values.items()})
+    missing = {f.name: f.default for f in dataclasses.fields(template)
+               if f.name not in values and f.default is not dataclasses.MISSING}
+    return dataclasses.replace(template, **missing, **{k: coerce(k, v, fields[k]) for k, v in values.items()})

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import torch
 from torch import nn
@@ -16,7 +17,7 @@ from zoo.data import DataContext, resolve_data_dir
 from zoo.devices import resolve_device
 from zoo.distributed import World, all_ranks_reached, from_main_rank, process_group, rank_device, record_failure
 from zoo.errors import DeviceUnavailableError, NotDataParallelError
-from zoo.loops import ProgressCallback
+from zoo.loops import ProgressCallback, check_precision
 from zoo.manifest import Manifest
 from zoo.recipes import Recipe
 from zoo.registry import get_model
@@ -46,6 +47,24 @@ def build(spec: ModelSpec, recipe: Recipe, device: torch.device) -> nn.Module:
     return spec.build(recipe).to(device)
 
 
+@contextlib.contextmanager
+def reproducible(device: torch.device) -> Iterator[None]:
+    """Same seed, same GPU, same metrics: cuDNN's deterministic kernels and no autotuning while training.
+
+    cuBLAS is deterministic on one stream, and the zoo's other CUDA ops in training (index gather, dropout,
+    losses, max-pool without overlap, fused optimizers) are too. The CPU needs nothing.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+
+
 def _downsample(history: list[float], points: int = 100) -> list[float]:
     if len(history) <= points:
         return history
@@ -59,6 +78,7 @@ def check_training(name: str, recipe: Optional[str] = None, overrides: Optional[
     spec = get_model(name)
     chosen = spec.recipe(recipe, overrides)
     torch_device = resolve_device(device)
+    check_precision(chosen.precision, torch_device)
     if world_size > 1:
         if not spec.data_parallel:
             raise NotDataParallelError(
@@ -111,7 +131,9 @@ def _train(world: World, name: str, recipe: Optional[str], overrides: Optional[M
     with process_group(world, torch_device) as backend:
         model = build(spec, chosen, torch_device)
         started = time.perf_counter()
-        trained = spec.objective.train(model, chosen, DataContext(resolve_data_dir(data_dir), torch_device), on_progress)
+        with reproducible(torch_device):
+            trained = spec.objective.train(model, chosen, DataContext(resolve_data_dir(data_dir), torch_device),
+                                           on_progress)
         seconds = time.perf_counter() - started
         all_ranks_reached()  # a rank that died stops the run here, before anything is published
         published = None
@@ -126,6 +148,7 @@ def _train(world: World, name: str, recipe: Optional[str], overrides: Optional[M
                 "parameters": count_parameters(model),
                 "data": trained.data,
                 "device": str(torch_device),
+                "precision": chosen.precision,
                 "distributed": {"world_size": world.size, "backend": backend, "global_batch": chosen.batch_size,
                                 "per_rank_batch": per_rank_batches(chosen.batch_size, world.size)},
                 "torch": torch.__version__,

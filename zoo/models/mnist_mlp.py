@@ -41,9 +41,11 @@ class MnistMLPRecipe(ClassifierRecipe):
 RECIPES = {
     # Document 001's class version: default init, SGD lr 0.01, batch 200, 10 epochs, ReLU on the logits.
     "document": MnistMLPRecipe(epochs=10, lr=0.01, batch_size=200, optimizer="sgd", final_relu=True),
+    # bf16 autocast: the matrix products run about 4x faster on CPUs with bf16 units, and 6 one-cycle epochs
+    # keep 98.27% (seed 0) where 16 in float32 gave 98.48% (benchmarks/README.md).
     "default": MnistMLPRecipe(
-        epochs=16, lr=3e-3, batch_size=256, optimizer="adamw", weight_decay=0.05,
-        schedule="onecycle", dropout=0.15, label_smoothing=0.1,
+        epochs=6, lr=3e-3, batch_size=256, optimizer="adamw", weight_decay=0.05,
+        schedule="onecycle", dropout=0.15, label_smoothing=0.1, precision="bf16",
     ),
 }
 
