@@ -1,10 +1,10 @@
-"""Load on `zoo serve` (gunicorn, torch and onnx backends) beside a plain single-route Flask app on Flask's
-development server, all measured in this run from this process on loopback.
+"""Load on `zoo serve` beside two baselines measured in the same run on loopback: a plain single-route Flask app
+on Flask's development server, and KServe's own model server (kserve.ModelServer) serving the same model.onnx.
 
-Each scenario sends a fixed number of requests from client threads, each thread on its own keep-alive
-http.client connection: single images (JSON pixels, one digit) and batches (32 digits per request).
+Requests: one digit as a PNG (v1), one digit as a v2 JSON tensor, and batches of 32 digits (v1 JSON pixels, v2
+JSON). wrk (apt-get install wrk) drives the load when it is installed, else this script's client threads.
 
-    ZOO_DATA_DIR=../shared/data python benchmarks/serve_load.py [--weights-dir weights] [--requests 2000] [--concurrency 8]
+    ZOO_DATA_DIR=../shared/data python benchmarks/serve_load.py [--kserve-python /tmp/kserve/bin/python] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def start(command: list[str], port: int, ready_path: str) -> subprocess.Popen:
     raise SystemExit(f"server did not start: {' '.join(command)}")
 
 
-def load(port: int, path: str, body: bytes, requests: int, concurrency: int) -> dict[str, float]:
+def load(port: int, path: str, body: bytes, requests: int, concurrency: int,
+         content_type: str = "application/json") -> dict[str, float]:
     """Send `requests` POSTs from `concurrency` threads; requests/s, p50/p99 latency (ms) and errors."""
     local = threading.local()
 
@@ -80,7 +81,7 @@ def load(port: int, path: str, body: bytes, requests: int, concurrency: int) -> 
             local.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         started = time.perf_counter()
         try:
-            local.connection.request("POST", path, body, {"Content-Type": "application/json"})
+            local.connection.request("POST", path, body, {"Content-Type": content_type})
             response = local.connection.getresponse()
             response.read()
             ok = response.status == 200
@@ -106,7 +107,7 @@ def load(port: int, path: str, body: bytes, requests: int, concurrency: int) -> 
 
 WRK_SCRIPT = """
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = os.getenv("ZOO_BENCH_TYPE")
 local file = io.open(os.getenv("ZOO_BENCH_BODY"), "rb")
 wrk.body = file:read("*a")
 file:close()
@@ -119,11 +120,12 @@ end
 """
 
 
-def load_wrk(port: int, path: str, body: bytes, seconds: float, concurrency: int, scratch: Path) -> dict[str, float]:
+def load_wrk(port: int, path: str, body: bytes, seconds: float, concurrency: int, scratch: Path,
+             content_type: str = "application/json") -> dict[str, float]:
     """The same load from wrk (C, two threads, `concurrency` keep-alive connections) for `seconds`."""
-    (scratch / "body.json").write_bytes(body)
+    (scratch / "body.bin").write_bytes(body)
     (scratch / "post.lua").write_text(WRK_SCRIPT)
-    env = {**os.environ, "ZOO_BENCH_BODY": str(scratch / "body.json")}
+    env = {**os.environ, "ZOO_BENCH_BODY": str(scratch / "body.bin"), "ZOO_BENCH_TYPE": content_type}
     for duration in (1, seconds):  # the first run warms up
         output = subprocess.run(["wrk", "-t2", f"-c{concurrency}", f"-d{int(duration)}s", "-s", str(scratch / "post.lua"),
                                  f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, env=env, check=True)
@@ -146,16 +148,32 @@ def with_onnx(weights_dir: Path, scratch: Path) -> Path:
     return scratch
 
 
+def png_of(digit) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(digit.astype("uint8")).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def v2_body(images) -> bytes:
+    return json.dumps({"inputs": [{"name": "image", "shape": list(images.shape), "datatype": "FP32",
+                                   "data": images.reshape(-1).tolist()}]}).encode()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights-dir", default=str(ROOT / "weights"))
     parser.add_argument("--requests", type=int, default=2000, help="single-image requests per server (batches: a fifth)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--client", choices=["wrk", "threads"], default="wrk" if shutil.which("wrk") else "threads",
                         help="load generator: wrk (apt-get install wrk) or this script's http.client threads")
     parser.add_argument("--seconds", type=float, default=10, help="length of each wrk run")
+    parser.add_argument("--kserve-python", help="a Python with kserve installed, for the KServe baseline")
     parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_server:
@@ -164,45 +182,63 @@ def main() -> None:
     from zoo.data import mnist_test_images, resolve_data_dir
 
     images, _ = mnist_test_images(resolve_data_dir(), BATCH)
-    pixels = (images[:, 0] * 255).round().to(int).tolist()
-    bodies = {"single": json.dumps({"pixels": pixels[0]}).encode(), f"batch {BATCH}": json.dumps({"pixels": pixels}).encode()}
+    digits = (images[:, 0] * 255).round().to(int)
+    pixels = digits.tolist()
+    v1_json, v2_json, png = "application/json", "application/json", "image/png"
+    requests = {  # kind -> (content type, body, path for zoo, path for the baselines)
+        "single PNG": (png, png_of(digits[0].numpy()), f"/v1/models/{MODEL}/predict", None),
+        "single v2 JSON": (v2_json, v2_body(images[:1].numpy()), f"/v2/models/{MODEL}/infer", "v2"),
+        f"batch {BATCH} v1 JSON": (v1_json, json.dumps({"pixels": pixels}).encode(), f"/v1/models/{MODEL}/predict", "v1"),
+        f"batch {BATCH} v2 JSON": (v2_json, v2_body(images.numpy()), f"/v2/models/{MODEL}/infer", "v2"),
+    }
     zoo_cli = str(Path(sys.executable).with_name("zoo"))
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         weights = with_onnx(Path(args.weights_dir).resolve(), Path(scratch))
-        servers = {
-            "Flask dev server (baseline, torch)": ([sys.executable, __file__, "--weights-dir", str(weights),
-                                                    "--baseline-server", "{port}"], "/predict", "/predict"),
-            **{f"zoo serve ({backend})": ([zoo_cli, "serve", "--port", "{port}", "--weights-dir", str(weights),
-                                           "--backend", backend, "--workers", str(args.workers),
-                                           "--threads", str(args.threads)], f"/v1/models/{MODEL}/predict", "/v2/health/ready")
-               for backend in ("torch", "onnx")},
+        onnx_file = zoo_onnx_file(weights)
+        servers = {  # label -> (command, ready path, which requests it takes: v1 baseline / v2 / zoo)
+            "Flask dev server (baseline)": ([sys.executable, __file__, "--weights-dir", str(weights),
+                                             "--baseline-server", "{port}"], "/", "v1"),
+            "zoo serve": ([zoo_cli, "serve", "--port", "{port}", "--weights-dir", str(weights), "--workers",
+                           str(args.workers), "--threads", str(args.threads), "--poll-seconds", "0"], "/v2/health/ready", "zoo"),
         }
-        for label, (command, path, ready) in servers.items():
+        if args.kserve_python:
+            servers["KServe ModelServer (onnx)"] = ([args.kserve_python, str(ROOT / "benchmarks" / "kserve_baseline.py"),
+                                                     "--model-file", str(onnx_file), "--name", MODEL, "--port", "{port}"],
+                                                    f"/v2/models/{MODEL}/ready", "v2")
+        for label, (command, ready, takes) in servers.items():
             port = free_port()
-            process = start([part.format(port=port) for part in command], port,
-                            ready if ready != path else "/")  # the baseline has no health route: any answer will do
+            process = start([part.format(port=port) for part in command], port, ready)
             try:
-                for kind, body in bodies.items():
+                for kind, (content_type, body, zoo_path, baseline) in requests.items():
+                    if takes != "zoo" and baseline != takes:
+                        continue
+                    path = zoo_path if takes != "v1" else "/predict"
                     if args.client == "wrk":
-                        result = load_wrk(port, path, body, args.seconds, args.concurrency, Path(scratch))
+                        result = load_wrk(port, path, body, args.seconds, args.concurrency, Path(scratch), content_type)
                     else:
-                        result = load(port, path, body, args.requests if kind == "single" else max(1, args.requests // 5),
-                                      args.concurrency)
+                        result = load(port, path, body, args.requests if kind.startswith("single") else
+                                      max(1, args.requests // 5), args.concurrency, content_type)
                     rows.append((label, kind, result))
-                    print(f"{label:36} {kind:9} " + "  ".join(f"{k} {v:,.1f}" for k, v in rows[-1][2].items()), flush=True)
+                    print(f"{label:30} {kind:18} " + "  ".join(f"{k} {v:,.1f}" for k, v in result.items()), flush=True)
             finally:
                 process.terminate()
                 process.wait(timeout=15)
     print()
-    print("| server | request | requests/s | p50 ms | p99 ms | errors | throughput vs baseline |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    baseline = {kind: result["rps"] for label, kind, result in rows if label.startswith("Flask")}
+    print("| server | request | requests/s | p50 ms | p99 ms | errors |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for label, kind, result in rows:
-        print(f"| {label} | {kind} | {result['rps']:,.0f} | {result['p50']:.1f} | {result['p99']:.1f} | "
-              f"{result['errors']} | {result['rps'] / baseline[kind]:.1f}x |")
-    print(f"\n{os.cpu_count()} CPUs, client {args.client} with {args.concurrency} connections, zoo serve with {args.workers} workers x "
-          f"{args.threads} threads")
+        print(f"| {label} | {kind} | {result['rps']:,.0f} | {result['p50']:.1f} | {result['p99']:.1f} | {result['errors']} |")
+    print(f"\n{os.cpu_count()} CPUs, client {args.client} with {args.concurrency} connections, zoo serve with "
+          f"{args.workers} workers x {args.threads} threads")
+
+
+def zoo_onnx_file(weights: Path) -> Path:
+    import zoo
+
+    store = zoo.WeightsStore(weights)
+    version = store.resolve(MODEL, None)
+    return store.version_dir(MODEL, version) / zoo.FORMATS["onnx"].file
 
 
 if __name__ == "__main__":

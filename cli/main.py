@@ -257,7 +257,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 for every interface.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes; each loads its own models.")] = 2,
-    threads: Annotated[int, typer.Option(min=1, help="Request threads per worker.")] = 2,
+    threads: Annotated[int, typer.Option(min=1, help="Request threads per worker (1 measured best on 2 cores).")] = 1,
     backend: Annotated[ServeBackend, typer.Option(
         help="auto: ONNX Runtime for each version with an ONNX export, PyTorch for one without; or one for all.")
     ] = ServeBackend["auto"],

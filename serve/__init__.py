@@ -29,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "RUNTIME_THREADS": None,  # ONNX Runtime intra-op threads; None: its own choice by batch size
     "TORCH_THREADS": None,  # torch.set_num_threads in this process; None leaves it
     "ACCESS_LOG": None,  # None: no access log; "text" or "json": one line per request on the zoo.access logger
-    "THREADS": 2,  # request threads per process, under zoo serve's ASGI front (serve/asgi.py)
+    "THREADS": 1,  # request threads per process, under zoo serve's ASGI front (serve/asgi.py)
 }
 
 

@@ -120,4 +120,4 @@ class BufferedWSGI:
 def create_asgi_app(threads: int | None = None) -> BufferedWSGI:
     """`create_app()` (settings from ZOO_SERVE_*) behind the buffering ASGI front, with ZOO_SERVE_THREADS threads."""
     app = create_app()
-    return BufferedWSGI(app, threads or int(app.config.get("THREADS") or 2))
+    return BufferedWSGI(app, threads or int(app.config["THREADS"]))

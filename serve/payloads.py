@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+import orjson
 from flask import Request, current_app
 from werkzeug.exceptions import UnsupportedMediaType
 
@@ -32,6 +33,12 @@ def json_body(request: Request, body: bytes | None = None) -> Any:
     body = request.get_data(cache=False) if body is None else body
     if not body:
         raise InvalidInputError("expected a JSON document, got an empty body")
+    try:
+        # orjson parses a batch of pixels about 4x faster than json; it refuses NaN and Infinity, which the
+        # standard parser reads, so that they are refused below with a message naming them.
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as error:

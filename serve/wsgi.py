@@ -60,7 +60,7 @@ def run(
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: int = 2,
-    threads: int = 2,
+    threads: int = 1,
     backend: str = "auto",
     weights_dir: str | None = None,
     max_body_bytes: int = 8 * 1024 * 1024,
