@@ -1,16 +1,21 @@
 """zoo: the networks of five PyTorch tutorials, registered, trainable, versioned and exportable."""
 
+from zoo.cards import draw_card, stored_card
 from zoo.catalog import describe_model
+from zoo.comparison import compare
 from zoo.devices import resolve_device
 from zoo.errors import (
+    ComparisonError,
     DataNotFoundError,
     DeviceUnavailableError,
+    DrawingError,
     ExportError,
     IntegrityError,
     InvalidInputError,
     InvalidOverrideError,
     InvalidSettingError,
     MissingArtifactError,
+    MissingCardError,
     NotExportableError,
     ReadOnlyVersionError,
     StorageError,
@@ -38,7 +43,8 @@ from zoo.training import TrainResult, train
 __all__ = [
     "DataNotFoundError", "DeviceUnavailableError", "ExportError", "IntegrityError", "InvalidInputError",
     "InvalidOverrideError", "InvalidSettingError", "MissingArtifactError", "NotExportableError", "ReadOnlyVersionError", "StorageError", "UnknownModelError",
-    "UnknownRecipeError", "UnknownVersionError", "VerificationError", "ZooError",
+    "UnknownRecipeError", "UnknownVersionError", "VerificationError", "ZooError", "ComparisonError", "DrawingError",
+    "MissingCardError", "draw_card", "stored_card", "compare",
     "describe_model", "LoadedModel", "evaluate", "load_model", "load_version", "Recipe", "parse_assignments", "get_model", "list_models",
     "register_model", "ModelSpec", "TensorSpec", "Interface", "InputForm", "Supervised", "Minimise", "WeightsStore",
     "parse_ref", "Progress", "TrainResult", "resolve_device", "train", "export", "open_runtime", "Runtime", "BACKENDS",

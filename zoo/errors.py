@@ -84,3 +84,17 @@ class StorageError(ZooError, OSError):
     """A file or folder that could not be written (a full disk, an unwritable folder)."""
 
     caller_error = False
+
+
+class ComparisonError(ZooError, ValueError):
+    """Versions that cannot be compared: fewer than two, or versions of different models."""
+
+
+class MissingCardError(ZooError, LookupError):
+    """A stored version without a model card (one trained before cards, or whose drawing failed)."""
+
+
+class DrawingError(ZooError, RuntimeError):
+    """A model card figure that could not be drawn from a stored version."""
+
+    caller_error = False

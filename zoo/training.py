@@ -12,10 +12,12 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
+from zoo.cards import publish_card
 from zoo.data import DataContext, resolve_data_dir
 from zoo.devices import resolve_device
+from zoo.figures import Drawing
 from zoo.loops import ProgressCallback
-from zoo.manifest import Manifest
+from zoo.manifest import Manifest, sampled_steps
 from zoo.recipes import Recipe
 from zoo.registry import get_model
 from zoo.spec import ModelSpec
@@ -31,6 +33,8 @@ class TrainResult:
     metrics: dict[str, Any]
     manifest: Manifest
     path: Path
+    # The card's figures (or the card itself) that could not be drawn; the version is published without them.
+    card_failures: tuple[str, ...] = ()
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -43,11 +47,8 @@ def build(spec: ModelSpec, recipe: Recipe, device: torch.device) -> nn.Module:
     return spec.build(recipe).to(device)
 
 
-def _downsample(history: list[float], points: int = 100) -> list[float]:
-    if len(history) <= points:
-        return history
-    stride = len(history) / points
-    return [history[int(i * stride)] for i in range(points)] + [history[-1]]
+def _downsample(history: list[float]) -> list[float]:
+    return [history[i] for i in sampled_steps(len(history))]
 
 
 def train(
@@ -69,7 +70,8 @@ def train(
     store = WeightsStore(weights_dir)
     model = build(spec, chosen, torch_device)
     started = time.perf_counter()
-    trained = spec.objective.train(model, chosen, DataContext(resolve_data_dir(data_dir), torch_device), on_progress)
+    context = DataContext(resolve_data_dir(data_dir), torch_device)
+    trained = spec.objective.train(model, chosen, context, on_progress)
     seconds = time.perf_counter() - started
     metrics = {**trained.metrics, "initial_train_loss": trained.history[0], "final_train_loss": trained.history[-1]}
     manifest: Manifest = {
@@ -87,5 +89,11 @@ def train(
         "training_seconds": round(seconds, 3),
         "artifacts": {},
     }
-    version = store.save(name, model.state_dict(), manifest)
-    return TrainResult(name, version, metrics, store.manifest(name, version), store.version_dir(name, version))
+
+    def add_card(staging: Path, record: Manifest) -> None:
+        record["card"] = publish_card(staging, Drawing(spec, chosen, record, model, context))
+
+    version = store.save(name, model.state_dict(), manifest, before_publish=add_card)
+    stored = store.manifest(name, version)
+    return TrainResult(name, version, metrics, stored, store.version_dir(name, version),
+                       tuple(stored.get("card", {}).get("failures", [])))
