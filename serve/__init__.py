@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, send_from_directory
 
+from zoo.serve.cards import cards
 from zoo.serve.errors import register_error_handlers
 from zoo.serve.health import health
 from zoo.serve.models import ServedModels, plan_versions
@@ -39,7 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     weights_dir, backend = app.config["WEIGHTS_DIR"], app.config["BACKEND"]
     plan = plan_versions(app.config["MODELS"], weights_dir, backend)
     app.extensions["zoo.models"] = ServedModels.open(plan, backend, weights_dir, app.config["RUNTIME_THREADS"])
-    for blueprint in (v1, v2, health, openapi):
+    for blueprint in (v1, v2, health, openapi, cards):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "page", lambda: send_from_directory(app.static_folder, "index.html"))
     register_error_handlers(app)

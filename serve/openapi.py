@@ -27,6 +27,9 @@ def _model_param(names: list[str]) -> dict[str, Any]:
     return {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": names}}
 
 
+HTML_OK = {"200": {"description": "the model card as an HTML page", "content": {"text/html": {}}}}
+CARD_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": "any registered model with a stored version, served or not"}
 VERSION_PARAM = {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}
 
 
@@ -99,6 +102,17 @@ def describe(names: list[str]) -> dict[str, Any]:
             "/v2/models/{name}/infer": {"post": {"summary": "v2 inference, latest version", "parameters": [model], **infer}},
             "/v2/models/{name}/versions/{version}/infer": {"post": {"summary": "v2 inference, pinned version",
                                                                     "parameters": pinned, **infer}},
+            "/models/{name}": {"get": {"summary": "the model card of the latest version (HTML)", "parameters": [CARD_NAME],
+                                       "responses": {**HTML_OK, "404": ERRORS["404"]}}},
+            "/models/{name}/versions/{version}": {"get": {
+                "summary": "the model card of a version (HTML)", "parameters": [CARD_NAME, VERSION_PARAM],
+                "responses": {**HTML_OK, "404": ERRORS["404"]}}},
+            "/models/{name}/versions/{version}/{file}": {"get": {
+                "summary": "a figure of a version's model card, from its folder only",
+                "parameters": [CARD_NAME, VERSION_PARAM, {"name": "file", "in": "path", "required": True,
+                                                          "schema": {"type": "string", "pattern": "^[^/]+\\.png$"}}],
+                "responses": {"200": {"description": "the figure", "content": {"image/png": {}}},
+                              "404": ERRORS["404"]}}},
         },
         "components": {"schemas": {"Error": {"type": "object", "required": ["error"],
                                              "properties": {"error": {"type": "string"}}}}},
