@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -110,17 +111,18 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
-# Outside CI a machine without Chromium skips this one test; in CI a missing browser is a failure.
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
-                    reason="needs Debian's chromium and chromium-driver (tests/run.sh installs them)")
+# Outside CI a machine without Chromium skips the browser tests; in CI a missing browser is a failure.
+needs_chromium = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
+                                    reason="needs Debian's chromium and chromium-driver (tests/run.sh installs them)")
+
+
+@needs_chromium
 def test_a_person_draws_a_digit_and_sees_it_recognised(served_weights, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    process, url = start_server(served_weights, tmp_path)
-    browser = chromium(tmp_path)
-    try:
+    with browsing(served_weights, tmp_path) as (browser, url):
         browser.get(url + "/")
         pad = browser.find_element(By.ID, "pad")
         Select(browser.find_element(By.ID, "model")).select_by_visible_text("lenet")
@@ -146,9 +148,6 @@ def test_a_person_draws_a_digit_and_sees_it_recognised(served_weights, tmp_path)
         assert card_link.get_attribute("href") == url + "/models/lenet/versions/1"
         browser.find_element(By.ID, "clear").click()
         assert browser.find_element(By.ID, "digit").text == "?"
-    finally:
-        browser.quit()
-        stop_server(process)
 
 
 def fill_share(bar) -> float:
@@ -169,6 +168,19 @@ def shown_share(bar) -> float:
 SCREENSHOTS = Path(os.environ.get("ZOO_SCREENSHOTS", "/tmp"))
 
 
+@contextlib.contextmanager
+def browsing(weights: Path, tmp_path: Path):
+    """`zoo serve` on `weights` and a headless Chromium, both stopped after; the server must log no traceback."""
+    process, url = start_server(weights, tmp_path)
+    browser = chromium(tmp_path)
+    try:
+        yield browser, url
+    finally:
+        browser.quit()
+        log = stop_server(process)
+    assert "Traceback" not in log, log
+
+
 def chromium(tmp_path):
     """Headless Chromium through chromedriver, with a throwaway profile."""
     from selenium import webdriver
@@ -183,15 +195,12 @@ def chromium(tmp_path):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
-                    reason="needs Debian's chromium and chromium-driver (tests/run.sh installs them)")
+@needs_chromium
 def test_a_card_page_shows_every_figure_of_the_version(served_weights, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    process, url = start_server(served_weights, tmp_path)
-    browser = chromium(tmp_path)
-    try:
+    with browsing(served_weights, tmp_path) as (browser, url):
         browser.get(url + "/models/lenet/versions/1")
         WebDriverWait(browser, 20).until(lambda b: b.execute_script(
             "return [...document.images].every((image) => image.complete)"))
@@ -202,9 +211,7 @@ def test_a_card_page_shows_every_figure_of_the_version(served_weights, tmp_path)
         assert all(width >= 600 for width in widths), widths
         assert browser.find_element(By.TAG_NAME, "h1").text == "lenet, version 1"
         browser.save_screenshot(str(SCREENSHOTS / "card-page.png"))
+        browser.execute_script("arguments[0].scrollIntoView()", images[0])
+        browser.save_screenshot(str(SCREENSHOTS / "card-page-figures.png"))
         browser.find_element(By.LINK_TEXT, "draw a digit").click()
         WebDriverWait(browser, 20).until(lambda b: b.find_elements(By.ID, "pad"))
-    finally:
-        browser.quit()
-        log = stop_server(process)
-    assert "Traceback" not in log, log
