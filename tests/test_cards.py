@@ -151,3 +151,11 @@ def test_released_cards_are_what_zoo_card_draws_today(tmp_path, data_dir):
     assert result.exit_code == 0, result.output
     for file in ("README.md", "loss.png", "fitted_line.png"):
         assert (tmp_path / "linear-regression" / "1" / file).read_bytes() == (RELEASED_WEIGHTS / "linear-regression" / "1" / file).read_bytes()
+
+
+def test_a_version_without_a_card_says_how_to_draw_one(weights_dir):
+    folder = zoo.train("tiny-fnn", "document", weights_dir=str(weights_dir), device="cpu").path
+    assert zoo.stored_card("tiny-fnn", 1).figures == ("loss.png",)
+    (folder / "README.md").unlink()  # as a version trained before cards has none
+    with pytest.raises(zoo.MissingCardError, match=r"has no model card .*zoo card tiny-fnn:1"):
+        zoo.stored_card("tiny-fnn", None)
