@@ -159,3 +159,20 @@ def test_a_version_without_a_card_says_how_to_draw_one(weights_dir):
     (folder / "README.md").unlink()  # as a version trained before cards has none
     with pytest.raises(zoo.MissingCardError, match=r"has no model card .*zoo card tiny-fnn:1"):
         zoo.stored_card("tiny-fnn", None)
+
+
+# What each card's first snippet prints: y at x = 1, and the first MNIST test digit (a 7) read from a photo of it.
+@pytest.mark.parametrize("name,first_line", [("linear-regression", "tensor([[30."), ("mnist-mlp", "7")])
+def test_the_python_on_a_released_card_runs_as_written(name, first_line, tmp_path, monkeypatch, data_dir, capsys):
+    from serving import mnist_digits, photo_of
+
+    monkeypatch.delenv("ZOO_WEIGHTS_DIR")  # the default root, where the released versions are seen
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.chdir(RELEASED_WEIGHTS / name / "1")  # the card's ONNX file is named relative to its folder
+    digits, _ = mnist_digits(data_dir, 1)
+    Path(tmp_path / "digit.png").write_bytes(photo_of(digits[0]))
+    blocks = re.findall(r"```python\n(.*?)```", (RELEASED_WEIGHTS / name / "1" / "README.md").read_text(), re.DOTALL)
+    assert len(blocks) == 2  # Python and ONNX Runtime
+    for block in blocks:
+        exec(compile(block.replace('"digit.png"', repr(str(tmp_path / "digit.png"))), "README.md", "exec"), {})
+    assert capsys.readouterr().out.splitlines()[0].startswith(first_line)

@@ -300,8 +300,8 @@ def _usage(spec: ModelSpec, manifest: Manifest) -> str:
                   "It takes no inputs, so it is neither exported nor served."]
         return "\n".join(lines)
     input_name = spec.input.name
-    lines += [f"zoo export {ref}        # ONNX beside the weights (--format all for every format)",
-              "zoo serve                          # HTTP, with a drawing page for digit models", "```", ""]
+    lines += [f"zoo export {ref}    # ONNX beside the weights (--format all for every format)",
+              "zoo serve    # HTTP on localhost:8000 (a drawing page at / for digit models)", "```", ""]
     if spec.interface.form is InputForm.DIGITS:
         python = [f'model = zoo.load_model({name!r}, {version})',
                   'with torch.no_grad():',
@@ -327,11 +327,12 @@ def _usage(spec: ModelSpec, manifest: Manifest) -> str:
     onnx_file = FORMATS["onnx"].file
     lines += ["Python:", "", "```python", *imports, "", *python, "```", "", "HTTP (`zoo serve`):", "", "```bash", http,
               "```", "",
-              f"ONNX Runtime, once `zoo export {ref}` has written `{onnx_file}` beside the weights "
-              "(the preprocessing is inside the graph):", "",
+              (f"ONNX Runtime, with the `{onnx_file}` beside the weights" if "onnx" in manifest.get("artifacts", {})
+               else f"ONNX Runtime, once `zoo export {ref}` has written `{onnx_file}` beside the weights")
+              + " (the preprocessing is inside the graph):", "",
               "```python", "import numpy as np, onnxruntime", "", "rng = np.random.default_rng(0)",
-              f'session = onnxruntime.InferenceSession("{onnx_file}")',
-              f'print(session.run(None, {{"{input_name}": {example}}})[0])', "```"]
+              f'session = onnxruntime.InferenceSession("{onnx_file}")', f"{input_name} = {example}",
+              f'print(session.run(None, {{"{input_name}": {input_name}}})[0])', "```"]
     return "\n".join(lines)
 
 
@@ -339,9 +340,14 @@ def _limits(spec: ModelSpec, manifest: Manifest) -> str:
     lines = ["## Limits", ""]
     if spec.notes:
         lines.append(f"- {spec.notes}")
+    if spec.interface is None:
+        lines.append("- Its answer is where this recipe's descent ended: other starting parameters, steps or learning "
+                     "rates can end elsewhere.")
+    else:
+        lines.append(f"- Its metrics are measured on {manifest.get('data', {}).get('description', 'its held-out data')};"
+                     " other data, or inputs prepared differently from what the preprocessing above says, will score "
+                     "otherwise.")
     lines += [
-        f"- Its metrics are measured on {manifest.get('data', {}).get('description', 'its held-out data')}; "
-        "other data, or inputs prepared differently from what the preprocessing above says, will score otherwise.",
         f"- Trained once, with seed {manifest.get('seed', '?')} on {manifest.get('device', '?')}: another seed, "
         "device or torch version gives slightly different weights.",
         f"- License: the zoo declares none ({LICENSE} in the metadata above); the data set's own terms apply "
