@@ -32,6 +32,7 @@ DPI = 100
 COMPARISON_SIZE = (8.0, 5.0)
 # Loss curves whose positive values span this ratio or more are drawn on a log scale.
 LOG_SCALE_RATIO = 100.0
+FEW_POINTS = 20
 
 
 @dataclass
@@ -130,15 +131,20 @@ def card_figures(spec: ModelSpec) -> tuple[CardFigure, ...]:
 def plot_losses(axes: Axes, curves: Sequence[tuple[Optional[str], Sequence[int], Sequence[float]]], unit: str,
                 markers: bool = False) -> None:
     """Loss curves (label, positions, losses) on one axes; log scale when the positive losses span decades."""
+    from matplotlib.ticker import MaxNLocator
+
     positive = [loss for _, _, losses in curves for loss in losses if loss > 0]
     for label, positions, losses in curves:
-        axes.plot(positions, losses, marker="o" if markers else None, markersize=4, linewidth=1.5, label=label)
+        # A few points get markers: a line through one point (a one-epoch run) draws nothing at all.
+        marked = markers or len(losses) <= FEW_POINTS
+        axes.plot(positions, losses, marker="o" if marked else None, markersize=4, linewidth=1.5, label=label)
     if positive and max(positive) / min(positive) >= LOG_SCALE_RATIO:
         axes.set_yscale("log")
         axes.set_ylabel("training loss (log scale)")
     else:
         axes.set_ylabel("training loss")
     axes.set_xlabel(unit)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are whole numbers
     axes.grid(True, which="major", alpha=0.3)
     if any(label for label, _, _ in curves):
         axes.legend()
