@@ -185,6 +185,9 @@ def train(
         )
     if result.rank != 0:
         return None
+    for failure in result.card_failures:
+        errors.print(f"[bold yellow]warning:[/] the card was published without {escape(failure)}; "
+                     f"`zoo card {model}:{result.version}` draws it again", soft_wrap=True)
     if as_json:
         return _print_json(result.manifest)
     manifest = result.manifest
@@ -300,6 +303,48 @@ def triton_repo(
         table.add_row(model["folder"], model["platform"], ", ".join(map(str, model["versions"])), tensors["inputs"], tensors["outputs"])
     console.print(table)
     console.print(f"serve it: tritonserver --model-repository {report['repository']}")
+
+
+@app.command()
+def card(
+    ref: RefArg,
+    device: Device = "cpu",
+    data_dir: DataDir = None,
+    weights_dir: WeightsDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write or rewrite a stored version's model card (README.md) and its figures, in the version's folder."""
+    report = zoo.draw_card(ref, weights_dir=weights_dir, data_dir=data_dir, device=device)
+    if as_json:
+        return _print_json(report)
+    console.print(f"[bold green]{report['model']}[/] version {report['version']}: card and "
+                  f"{len(report['figures'])} figures ({', '.join(report['figures'])}) drawn in "
+                  f"{report['drawing_seconds']:.1f} s -> {report['folder']}")
+
+
+@app.command()
+def compare(
+    refs: Annotated[list[str], typer.Argument(help="Two or more versions of one model: MODEL:A MODEL:B ...",
+                                              show_default=False)],
+    figure: Annotated[Optional[str], typer.Option(help="Where to write the loss curves' PNG; default: "
+                                                       "MODEL-A-B-loss.png in the current folder.")] = None,
+    weights_dir: WeightsDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Set versions of one model side by side: metrics, recipe differences, and their loss curves in one figure."""
+    report = zoo.compare(refs, weights_dir=weights_dir, figure=figure)
+    if as_json:
+        return _print_json(report)
+    heads = [f"{report['model']}:{version}" for version in report["versions"]]
+    metrics = Table("metric", *heads, title=f"{report['model']}: metrics")
+    for key, values in report["metrics"].items():
+        metrics.add_row(key, *(_fmt(v) if v is not None else "-" for v in values))
+    console.print(metrics)
+    recipes = Table("hyperparameter", *heads, title="recipe differences")
+    for key, values in report["recipe_differences"].items():
+        recipes.add_row(key, *(_fmt(v) for v in values))
+    console.print(recipes if report["recipe_differences"] else "the recipes are the same")
+    console.print(f"loss curves -> {report['figure']}")
 
 
 def main() -> None:

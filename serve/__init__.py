@@ -9,6 +9,7 @@ from flask import Flask, request, send_from_directory
 from werkzeug.exceptions import UnsupportedMediaType
 
 from zoo.imaging import DEFAULT_MAX_PIXELS
+from zoo.serve.cards import cards
 from zoo.serve.errors import register_error_handlers
 from zoo.serve.health import health
 from zoo.serve.metrics import instrument, metrics, record_loaded, record_reload
@@ -57,7 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
         served.poll(float(app.config["POLL_SECONDS"]), reloaded)
     app.extensions["zoo.models"] = served
-    for blueprint in (v1, v2, health, openapi, metrics):
+    for blueprint in (v1, v2, health, openapi, metrics, cards):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "page", lambda: send_from_directory(app.static_folder, "index.html"))
     app.before_request(refuse_encoded_bodies)

@@ -107,6 +107,16 @@ def _model_paths(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
         paths[f"/v2/models/{name}{suffix}/infer"] = {"post": {"summary": f"v2 inference with {name}", **with_params, **infer}}
     paths[f"/v1/models/{name}"] = {"get": {"summary": f"{name}'s tensors, form and served versions",
                                            "responses": {**_ok("metadata"), **LOOKUP_ERRORS}}}
+    card = {"responses": {"200": {"description": "the model card as an HTML page", "content": {"text/html": {}}},
+                          **LOOKUP_ERRORS}}
+    paths[f"/models/{name}"] = {"get": {"summary": f"the model card of {name}'s latest version", **card}}
+    paths[f"/models/{name}/versions/{{version}}"] = {"get": {"summary": f"the model card of a version of {name}",
+                                                             "parameters": [VERSION_PARAM], **card}}
+    paths[f"/models/{name}/versions/{{version}}/{{file}}"] = {"get": {
+        "summary": "a figure of a version's model card, from its folder only",
+        "parameters": [VERSION_PARAM, {"name": "file", "in": "path", "required": True,
+                                       "schema": {"type": "string", "pattern": "^[^/]+\\.png$"}}],
+        "responses": {"200": {"description": "the figure", "content": {"image/png": {}}}, **LOOKUP_ERRORS}}}
     return paths
 
 

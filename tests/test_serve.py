@@ -219,6 +219,43 @@ def test_drawing_page_and_its_assets(client):
     assert client.get("/static/style.css").status_code == 200
 
 
+def test_card_pages_render_the_card_with_figures_from_the_version_folder(client, served_weights):
+    page = client.get("/models/lenet/versions/1")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert '<base href="/models/lenet/versions/1/">' in html and "<h1>lenet, version 1</h1>" in html
+    assert "<table>" in html and "model-index" not in html  # tables rendered, front matter left out
+    figures = zoo.WeightsStore(served_weights).manifest("lenet", 1)["card"]["figures"]
+    assert set(re.findall(r'<img alt="[^"]*" src="([^"]+)"', html)) == set(figures) == {
+        "loss.png", "confusion_matrix.png", "misclassified.png"}
+    for figure in figures:
+        answer = client.get(f"/models/lenet/versions/1/{figure}")
+        assert answer.status_code == 200 and answer.mimetype == "image/png"
+        assert answer.data == (served_weights / "lenet" / "1" / figure).read_bytes()
+    latest = client.get("/models/linear-regression").get_data(as_text=True)
+    assert '<base href="/models/linear-regression/versions/2/">' in latest and "fitted_line.png" in latest
+
+
+@pytest.mark.parametrize("path", [
+    "/models/lenet/versions/1/model.safetensors",   # in the folder, but not a figure of its card
+    "/models/lenet/versions/1/manifest.json",
+    "/models/lenet/versions/1/..%2F..%2Fmnist-mlp%2F1%2Floss.png",
+    "/models/lenet/versions/1/%2E%2E/loss.png",
+    "/models/lenet/versions/1/../../../mnist-mlp/versions/1/loss.png",
+    "/models/lenet/versions/9",
+    "/models/lenet/versions/one",
+    "/models/resnet",
+])
+def test_card_paths_that_leave_the_version_folder_or_name_nothing_are_404(client, path):
+    answer = client.get(path)
+    assert answer.status_code == 404 and answer.get_json()["error"], path
+
+
+def test_the_drawing_page_links_each_answer_to_its_card(client):
+    assert "/models/${encodeURIComponent(answer.model)}/versions/${answer.version}" in client.get(
+        "/static/draw.js").get_data(as_text=True)
+
+
 # --- bad requests: each gets a 4xx JSON error that says what was expected and what came
 
 

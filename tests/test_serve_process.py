@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 import serving
 from serving import ZOO, call, free_port, mnist_digits, photo_of, read_response, start_server, stop_server
+
+import zoo
 
 pytestmark = pytest.mark.slow
 
@@ -107,25 +111,18 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
-# Outside CI a machine without Chromium skips this one test; in CI a missing browser is a failure.
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
-                    reason="needs Debian's chromium and chromium-driver (tests/run.sh installs them)")
+# Outside CI a machine without Chromium skips the browser tests; in CI a missing browser is a failure.
+needs_chromium = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
+                                    reason="needs Debian's chromium and chromium-driver (tests/run.sh installs them)")
+
+
+@needs_chromium
 def test_a_person_draws_a_digit_and_sees_it_recognised(served_weights, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    process, url = start_server(served_weights, tmp_path)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=900,800"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with browsing(served_weights, tmp_path) as (browser, url):
         browser.get(url + "/")
         pad = browser.find_element(By.ID, "pad")
         Select(browser.find_element(By.ID, "model")).select_by_visible_text("lenet")
@@ -141,8 +138,80 @@ def test_a_person_draws_a_digit_and_sees_it_recognised(served_weights, tmp_path)
         assert browser.find_element(By.ID, "digit").text == "1"
         assert "lenet version 1" in browser.find_element(By.ID, "meta").text
         assert browser.find_element(By.ID, "error").text == ""
+        # Each bar is drawn as wide as its probability: the fill's rendered width against its track's.
+        wait.until(lambda b: all(abs(fill_share(bar) - shown_share(bar)) < 0.01 for bar in bars))
+        top = browser.find_element(By.CSS_SELECTOR, "#bars li.top")
+        assert fill_share(top) > 0.3 and top.find_element(By.CSS_SELECTOR, ".label").text == "1"
+        assert sum(fill_share(bar) for bar in bars) == pytest.approx(1.0, abs=0.02)
+        browser.save_screenshot(str(SCREENSHOTS / "drawing-page.png"))
+        card_link = browser.find_element(By.CSS_SELECTOR, "#meta a")
+        assert card_link.get_attribute("href") == url + "/models/lenet/versions/1"
         browser.find_element(By.ID, "clear").click()
         assert browser.find_element(By.ID, "digit").text == "?"
+
+
+def fill_share(bar) -> float:
+    """How much of a bar's grey track its coloured fill covers, as the browser rendered it."""
+    from selenium.webdriver.common.by import By
+
+    return bar.find_element(By.CSS_SELECTOR, ".fill").rect["width"] / bar.find_element(By.CSS_SELECTOR, ".track").rect["width"]
+
+
+def shown_share(bar) -> float:
+    """The probability the bar's text shows, e.g. "92.3%" -> 0.923."""
+    from selenium.webdriver.common.by import By
+
+    return float(bar.find_element(By.CSS_SELECTOR, ".pct").text.rstrip("%")) / 100
+
+
+# Where the browser tests leave their screenshots, to be looked at.
+SCREENSHOTS = Path(os.environ.get("ZOO_SCREENSHOTS", "/tmp"))
+
+
+@contextlib.contextmanager
+def browsing(weights: Path, tmp_path: Path):
+    """`zoo serve` on `weights` and a headless Chromium, both stopped after; the server must log no traceback."""
+    process, url = start_server(weights, tmp_path)
+    browser = chromium(tmp_path)
+    try:
+        yield browser, url
     finally:
         browser.quit()
-        stop_server(process)
+        log = stop_server(process)
+    assert "Traceback" not in log, log
+
+
+def chromium(tmp_path):
+    """Headless Chromium through chromedriver, with a throwaway profile."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=900,800"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@needs_chromium
+def test_a_card_page_shows_every_figure_of_the_version(served_weights, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with browsing(served_weights, tmp_path) as (browser, url):
+        browser.get(url + "/models/lenet/versions/1")
+        WebDriverWait(browser, 20).until(lambda b: b.execute_script(
+            "return [...document.images].every((image) => image.complete)"))
+        images = browser.find_elements(By.TAG_NAME, "img")
+        figures = zoo.WeightsStore(served_weights).manifest("lenet", 1)["card"]["figures"]
+        assert sorted(image.get_attribute("src").rsplit("/", 1)[1] for image in images) == sorted(figures)
+        widths = [browser.execute_script("return arguments[0].naturalWidth", image) for image in images]
+        assert all(width >= 600 for width in widths), widths
+        assert browser.find_element(By.TAG_NAME, "h1").text == "lenet, version 1"
+        browser.save_screenshot(str(SCREENSHOTS / "card-page.png"))
+        browser.execute_script("arguments[0].scrollIntoView()", images[0])
+        browser.save_screenshot(str(SCREENSHOTS / "card-page-figures.png"))
+        browser.find_element(By.LINK_TEXT, "draw a digit").click()
+        WebDriverWait(browser, 20).until(lambda b: b.find_elements(By.ID, "pad"))

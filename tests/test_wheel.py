@@ -63,7 +63,9 @@ def test_the_wheel_installs_zoo_alone_with_its_weights_and_page(wheel):
     assert {name.split("/")[0] for name in names} == {"zoo", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
     for expected in ("zoo/cli/main.py", "zoo/serve/__init__.py", "zoo/serve/static/index.html", "zoo/serve/static/draw.js",
                      "zoo/weights/mnist-mlp/1/model.safetensors", "zoo/weights/mnist-mlp/1/manifest.json",
-                     "zoo/weights/lenet/1/model.onnx", "zoo/weights/linear-regression/1/test_data_set_0/input_0.pb"):
+                     "zoo/weights/lenet/1/model.onnx", "zoo/weights/linear-regression/1/test_data_set_0/input_0.pb",
+                     "zoo/weights/mnist-mlp/1/README.md", "zoo/weights/mnist-mlp/1/confusion_matrix.png",
+                     "zoo/weights/linear-regression/1/fitted_line.png"):
         assert expected in names
 
 

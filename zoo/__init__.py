@@ -1,18 +1,23 @@
 """zoo: the networks of five PyTorch tutorials, registered, trainable, versioned and exportable."""
 
+from zoo.cards import draw_card, stored_card
 from zoo.catalog import describe_model
+from zoo.comparison import compare
 from zoo.devices import resolve_device
 from zoo.distributed import Topology, World, launch
 from zoo.errors import (
+    ComparisonError,
     DataNotFoundError,
     DeviceUnavailableError,
     DistributedRunError,
+    DrawingError,
     ExportError,
     IntegrityError,
     InvalidInputError,
     InvalidOverrideError,
     InvalidSettingError,
     MissingArtifactError,
+    MissingCardError,
     NotDataParallelError,
     NotExportableError,
     ReadOnlyVersionError,
@@ -42,7 +47,8 @@ from zoo.triton import write_triton_repository
 __all__ = [
     "DataNotFoundError", "DeviceUnavailableError", "DistributedRunError", "ExportError", "IntegrityError", "InvalidInputError",
     "InvalidOverrideError", "InvalidSettingError", "MissingArtifactError", "NotDataParallelError", "NotExportableError", "ReadOnlyVersionError", "StorageError", "UnknownModelError",
-    "UnknownRecipeError", "UnknownVersionError", "VerificationError", "ZooError",
+    "UnknownRecipeError", "UnknownVersionError", "VerificationError", "ZooError", "ComparisonError", "DrawingError",
+    "MissingCardError", "draw_card", "stored_card", "compare",
     "describe_model", "LoadedModel", "evaluate", "load_model", "load_version", "Recipe", "PRECISIONS", "parse_assignments", "get_model", "list_models",
     "register_model", "ModelSpec", "TensorSpec", "Interface", "InputForm", "Supervised", "Minimise", "WeightsStore",
     "parse_ref", "Progress", "TrainResult", "resolve_device", "train", "export", "open_runtime", "Runtime", "BACKENDS",

@@ -93,4 +93,16 @@ class NotDataParallelError(ZooError, ValueError):
 class DistributedRunError(ZooError, RuntimeError):
     """A rank of a launched run that failed; the run published nothing."""
 
+
+class ComparisonError(ZooError, ValueError):
+    """Versions that cannot be compared: fewer than two, or versions of different models."""
+
+
+class MissingCardError(ZooError, LookupError):
+    """A stored version without a model card (one trained before cards, or whose drawing failed)."""
+
+
+class DrawingError(ZooError, RuntimeError):
+    """A model card figure that could not be drawn from a stored version."""
+
     caller_error = False

@@ -63,6 +63,15 @@ class ArtifactRecord(TypedDict, total=False):
     created: str
 
 
+class CardRecord(TypedDict):
+    """The model card drawn for a version: its file, the figures drawn, those that failed and the drawing time."""
+
+    file: Optional[str]
+    figures: list[str]
+    failures: list[str]
+    drawing_seconds: float
+
+
 class Manifest(TypedDict, total=False):
     """A version's manifest; `model`, `version` and `weights` are always there, the rest once trained."""
 
@@ -84,12 +93,13 @@ class Manifest(TypedDict, total=False):
     training_seconds: float
     artifacts: dict[str, ArtifactRecord]
     weights: WeightsRecord
+    card: CardRecord
 
 
 # Keys whose value must have this type when present; the first three must be present.
 _REQUIRED = ("model", "version", "weights")
 _TYPES: dict[str, type] = {"model": str, "version": int, "weights": dict, "recipe": dict, "metrics": dict,
-                           "artifacts": dict, "loss_history": list, "data": dict}
+                           "artifacts": dict, "loss_history": list, "data": dict, "card": dict}
 _NESTED = {"weights": ("file", "sha256"), "recipe": ("name", "params")}
 
 
@@ -147,6 +157,15 @@ def stage_manifest(path: Path, manifest: Manifest) -> Path:
 def write_manifest(path: Path, manifest: Manifest) -> None:
     """Write the manifest beside `path` and rename it over, so a reader never sees half a file."""
     os.replace(stage_manifest(path, manifest), path)
+
+
+def sampled_steps(length: int, points: int = 100) -> list[int]:
+    """The indices `loss_history` keeps of a history of `length` entries: all of them, or `points` evenly spaced and
+    the last, so a reader can place each recorded loss at its epoch or step."""
+    if length <= points:
+        return list(range(length))
+    stride = length / points
+    return [int(i * stride) for i in range(points)] + [length - 1]
 
 
 def version_summary(manifest: Manifest) -> dict[str, Any]:

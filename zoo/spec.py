@@ -129,6 +129,20 @@ Objective = Union[Supervised, Minimise]
 
 
 @dataclass(frozen=True)
+class CardFigure:
+    """One figure of a version's model card: its PNG file, its caption, and how it is drawn.
+
+    `draw(drawing, figure)` fills a blank matplotlib Figure of `size` inches (at 100 dpi) from a
+    `zoo.figures.Drawing`: the version's spec, recipe, manifest, eval-mode module and data.
+    """
+
+    file: str
+    caption: str
+    draw: Callable[[Any, Any], None]
+    size: tuple[float, float] = (8.0, 5.0)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One registered architecture: its metadata, recipes, objective, and its interface when it runs on inputs."""
 
@@ -143,6 +157,10 @@ class ModelSpec:
     interface: Optional[Interface] = None
     notes: str = ""
     default_recipe: str = "default"
+    # The model card's figures (zoo.figures has the shared ones); None: the training loss curve alone.
+    figures: Optional[tuple[CardFigure, ...]] = None
+    # What the source document itself reports, set beside a version's own results on its card.
+    document_result: str = ""
 
     @property
     def exportable(self) -> bool:

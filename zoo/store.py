@@ -143,10 +143,14 @@ class WeightsStore:
     def manifest(self, name: str, version: int) -> Manifest:
         return read_manifest(self.version_dir(name, version) / MANIFEST_FILE)
 
-    def save(self, name: str, state_dict: dict[str, torch.Tensor], manifest: Manifest) -> int:
+    def save(self, name: str, state_dict: dict[str, torch.Tensor], manifest: Manifest,
+             before_publish: Optional[Callable[[Path, Manifest], None]] = None) -> int:
         """Write a new version and return its number; concurrent savers each get their own number.
 
-        A disk that is full or unwritable raises StorageError naming the path, and leaves no trace.
+        `before_publish(staging, manifest)` may add files to the staging folder and keys to the manifest just before
+        the version is claimed, so they are in it from the moment it appears (it runs again if the number it was
+        given is taken meanwhile). A disk that is full or unwritable raises StorageError naming the path, and leaves
+        no trace.
         """
         folder = self.root / name
         staging: Optional[Path] = None
@@ -165,7 +169,10 @@ class WeightsStore:
             taken = set(self._versions_in(self.released, name))
             version = max(self.versions(name), default=0) + 1
             while True:
-                write_manifest(staging / MANIFEST_FILE, {"model": name, "version": version, **manifest})
+                record: Manifest = {"model": name, "version": version, **manifest}
+                if before_publish is not None:
+                    before_publish(staging, record)
+                write_manifest(staging / MANIFEST_FILE, record)
                 try:
                     # rename() of a folder onto an existing non-empty one fails, so the number is claimed atomically.
                     os.rename(staging, folder / str(version))

@@ -13,12 +13,14 @@ from typing import Any, Iterator, Mapping, Optional
 import torch
 from torch import nn
 
+from zoo.cards import publish_card
 from zoo.data import DataContext, resolve_data_dir
 from zoo.devices import resolve_device
 from zoo.distributed import World, all_ranks_reached, from_main_rank, process_group, rank_device, record_failure
 from zoo.errors import DeviceUnavailableError, NotDataParallelError
+from zoo.figures import Drawing
 from zoo.loops import ProgressCallback, check_precision
-from zoo.manifest import Manifest
+from zoo.manifest import Manifest, sampled_steps
 from zoo.recipes import Recipe
 from zoo.registry import get_model
 from zoo.spec import ModelSpec
@@ -35,6 +37,8 @@ class TrainResult:
     manifest: Manifest
     path: Path
     rank: int = 0  # the process that returned it; only rank 0 reports
+    # The card's figures (or the card itself) that could not be drawn; the version is published without them.
+    card_failures: tuple[str, ...] = ()
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -65,11 +69,8 @@ def reproducible(device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
 
 
-def _downsample(history: list[float], points: int = 100) -> list[float]:
-    if len(history) <= points:
-        return history
-    stride = len(history) / points
-    return [history[int(i * stride)] for i in range(points)] + [history[-1]]
+def _downsample(history: list[float]) -> list[float]:
+    return [history[i] for i in sampled_steps(len(history))]
 
 
 def check_training(name: str, recipe: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None,
@@ -131,9 +132,9 @@ def _train(world: World, name: str, recipe: Optional[str], overrides: Optional[M
     with process_group(world, torch_device) as backend:
         model = build(spec, chosen, torch_device)
         started = time.perf_counter()
+        context = DataContext(resolve_data_dir(data_dir), torch_device)
         with reproducible(torch_device):
-            trained = spec.objective.train(model, chosen, DataContext(resolve_data_dir(data_dir), torch_device),
-                                           on_progress)
+            trained = spec.objective.train(model, chosen, context, on_progress)
         seconds = time.perf_counter() - started
         all_ranks_reached()  # a rank that died stops the run here, before anything is published
         published = None
@@ -158,7 +159,12 @@ def _train(world: World, name: str, recipe: Optional[str], overrides: Optional[M
                 "training_seconds": round(seconds, 3),
                 "artifacts": {},
             }
-            version = store.save(name, model.state_dict(), manifest)
+
+            def add_card(staging: Path, record: Manifest) -> None:
+                record["card"] = publish_card(staging, Drawing(spec, chosen, record, model, context))
+
+            version = store.save(name, model.state_dict(), manifest, before_publish=add_card)
             published = (version, metrics, store.manifest(name, version), store.version_dir(name, version))
         version, metrics, manifest, path = from_main_rank(published)
-    return TrainResult(name, version, metrics, manifest, path, world.rank)
+    return TrainResult(name, version, metrics, manifest, path, world.rank,
+                       tuple(manifest.get("card", {}).get("failures", [])))

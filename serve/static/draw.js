@@ -61,6 +61,15 @@ function showBars(probabilities, digit) {
   document.getElementById("bars").replaceChildren(...rows);
 }
 
+// "lenet version 1 (torch)", the version linked to its model card.
+function showAnswerer(answer) {
+  const card = document.createElement("a");
+  card.href = `/models/${encodeURIComponent(answer.model)}/versions/${answer.version}`;
+  card.textContent = `${answer.model} version ${answer.version}`;
+  card.title = "model card: how it was trained, its results and figures";
+  document.getElementById("meta").replaceChildren(card, ` (${answer.backend})`);
+}
+
 async function predict() {
   const png = await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
   const error = document.getElementById("error");
@@ -71,7 +80,7 @@ async function predict() {
     if (!response.ok) throw new Error(answer.error || response.statusText);
     error.textContent = "";
     document.getElementById("digit").textContent = answer.digit;
-    document.getElementById("meta").textContent = `${answer.model} version ${answer.version} (${answer.backend})`;
+    showAnswerer(answer);
     showBars(answer.probabilities, answer.digit);
   } catch (failure) {
     error.textContent = failure.message;

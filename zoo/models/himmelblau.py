@@ -11,9 +11,11 @@ import torch
 from torch import nn
 
 from zoo.errors import InvalidOverrideError
+from zoo.figures import Drawing, loss_curve
+from zoo.loops import minimise
 from zoo.recipes import Recipe
 from zoo.registry import register_model
-from zoo.spec import Minimise, ModelSpec
+from zoo.spec import CardFigure, Minimise, ModelSpec
 
 # Himmelblau's four minima, all with f = 0.
 MINIMA = ((3.0, 2.0), (-2.805118, 3.131312), (-3.779310, -3.283186), (3.584428, -1.848126))
@@ -67,6 +69,45 @@ def minima_found(model: HimmelblauPoints) -> dict:
     }
 
 
+def trajectories(recipe: HimmelblauRecipe) -> torch.Tensor:
+    """Each start's path, [recorded steps, starts, 2]: the recipe's deterministic descent run again on the CPU,
+    with the points taken at every progress report (about 200 along the way) after the starts themselves."""
+    model = HimmelblauPoints(recipe.starts)
+    path = [model.points.detach().clone()]
+    minimise(model, recipe, lambda progress: path.append(model.points.detach().clone()))
+    return torch.stack(path)
+
+
+def draw_trajectories(drawing: Drawing, figure) -> None:
+    """Himmelblau's contour map with each start's path to the minimum it reaches (the surface document 001 plots)."""
+    import numpy as np
+    from matplotlib.colors import LogNorm
+
+    grid = np.arange(-6, 6.01, 0.05)
+    x, y = np.meshgrid(grid, grid)
+    f = himmelblau(torch.from_numpy(np.stack([x, y], axis=-1))).numpy()
+    axes = figure.subplots()
+    levels = np.logspace(-1, np.log10(f.max()), 24)
+    contours = axes.contourf(x, y, f, levels=levels, norm=LogNorm(), cmap="viridis", alpha=0.85)
+    figure.colorbar(contours, ax=axes, label="f(x, y), log scale", ticks=[0.1, 1, 10, 100, 1000], format="%g")
+    axes.plot(*zip(*MINIMA), "x", color="red", markersize=8, markeredgewidth=2, label="the four minima, f = 0")
+    paths = trajectories(drawing.recipe).numpy()
+    ends = drawing.model.points.detach().cpu().numpy()
+    for index in range(paths.shape[1]):
+        start, end = paths[0, index], ends[index]
+        axes.plot(paths[:, index, 0], paths[:, index, 1], color="white", linewidth=1.6)
+        axes.plot(*start, "o", color="white", markeredgecolor="black", markersize=7)
+        axes.plot(*end, "*", color=f"C{index % 10}", markeredgecolor="black", markersize=15, zorder=5,
+                  label=f"start ({start[0]:g}, {start[1]:g}) ends at ({end[0]:.3f}, {end[1]:.3f})")
+    axes.set_xlim(-6, 6)
+    axes.set_ylim(-6, 6)
+    axes.set_aspect("equal")
+    axes.set_xlabel("x")
+    axes.set_ylabel("y")
+    axes.set_title(f"{drawing.label}: each start (circle) to the point it reaches (star)", fontsize=10)
+    figure.legend(loc="outside lower center", ncols=2, fontsize=8)
+
+
 @register_model
 def himmelblau_spec() -> ModelSpec:
     return ModelSpec(
@@ -79,4 +120,9 @@ def himmelblau_spec() -> ModelSpec:
         recipes=RECIPES,
         objective=Minimise(metrics=minima_found),
         notes="Not exportable: the model is the points, with no forward pass over inputs.",
+        figures=(loss_curve("step", first=0),
+                 CardFigure("trajectories.png", "Each start's path to the minimum it reaches", draw_trajectories,
+                            size=(8.0, 8.0))),
+        document_result="from [0, 0], [1, 0], [-4, 0], [4, 0] its Adam steps end at (3, 2), (3, 2), (-3.779, -3.283) "
+                        "and (3.584, -1.848), where f = 0",
     )

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.figures import CONFUSION_MATRIX, MISCLASSIFIED_DIGITS, loss_curve
 from zoo.registry import register_model
 from zoo.spec import ModelSpec
 from zoo.tasks import MNIST_CLASSIFICATION, MNIST_PREPROCESSING, ClassifierRecipe, MnistInput, digits_interface
@@ -64,4 +65,6 @@ def lenet() -> ModelSpec:
         recipes=RECIPES,
         objective=MNIST_CLASSIFICATION,
         interface=digits_interface(MNIST_PREPROCESSING + "; zero-padded by 2 to 32x32 before normalising"),
+        figures=(loss_curve(), CONFUSION_MATRIX, MISCLASSIFIED_DIGITS),
+        document_result="no MNIST result: the document builds the network and takes one SGD step on a random input",
     )

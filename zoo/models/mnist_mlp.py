@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from zoo.figures import CONFUSION_MATRIX, MISCLASSIFIED_DIGITS, loss_curve
 from zoo.registry import register_model
 from zoo.spec import ModelSpec
 from zoo.tasks import MNIST_CLASSIFICATION, ClassifierRecipe, MnistInput, digits_interface
@@ -63,4 +64,6 @@ def mnist_mlp() -> ModelSpec:
         objective=MNIST_CLASSIFICATION,
         interface=digits_interface(),
         notes="The document's ReLU on the logits clamps every negative logit to 0, which is why it stops near 74%.",
+        figures=(loss_curve(), CONFUSION_MATRIX, MISCLASSIFIED_DIGITS),
+        document_result="73-74% test accuracy after its 10 epochs (the ReLU on the logits holds it there)",
     )

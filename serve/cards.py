@@ -1,0 +1,68 @@
+"""Model card pages: a stored version's README.md as HTML, with its figures served from the version's folder alone."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import markdown
+from flask import Blueprint, current_app, send_from_directory
+from werkzeug.exceptions import NotFound
+
+from zoo.cards import StoredCard, stored_card
+from zoo.store import parse_ref
+
+cards = Blueprint("cards", __name__)
+
+FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>zoo: {title}</title>
+<base href="/models/{name}/versions/{version}/">
+<link rel="stylesheet" href="/static/style.css">
+</head>
+<body>
+<main class="card">
+<nav><a href="/">draw a digit</a> &middot; {name} versions: {versions}</nav>
+{body}
+</main>
+</body>
+</html>
+"""
+
+
+def card_html(card: StoredCard) -> str:
+    """The card's markdown (front matter left out) as a page; raw HTML in the markdown is shown as text, not run."""
+    renderer = markdown.Markdown(extensions=["tables", "fenced_code"])
+    renderer.preprocessors.deregister("html_block")
+    renderer.inlinePatterns.deregister("html")
+    body = renderer.convert(FRONT_MATTER.sub("", card.markdown, count=1))
+    versions = " ".join(f'<a href="/models/{card.name}/versions/{v}"{" aria-current=page" if v == card.version else ""}>'
+                        f"{v}</a>" for v in card.versions)
+    return PAGE.format(title=html.escape(f"{card.name} version {card.version}"), name=card.name, version=card.version,
+                       versions=versions, body=body)
+
+
+def _card(name: str, version: str | None) -> StoredCard:
+    _, number = parse_ref(f"{name}:{version}" if version else name)
+    return stored_card(name, number, current_app.config["WEIGHTS_DIR"])
+
+
+@cards.get("/models/<name>")
+@cards.get("/models/<name>/versions/<version>")
+def card_page(name: str, version: str | None = None):
+    """The card of a model's latest version, or of the version named."""
+    return card_html(_card(name, version)), 200, {"Content-Type": "text/html; charset=utf-8"}
+
+
+@cards.get("/models/<name>/versions/<version>/<file>")
+def card_figure(name: str, version: str, file: str):
+    """One of the card's figures, from the version's folder; any other file, or a path out of it, is a 404."""
+    card = _card(name, version)
+    if file not in card.figures:
+        raise NotFound(f"{name}:{card.version} has no figure {file!r}; its card shows {', '.join(card.figures) or 'none'}")
+    return send_from_directory(card.folder, file, mimetype="image/png", max_age=0)
