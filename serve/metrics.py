@@ -50,10 +50,16 @@ def instruments() -> Instruments:
     )
 
 
+_GAUGED: set[str] = set()  # models this process has reported, so one no longer served reads 0, not its last count
+
+
 def record_loaded(runtimes: dict) -> None:
     """Set the loaded-versions gauge from a {model: {version: runtime}} mapping."""
+    for name in _GAUGED - set(runtimes):
+        instruments().loaded.labels(name).set(0)
     for name, versions in runtimes.items():
         instruments().loaded.labels(name).set(len(versions))
+    _GAUGED.update(runtimes)
 
 
 def record_reload(result: str) -> None:

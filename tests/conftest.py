@@ -12,6 +12,9 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 # Set before the zoo is imported anywhere, so no test can fall back to the project's weights/ or ~/.cache.
 os.environ.setdefault("ZOO_DATA_DIR", str(SHARED_DATA))
+# Apps made in this process share prometheus_client's registry: a poll thread of one would rewrite the
+# models-loaded gauge another test reads. Reloads are tested on their own (refresh(), and zoo serve processes).
+os.environ.setdefault("ZOO_SERVE_POLL_SECONDS", "0")
 
 
 @pytest.fixture(autouse=True)
