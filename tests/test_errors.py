@@ -122,10 +122,14 @@ def test_export_without_format_writes_onnx(trained):
 
 def test_every_error_kind_says_whose_fault_it_is():
     caller = {zoo.UnknownModelError, zoo.UnknownRecipeError, zoo.UnknownVersionError, zoo.InvalidOverrideError,
-              zoo.DeviceUnavailableError, zoo.InvalidInputError, zoo.NotExportableError}
+              zoo.DeviceUnavailableError, zoo.InvalidInputError, zoo.NotExportableError, zoo.InvalidSettingError,
+              zoo.ReadOnlyVersionError, zoo.NotDataParallelError, zoo.ComparisonError, zoo.MissingCardError}
     disk = {zoo.DataNotFoundError, zoo.IntegrityError, zoo.StorageError, zoo.MissingArtifactError,
-            zoo.VerificationError, zoo.ExportError}
+            zoo.VerificationError, zoo.ExportError, zoo.DistributedRunError, zoo.DrawingError}
     assert all(kind.caller_error for kind in caller) and not any(kind.caller_error for kind in disk)
+    # Every kind the zoo defines is in one of the two sets: a new kind must say whose fault it is.
+    kinds = {kind for kind in vars(zoo.errors).values() if isinstance(kind, type) and issubclass(kind, zoo.ZooError)}
+    assert kinds - {zoo.ZooError} == caller | disk
 
 
 def test_tampered_weights_found_while_serving_are_a_500_with_a_log_line(trained, caplog):

@@ -93,6 +93,8 @@ class NotDataParallelError(ZooError, ValueError):
 class DistributedRunError(ZooError, RuntimeError):
     """A rank of a launched run that failed; the run published nothing."""
 
+    caller_error = False
+
 
 class ComparisonError(ZooError, ValueError):
     """Versions that cannot be compared: fewer than two, or versions of different models."""
