@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -23,7 +22,8 @@ from zoo.errors import DrawingError, MissingCardError, ZooError
 from zoo.figures import Drawing, card_figures, draw_figure, recipe_changes, recipe_label
 from zoo.formats import FORMATS
 from zoo.loading import load_version
-from zoo.manifest import CardRecord, Manifest, publish_mode
+from zoo.files import replace_file
+from zoo.manifest import CardRecord, Manifest
 from zoo.registry import get_model
 from zoo.spec import InputForm, ModelSpec
 from zoo.store import WeightsStore, parse_ref
@@ -118,16 +118,8 @@ def stored_card(name: str, version: Optional[int], weights_dir: Optional[str] = 
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write `text` beside `path` and rename it over, with the permissions of an ordinary file."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        publish_mode(Path(temp))
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    """Write `text` (UTF-8) as `path`, whole or not at all."""
+    replace_file(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def _first_line(error: BaseException) -> str:

@@ -20,7 +20,8 @@ from zoo.data import DataContext, resolve_data_dir
 from zoo.errors import NotExportableError, StorageError, VerificationError, ZooError
 from zoo.formats import FORMATS
 from zoo.loading import LoadedModel, load_version
-from zoo.manifest import ArtifactRecord, Manifest, publish_mode
+from zoo.files import publish_mode
+from zoo.manifest import ArtifactRecord, Manifest
 from zoo.runtimes import exportable_model
 from zoo.store import WeightsStore, parse_ref, sha256_file
 

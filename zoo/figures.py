@@ -8,8 +8,6 @@ matplotlib is imported only when something is drawn, so importing the zoo stays 
 from __future__ import annotations
 
 import functools
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
@@ -19,7 +17,8 @@ import torch
 from torch import nn
 
 from zoo.data import DataContext, Splits
-from zoo.manifest import Manifest, publish_mode, sampled_steps
+from zoo.files import replace_file
+from zoo.manifest import Manifest, sampled_steps
 from zoo.recipes import Recipe
 from zoo.spec import CardFigure, ModelSpec
 from zoo.tasks import predict_logits
@@ -223,16 +222,8 @@ def render(size: tuple[float, float], draw: Callable[[Figure], None], path: Path
 
 
 def save_png(figure: Figure, path: Path) -> None:
-    """Write the figure as a PNG with no metadata (no software tag or date) via a temp file and a rename."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            figure.savefig(handle, format="png", dpi=DPI, metadata={"Software": None})
-        publish_mode(Path(temp))
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    """Write the figure as a PNG with no metadata (no software tag or date), whole or not at all."""
+    replace_file(path, lambda handle: figure.savefig(handle, format="png", dpi=DPI, metadata={"Software": None}))
 
 
 def draw_figure(figure_spec: CardFigure, drawing: Drawing, path: Path) -> None:

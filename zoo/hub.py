@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Union
 
-import torch
 from torch import nn
 
+from zoo.devices import resolve_device
 from zoo.errors import UnknownVersionError
 from zoo.loading import load_model
-from zoo.recipes import Recipe
 from zoo.registry import get_model
 from zoo.store import RELEASED_WEIGHTS, WeightsStore
+from zoo.training import build
 
 Weights = Union[None, str, int]
 
@@ -29,9 +29,7 @@ def build_pretrained(name: str, weights: Weights = None, weights_dir: Optional[s
     """The eval-mode module of `name`: released weights ("DEFAULT"), version N (an int), or untrained (None)."""
     if weights is None:
         spec = get_model(name)
-        recipe: Recipe = spec.recipe()
-        torch.manual_seed(recipe.seed)
-        return spec.build(recipe).to(device).eval()
+        return build(spec, spec.recipe(), resolve_device(device)).eval()
     if weights == "DEFAULT":
         return load_model(name, released_default(name), str(RELEASED_WEIGHTS), device).model
     if isinstance(weights, bool) or not isinstance(weights, int):

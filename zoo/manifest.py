@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, TypedDict
 
 from zoo.errors import IntegrityError, StorageError
+from zoo.files import stage_beside
 
 MANIFEST_FILE = "manifest.json"
-# tempfile creates private (0600/0700) entries; published files get the modes the umask allows,
-# so that, say, a server running as another user can read them.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 class RecipeRecord(TypedDict):
@@ -103,11 +99,6 @@ _TYPES: dict[str, type] = {"model": str, "version": int, "weights": dict, "recip
 _NESTED = {"weights": ("file", "sha256"), "recipe": ("name", "params")}
 
 
-def publish_mode(path: Path) -> None:
-    """Give a file or folder made by tempfile the permissions an ordinary open() or mkdir() would have."""
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_UMASK)
-
-
 def read_manifest(path: Path) -> Manifest:
     """The manifest at `path`, checked for the keys every reader relies on."""
     try:
@@ -134,24 +125,11 @@ def read_manifest(path: Path) -> Manifest:
 
 def stage_manifest(path: Path, manifest: Manifest) -> Path:
     """Write the manifest to a temp file beside `path` and return it; the caller renames it over `path`."""
+    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        return stage_beside(path, lambda handle: handle.write(text.encode()))
     except OSError as error:
         raise StorageError(f"could not write {path}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(manifest, handle, indent=2, sort_keys=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        publish_mode(Path(tmp))
-    except OSError as error:
-        Path(tmp).unlink(missing_ok=True)
-        raise StorageError(f"could not write {path}: {error.strerror or error}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:

@@ -24,7 +24,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from zoo.errors import IntegrityError, ReadOnlyVersionError, StorageError, UnknownVersionError, ZooError
-from zoo.manifest import MANIFEST_FILE, Manifest, publish_mode, read_manifest, stage_manifest, write_manifest
+from zoo.files import publish_mode
+from zoo.manifest import MANIFEST_FILE, Manifest, read_manifest, stage_manifest, write_manifest
 
 WEIGHTS_FILE = "model.safetensors"
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[^:]*))?$")

@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 
 from zoo.errors import IntegrityError, InvalidSettingError, MissingArtifactError, NotExportableError, StorageError
 from zoo.formats import FORMATS, TORCH_PLATFORM, TRITON_FORMATS
-from zoo.manifest import publish_mode
+from zoo.files import publish_mode
 from zoo.registry import list_models
 from zoo.runtimes import artifact_path, exportable_model
 from zoo.spec import ModelSpec, TensorSpec
