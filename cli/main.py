@@ -163,21 +163,20 @@ def train(
     for key, value in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size), ("seed", seed), ("precision", precision)):
         if value is not None:
             overrides[key] = value
-    topology = zoo.Topology(nproc_per_node, nnodes, node_rank, master_addr, master_port)
+    topology, world = zoo.Topology(nproc_per_node, nnodes, node_rank, master_addr, master_port), zoo.World.from_env()
     if topology.world_size > 1:
-        if zoo.World.from_env().size > 1:
+        if world.size > 1:
             raise zoo.InvalidSettingError(f"--nproc-per-node/--nnodes start a run, but this process is already rank "
-                                          f"{zoo.World.from_env().rank} of one (WORLD_SIZE is set); drop them")
+                                          f"{world.rank} of one (WORLD_SIZE is set); drop them")
         # The caller's mistakes are refused here, before any process starts; each rank runs this command without them.
         zoo.check_training(model, recipe, overrides, device, topology.world_size)
         rank_args = ["train", model, "--device", device, *(f"--set={key}={value}" for key, value in overrides.items())]
         for flag, value in (("--recipe", recipe), ("--data-dir", data_dir), ("--weights-dir", weights_dir)):
             rank_args += [flag, value] if value is not None else []
         return zoo.launch(topology, "zoo.cli.main", rank_args + (["--json"] if as_json else []))
-    rank = zoo.World.from_env().rank
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.4g}"), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=errors, transient=True, disable=as_json or rank != 0) as bar:
+    with Progress(*columns, console=errors, transient=True, disable=as_json or not world.is_main) as bar:
         task = bar.add_task(f"train {model}", total=None, loss=float("nan"))
         result = zoo.train(
             model, recipe, overrides, device=device, data_dir=data_dir, weights_dir=weights_dir,
