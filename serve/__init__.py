@@ -12,6 +12,7 @@ from zoo.imaging import DEFAULT_MAX_PIXELS
 from zoo.serve.cards import cards
 from zoo.serve.errors import register_error_handlers
 from zoo.serve.health import health
+from zoo.serve.json_provider import OrjsonProvider
 from zoo.serve.metrics import instrument, metrics, record_loaded, record_reload
 from zoo.serve.models import AUTO, ServedModels, VersionPolicy
 from zoo.serve.openapi import openapi
@@ -43,7 +44,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(DEFAULTS)
     app.config.from_prefixed_env("ZOO_SERVE")
     app.config.update(config or {})
-    app.json.sort_keys = False
+    app.json = OrjsonProvider(app)
     if app.config["TORCH_THREADS"]:
         import torch
 

@@ -1,5 +1,6 @@
 """The app as `zoo serve` runs it: an ASGI front that reads each request's whole body on granian's event loop,
-then hands the complete request to the Flask (WSGI) app on a thread.
+then hands the complete request to the Flask (WSGI) app: on the loop itself with one request thread (the
+default), else on a pool of threads.
 
 Under plain WSGI a client that sends its headers and then trickles its body holds a worker thread for as long
 as it likes; 50 of them stop a server. Here such a client costs a buffer, not a thread: a thread is taken only
@@ -9,6 +10,7 @@ once the request is complete. A body whose Content-Length is over the limit is r
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +30,9 @@ class BufferedWSGI:
     def __init__(self, app: Flask, threads: int) -> None:
         self.app = app
         self.limit = app.config["MAX_CONTENT_LENGTH"]
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="zoo-request")
+        # One request thread is the event loop itself: a hand-off to a pool of one would only add a wake-up and
+        # two GIL switches to every request, while the loop could do nothing else with the GIL meanwhile.
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="zoo-request") if threads > 1 else None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -42,7 +46,10 @@ class BufferedWSGI:
         if not (declared and declared.isdigit() and int(declared) > self.limit):
             body = await self._read_body(receive)
         environ = self._environ(scope, headers, body)
-        status, response_headers, chunks = await asyncio.get_running_loop().run_in_executor(self.pool, self._call, environ)
+        if self.pool is None:
+            status, response_headers, chunks = self._call(environ)
+        else:
+            status, response_headers, chunks = await asyncio.get_running_loop().run_in_executor(self.pool, self._call, environ)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response_headers]})
         await send({"type": "http.response.body", "body": b"".join(chunks)})
@@ -112,7 +119,8 @@ class BufferedWSGI:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self.pool.shutdown(wait=False)
+                if self.pool is not None:
+                    self.pool.shutdown(wait=False)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -120,4 +128,8 @@ class BufferedWSGI:
 def create_asgi_app(threads: int | None = None) -> BufferedWSGI:
     """`create_app()` (settings from ZOO_SERVE_*) behind the buffering ASGI front, with ZOO_SERVE_THREADS threads."""
     app = create_app()
+    # torch and onnxruntime leave ~200k long-lived objects that a full collection would walk (50 ms here) in
+    # the middle of some request; frozen, they are never scanned again.
+    gc.collect()
+    gc.freeze()
     return BufferedWSGI(app, threads or int(app.config["THREADS"]))

@@ -155,8 +155,9 @@ def test_metrics_add_up_every_worker(root, tmp_path):
     assert {s.labels["model"]: s.value for s in families["zoo_models_loaded"].samples} == {"lenet": 1, "linear-regression": 2}
 
 
-def test_slow_clients_do_not_block_anyone(root, tmp_path):
-    process, url = start_server(root, tmp_path)
+@pytest.mark.parametrize("threads", ["1", "2"])  # requests run on the event loop itself, or on a pool
+def test_slow_clients_do_not_block_anyone(root, tmp_path, threads):
+    process, url = start_server(root, tmp_path, "--threads", threads)
     host, port = "127.0.0.1", int(url.rsplit(":", 1)[1])
     trickling = []
     try:

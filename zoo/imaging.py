@@ -65,7 +65,8 @@ def _greyscale(image: Image.Image) -> np.ndarray:
         ink_brightness = float((grey * alpha).sum() / weight) if weight else 0.0
         background = 0.0 if ink_brightness > 0.5 else 1.0
         return grey * alpha + background * (1.0 - alpha)
-    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    grey = image if image.mode == "L" else image.convert("L")
+    return np.asarray(grey, dtype=np.float32) / np.float32(255)
 
 
 def mnist_from_image(grey: np.ndarray) -> np.ndarray:
@@ -106,7 +107,9 @@ def _border(image: np.ndarray) -> np.ndarray:
 
 def white_on_black(images: np.ndarray) -> np.ndarray:
     """Each image (values in [0, 1], last two axes height and width) inverted when its border is mostly bright."""
-    bright = np.median(_border(images), axis=-1) > 0.5
+    border = _border(images)
+    # "More than half bright" is the median's test without its sort (a fifth of the cost on one image).
+    bright = np.count_nonzero(border > 0.5, axis=-1) * 2 > border.shape[-1]
     return np.where(bright[..., None, None], 1.0 - images, images).astype(np.float32, copy=False)
 
 
