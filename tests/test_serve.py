@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import io
 import json
 import re
@@ -130,6 +131,11 @@ def test_mnist_form_is_centred_by_mass_in_a_20_pixel_box():
 
 
 # --- regression
+
+
+def test_answers_keep_their_key_order_and_write_numpy_and_other_types(app):
+    assert app.json.dumps({"b": np.float32(0.5), "a": np.arange(2)}) == '{"b":0.5,"a":[0,1]}'
+    assert app.json.loads(app.json.dumps({"cost": decimal.Decimal("1.5")})) == {"cost": "1.5"}  # Flask's own way
 
 
 def test_regression_one_x_and_a_list(client):
