@@ -6,12 +6,11 @@ tritonclient.http and KServe clients call the zoo as they would call Triton.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from zoo.serve.metrics import record_inference
 from zoo.serve.models import served_models, served_runtime
@@ -79,7 +78,7 @@ def infer(name: str, version: str | None = None):
         output["data"] = result.reshape(-1).tolist()
         return jsonify(answer)
     output["parameters"] = {"binary_data_size": result.nbytes}
-    header = json.dumps(answer).encode()
+    header = current_app.json.dumps(answer).encode()  # the same writer as every JSON answer
     response = Response(header + result.tobytes(), mimetype="application/octet-stream")
     response.headers[V2_HEADER_LENGTH] = str(len(header))
     return response
