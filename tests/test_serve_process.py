@@ -1,4 +1,4 @@
-"""The README's `zoo serve` as a real gunicorn process on loopback: HTTP clients, tritonclient, headless Chromium."""
+"""The README's `zoo serve` as a real process (granian workers) on loopback: HTTP clients, tritonclient, headless Chromium."""
 
 from __future__ import annotations
 
