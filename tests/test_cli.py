@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from serving import free_port
 from typer.testing import CliRunner
 
 from zoo.cli.main import app
@@ -130,7 +131,9 @@ def test_the_default_root_is_the_users_folder_beside_the_released_versions(tmp_p
     (["--models", "resnet"], "unknown model 'resnet'"),
 ])
 def test_serve_refuses_bad_settings_in_one_line(args, words):
-    result = zoo("serve", *args)
+    # A free port, so that a server of the user's own on 8000 does not answer for the setting under test.
+    port = [] if "--port" in args else ["--port", str(free_port())]
+    result = zoo("serve", *port, *args)
     assert result.exit_code == 2
     assert words in " ".join(result.output.split()) and "Traceback" not in result.output
 
