@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, request, send_from_directory
+from flask import Flask, Response, request, send_from_directory
 from werkzeug.exceptions import UnsupportedMediaType
 
 from zoo.imaging import DEFAULT_MAX_PIXELS
@@ -51,11 +51,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         torch.set_num_threads(app.config["TORCH_THREADS"])
     served = ServedModels(app.config["MODELS"], app.config["WEIGHTS_DIR"], app.config["BACKEND"],
                           VersionPolicy.parse(str(app.config["VERSIONS"])), app.config["RUNTIME_THREADS"]).open()
-    record_loaded(served.runtimes)
+    record_loaded(served)
     if app.config["POLL_SECONDS"]:
         def reloaded(result: str) -> None:
             record_reload(result)
-            record_loaded(served.runtimes)
+            record_loaded(served)
 
         served.poll(float(app.config["POLL_SECONDS"]), reloaded)
     app.extensions["zoo.models"] = served
@@ -63,6 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "page", lambda: send_from_directory(app.static_folder, "index.html"))
     app.before_request(refuse_encoded_bodies)
+    app.after_request(protect_pages)
     instrument(app)
     register_error_handlers(app)
     return app
@@ -73,3 +74,17 @@ def refuse_encoded_bodies() -> None:
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise UnsupportedMediaType(f"expected an uncompressed body (no Content-Encoding), got Content-Encoding {encoding}")
+
+
+# Pages run only the zoo's own script and style, from this server: a card's markdown can carry no script, and a
+# page cannot be framed or post elsewhere.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                           "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+
+
+def protect_pages(response: Response) -> Response:
+    """No answer is sniffed as another type; every HTML page carries the Content-Security-Policy."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if response.mimetype == "text/html":
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return response

@@ -6,6 +6,7 @@ import html
 import re
 
 import markdown
+from markdown.treeprocessors import Treeprocessor
 from flask import Blueprint, current_app, send_from_directory
 from werkzeug.exceptions import NotFound
 
@@ -35,11 +36,34 @@ PAGE = """<!doctype html>
 """
 
 
+# A link's scheme as a browser reads it: after dropping the control characters and spaces it ignores there.
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*):", re.IGNORECASE)
+SAFE_SCHEMES = {"http", "https", "mailto"}
+
+
+def safe_url(url: str) -> bool:
+    """Whether `url` is relative or http(s) or mailto: `javascript:`, `data:` and the like are not."""
+    scheme = _SCHEME.match(re.sub(r"[\x00-\x20\x7f]", "", url))
+    return scheme is None or scheme.group(1).lower() in SAFE_SCHEMES
+
+
+class DropUnsafeLinks(Treeprocessor):
+    """Removes every href and src whose scheme is not safe_url's, so a card's markdown cannot carry a script link."""
+
+    def run(self, root) -> None:
+        for element in root.iter():
+            for attribute in ("href", "src"):
+                if attribute in element.attrib and not safe_url(element.attrib[attribute]):
+                    del element.attrib[attribute]
+
+
 def card_html(card: StoredCard) -> str:
-    """The card's markdown (front matter left out) as a page; raw HTML in the markdown is shown as text, not run."""
+    """The card's markdown (front matter left out) as a page; raw HTML in the markdown is shown as text, not run,
+    and links keep only the schemes safe_url allows."""
     renderer = markdown.Markdown(extensions=["tables", "fenced_code"])
     renderer.preprocessors.deregister("html_block")
     renderer.inlinePatterns.deregister("html")
+    renderer.treeprocessors.register(DropUnsafeLinks(renderer), "drop_unsafe_links", 0)
     body = renderer.convert(FRONT_MATTER.sub("", card.markdown, count=1))
     versions = " ".join(f'<a href="/models/{card.name}/versions/{v}"{" aria-current=page" if v == card.version else ""}>'
                         f"{v}</a>" for v in card.versions)

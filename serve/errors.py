@@ -1,8 +1,12 @@
-"""The one place where errors become HTTP answers: JSON {"error": "..."} with a 4xx or a 5xx status."""
+"""The one place where errors become HTTP answers: JSON {"error": "..."} with a 4xx or a 5xx status.
+
+What a client reads names no file of the server's and no hash (`public`); the log keeps the whole message.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
@@ -10,6 +14,15 @@ from werkzeug.exceptions import HTTPException
 from zoo.errors import ZooError
 
 log = logging.getLogger("zoo.serve")
+
+# An absolute filesystem path (two segments or more, not one of this server's routes), and a sha256 digest.
+_SERVER_PATH = re.compile(r"(?<![\w.:/-])/(?!(?:v1|v2|models|static|metrics|openapi\.json)\b)[^\s/'\"]+(?:/[^\s'\",;]*)+")
+_DIGEST = re.compile(r"\b[0-9a-f]{64}\b")
+
+
+def public(message: str) -> str:
+    """`message` with the server's own paths and file hashes left out, as a client may read it."""
+    return _DIGEST.sub("<sha256>", _SERVER_PATH.sub("<server path>", message))
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -20,12 +33,12 @@ def register_error_handlers(app: Flask) -> None:
     def zoo_error(error: ZooError):
         if not error.caller_error:
             log.error("%s: %s", type(error).__name__, error)
-            return jsonify(error=f"server fault: {error}"), 500
-        return jsonify(error=str(error)), 404 if isinstance(error, LookupError) else 400
+            return jsonify(error=f"server fault: {public(str(error))}"), 500
+        return jsonify(error=public(str(error))), 404 if isinstance(error, LookupError) else 400
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        response = jsonify(error=f"{error.name}: {error.description}")
+        response = jsonify(error=public(f"{error.name}: {error.description}"))
         if error.code == 405 and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response, error.code

@@ -12,10 +12,15 @@ import json
 import logging
 import os
 import time
+import re
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response, current_app, g, request
+
+if TYPE_CHECKING:
+    from zoo.serve.models import ServedModels
 
 metrics = Blueprint("metrics", __name__)
 access_log = logging.getLogger("zoo.access")
@@ -30,6 +35,7 @@ class Instruments:
     latency: Any
     inference: Any
     loaded: Any
+    failed: Any
     reloads: Any
 
 
@@ -46,20 +52,29 @@ def instruments() -> Instruments:
                             ["model", "version", "backend"], buckets=BUCKETS),
         loaded=Gauge("zoo_models_loaded", "Versions loaded, per model (the most any worker has)", ["model"],
                      multiprocess_mode="max"),
+        failed=Gauge("zoo_models_failed", "Stored versions that failed to open and are not served, per model",
+                     ["model"], multiprocess_mode="max"),
         reloads=Counter("zoo_reloads", "Polls of the weights store, by result (changed, unchanged, failed)", ["result"]),
     )
 
 
 _GAUGED: set[str] = set()  # models this process has reported, so one no longer served reads 0, not its last count
+# The model label of a request for a model this server does not serve: labels take only served names, so that
+# requests for made-up names cannot grow /metrics (and the workers' files) without bound.
+UNSERVED = "unserved"
 
 
-def record_loaded(runtimes: dict) -> None:
-    """Set the loaded-versions gauge from a {model: {version: runtime}} mapping."""
-    for name in _GAUGED - set(runtimes):
+def record_loaded(served: ServedModels) -> None:
+    """Set the loaded- and failed-versions gauges from what `served` serves and could not open."""
+    failed = Counter(name for name, _ in served.failed)
+    names = set(served.runtimes) | set(failed)
+    for name in _GAUGED - names:
         instruments().loaded.labels(name).set(0)
-    for name, versions in runtimes.items():
-        instruments().loaded.labels(name).set(len(versions))
-    _GAUGED.update(runtimes)
+        instruments().failed.labels(name).set(0)
+    for name in names:
+        instruments().loaded.labels(name).set(len(served.runtimes.get(name, {})))
+        instruments().failed.labels(name).set(failed[name])
+    _GAUGED.update(names)
 
 
 def record_reload(result: str) -> None:
@@ -94,7 +109,9 @@ def instrument(app: Flask) -> None:
     def count(response: Response) -> Response:
         seconds = time.perf_counter() - g.get("zoo_started", time.perf_counter())
         model = (request.view_args or {}).get("name", "")
-        version = str(g.get("zoo_version", ""))
+        if model and model not in current_app.extensions["zoo.models"].runtimes:
+            model = UNSERVED
+        version = str(g.get("zoo_version", ""))  # set only once a served version was found
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         instruments().requests.labels(model, version, route, str(response.status_code)).inc()
         instruments().latency.labels(model).observe(seconds)
@@ -104,6 +121,15 @@ def instrument(app: Flask) -> None:
                                         "version": version, "bytes": response.content_length,
                                         "latency_ms": round(seconds * 1000, 3)}))
         elif log_format:
-            access_log.info('%s "%s %s" %s %s %.2fms', request.remote_addr, request.method, request.path,
-                            response.status_code, response.content_length, seconds * 1000)
+            access_log.info('%s "%s %s" %s %s %.2fms', request.remote_addr, escaped(request.method),
+                            escaped(request.path), response.status_code, response.content_length, seconds * 1000)
         return response
+
+
+_UNPRINTABLE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\]')
+
+
+def escaped(text: str) -> str:
+    """`text` with control characters, quotes and backslashes written as escapes, so that a client's `%0A` in a
+    path cannot start a forged line of the text access log."""
+    return _UNPRINTABLE.sub(lambda match: f"\\x{ord(match.group()):02x}", text)

@@ -4,6 +4,7 @@ and refreshed while serving (Triton's poll mode) so new versions appear and remo
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -22,6 +23,14 @@ from zoo.store import WeightsStore
 AUTO = "auto"
 FASTEST = "onnx"
 log = logging.getLogger("zoo.serve")
+# A version number as text: ASCII digits without a leading zero, short enough that int() is cheap. str.isdigit
+# would take "²" and "١" (and int("١") is 1).
+_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
+
+
+def version_number(text: str) -> int | None:
+    """`text` as a version number when it is one written canonically (`1`, `12`), else None (`01`, `1.0`, `١`)."""
+    return int(text) if _NUMBER.fullmatch(text) else None
 
 
 @dataclass(frozen=True)
@@ -37,11 +46,11 @@ class VersionPolicy:
         text = text.strip()
         if text == "all":
             return cls()
-        if text.startswith("latest:") and text[7:].isdigit() and int(text[7:]) >= 1:
-            return cls(latest=int(text[7:]))
-        parts = [part.strip() for part in text.split(",")]
-        if all(part.isdigit() and int(part) >= 1 for part in parts):
-            return cls(specific=tuple(sorted({int(part) for part in parts})))
+        if text.startswith("latest:") and (latest := version_number(text[7:])) is not None:
+            return cls(latest=latest)
+        numbers = [version_number(part.strip()) for part in text.split(",")]
+        if all(number is not None for number in numbers):
+            return cls(specific=tuple(sorted({number for number in numbers if number is not None})))
         raise InvalidSettingError(f"--versions expects all, latest:N (N >= 1) or version numbers like 1,3; got {text!r}")
 
     def choose(self, versions: list[int]) -> list[int]:
@@ -76,13 +85,13 @@ def plan_versions(models: Iterable[str] | None, weights_dir: str | None, backend
     for name in names:
         exportable_model(name)  # an unknown or input-less model fails here, before any worker starts
         versions = policy.choose(store.versions(name))
-        exports = {v: store.manifest(name, v).get("artifacts", {}) for v in versions} if backend != "torch" else {}
+        exports = {v: _exports(store, name, v) for v in versions} if backend != "torch" else {}
         if backend == AUTO:
             chosen = {v: FASTEST if FASTEST in exports[v] else "torch" for v in versions}
         elif backend == "torch":
             chosen = dict.fromkeys(versions, "torch")
         else:
-            chosen = {v: backend for v in versions if backend in exports[v]}
+            chosen = {v: backend for v in versions if exports[v] is UNREADABLE or backend in exports[v]}
             if versions and not chosen:
                 unexported.append(f"{name}:{versions[-1]}")
             elif len(chosen) != len(versions):
@@ -107,6 +116,18 @@ def plan_versions(models: Iterable[str] | None, weights_dir: str | None, backend
     return plan
 
 
+UNREADABLE: dict = {}  # the exports of a version whose manifest cannot be read
+
+
+def _exports(store: WeightsStore, name: str, version: int) -> dict:
+    """A version's exports by format; UNREADABLE when its manifest is damaged, so that the version stays in the
+    plan and opening it, not planning, says why it is left out (one damaged version never stops a server)."""
+    try:
+        return store.manifest(name, version).get("artifacts", {})
+    except ZooError:
+        return UNREADABLE
+
+
 def warmed(runtime: Runtime) -> Runtime:
     """`runtime` after one inference on zeros, so the first request pays no start-up cost."""
     runtime.run(np.zeros([1, *runtime.spec.input.features], dtype=np.float32))
@@ -117,7 +138,9 @@ class ServedModels:
     """Open runtimes by model name and version; `get` answers the latest version unless one is pinned.
 
     `runtimes` is replaced whole on each refresh, never changed in place, so a request that has read it
-    keeps a consistent view while new versions are opened beside it.
+    keeps a consistent view while new versions are opened beside it. A version that fails to open (a damaged
+    file, a hand-edited manifest) is left out with one log line and kept in `failed`, at start as on reload:
+    one damaged version never takes the server down.
     """
 
     def __init__(self, models: Iterable[str] | None, weights_dir: str | None, backend: str = AUTO,
@@ -125,33 +148,49 @@ class ServedModels:
         self.models = None if models is None else tuple(models)
         self.weights_dir, self.backend, self.policy, self.threads = weights_dir, backend, policy, threads
         self.runtimes: dict[str, dict[int, Runtime]] = {}
-        self.ready = False
+        self.failed: dict[tuple[str, int], str] = {}  # (model, version) -> why it is not served, for the log
+        self.opened = False
         self._refreshing = threading.Lock()
 
+    @property
+    def ready(self) -> bool:
+        """Whether every planned version has been tried and at least one is served."""
+        return self.opened and bool(self.runtimes)
+
     def open(self) -> ServedModels:
-        """Open and warm up every planned version (any failure raises), then mark ready."""
+        """Open and warm up every planned version, leaving out (and logging) any that fails, then mark ready."""
         plan = plan_versions(self.models, self.weights_dir, self.backend, self.policy)
-        self.runtimes = {name: {v: warmed(self._open(name, v, backend)) for v, backend in versions.items()}
-                         for name, versions in plan.items()}
+        self.refresh(plan)
         for name, versions in self.runtimes.items():
             log.info("serving %s version(s) %s", name,
                      ", ".join(f"{v} on {r.backend}" for v, r in versions.items()))
-        self.ready = True
+        self.opened = True
         return self
 
-    def _open(self, name: str, version: int, backend: str) -> Runtime:
-        return open_runtime(f"{name}:{version}", backend, self.weights_dir, threads=self.threads)
+    def _open(self, name: str, version: int, backend: str) -> Runtime | None:
+        """The warmed runtime, or None with one log line (the first time this version fails this way)."""
+        try:
+            runtime = warmed(open_runtime(f"{name}:{version}", backend, self.weights_dir, threads=self.threads))
+        except Exception as error:  # a damaged file may fail inside onnxruntime or torch, not only in the zoo's checks
+            reason = f"{type(error).__name__}: {error}"
+            if self.failed.get((name, version)) != reason:
+                log.error("not serving %s:%s on %s: %s", name, version, backend, reason)
+            self.failed[(name, version)] = reason
+            return None
+        self.failed.pop((name, version), None)
+        return runtime
 
-    def refresh(self) -> tuple[list[str], list[str]]:
+    def refresh(self, plan: dict[str, dict[int, str]] | None = None) -> tuple[list[str], list[str]]:
         """Serve what the store holds now: open new versions (and ones whose backend changed, say by a new
         export), drop removed ones. Returns (added, removed) as MODEL:V; a version that fails to open is
-        logged and left out, and the rest is served as before."""
+        logged and left out (its older runtime kept, if it had one), and the rest is served as before."""
         with self._refreshing:
-            try:
-                plan = plan_versions(self.models, self.weights_dir, self.backend, self.policy)
-            except ZooError as error:
-                log.error("reload: keeping what is served: %s", error)
-                raise
+            if plan is None:
+                try:
+                    plan = plan_versions(self.models, self.weights_dir, self.backend, self.policy)
+                except ZooError as error:
+                    log.error("reload: keeping what is served: %s", error)
+                    raise
             current = self.runtimes
             fresh: dict[str, dict[int, Runtime]] = {}
             added: list[str] = []
@@ -162,19 +201,20 @@ class ServedModels:
                     if old is not None and old.backend == backend:
                         fresh[name][version] = old
                         continue
-                    try:
-                        fresh[name][version] = warmed(self._open(name, version, backend))
+                    runtime = self._open(name, version, backend)
+                    if runtime is not None:
+                        fresh[name][version] = runtime
                         added.append(f"{name}:{version}")
-                    except ZooError as error:
-                        log.error("reload: not serving %s:%s: %s", name, version, error)
-                        if old is not None:
-                            fresh[name][version] = old
+                    elif old is not None:
+                        fresh[name][version] = old
                 if not fresh[name]:
                     del fresh[name]
+            planned = {(name, v) for name, versions in plan.items() for v in versions}
+            self.failed = {key: reason for key, reason in self.failed.items() if key in planned}
             removed = [f"{name}:{v}" for name, versions in current.items() for v in versions
                        if v not in fresh.get(name, {})]
             self.runtimes = fresh
-        if added or removed:
+        if self.opened and (added or removed):
             log.info("reload: now serving %s (added %s; removed %s)", self.describe(), ", ".join(added) or "none",
                      ", ".join(removed) or "none")
         return added, removed
@@ -214,19 +254,31 @@ class ServedModels:
         versions = runtimes.get(name)
         if versions is None:
             served = ", ".join(runtimes) or "none"
-            raise UnknownModelError(f"unknown model {name!r}: this server serves {served}")
+            if any(model == name for model, _ in self.failed):
+                raise UnknownModelError(f"model {name!r} failed to open on this server (its log says why); "
+                                        f"this server serves {served}")
+            raise UnknownModelError(f"unknown model {name[:100]!r}: this server serves {served}")
         return versions
+
+    def is_failed(self, name: str, version: str) -> bool:
+        """Whether `version` of `name` is stored and planned but failed to open."""
+        number = version_number(version)
+        return number is not None and (name, number) in self.failed
 
     def get(self, name: str, version: str | None = None) -> Runtime:
         """The runtime for `name` at `version` (a path segment; None means latest); 404-kind errors otherwise."""
         versions = self.versions(name)
         if version is None:
             return versions[max(versions)]
-        # Only a canonical number names a version: "01" or "1.0" are not version 1.
-        if not (version.isdigit() and version[0] != "0") or int(version) not in versions:
+        # Only a canonical number names a version: "01", "1.0" or "١" are not version 1.
+        number = version_number(version)
+        if number is None or number not in versions:
             have = ", ".join(map(str, versions))
-            raise UnknownVersionError(f"{name} has no version {version!r} on this server; versions served: {have}")
-        return versions[int(version)]
+            if (name, number) in self.failed:
+                raise UnknownVersionError(f"{name} version {number} failed to open on this server (its log says "
+                                          f"why); versions served: {have}")
+            raise UnknownVersionError(f"{name} has no version {version[:40]!r} on this server; versions served: {have}")
+        return versions[number]
 
 
 def served_models() -> ServedModels:

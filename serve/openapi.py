@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, jsonify
 
 from zoo.registry import get_model
 from zoo.serve.models import served_models
-from zoo.serve.payloads import FORMS, NUMBER, V2_HEADER_LENGTH
+from zoo.serve.payloads import FORMS, NUMBER, V2_HEADER_LENGTH, v2_datatype
 from zoo.spec import ModelSpec
 
 openapi = Blueprint("openapi", __name__)
@@ -29,10 +29,14 @@ ERRORS = {
     "400": _error("bad request"),
     "404": _error("unknown model or version, or a malformed version"),
     "413": _error("body over the size limit"),
+    "408": _error("the body did not arrive within the server's body timeout; the connection is closed"),
     "415": _error("unsupported Content-Type, or a Content-Encoding such as gzip"),
     "500": _error("a fault on the server's side, such as a weights file found altered"),
+    "503": {**_error("the worker's queue is full (overload): retry after the Retry-After header's seconds"),
+            "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}}},
 }
-LOOKUP_ERRORS = {key: ERRORS[key] for key in ("404", "500")}
+LOOKUP_ERRORS = {key: ERRORS[key] for key in ("404", "500", "503")}
+BUSY = {"503": ERRORS["503"]}
 OBJECT = {"type": "object"}
 VERSION_PARAM = {"name": "version", "in": "path", "required": True,
                  "schema": {"type": "integer", "minimum": 1}, "description": "a version number, without leading zeros"}
@@ -56,7 +60,7 @@ def v2_request_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
         "type": "object", "required": ["name", "shape", "datatype", "data"], "additionalProperties": False,
         "properties": {
             "name": {"const": spec.input.name},
-            "datatype": {"const": "FP32"},
+            "datatype": {"const": v2_datatype(spec.input)},
             "shape": {"type": "array", "prefixItems": [{"type": "integer", "minimum": 1, "maximum": max_batch}, *features],
                       "items": False, "minItems": 1 + len(features)},
             "data": {"type": "array", "minItems": 1, "items": {"anyOf": [NUMBER, {"type": "array"}]},
@@ -77,7 +81,7 @@ def v2_request_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
 
 def _tensor_out(spec: ModelSpec) -> dict[str, Any]:
     return {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
-        "name": {"const": spec.output.name}, "datatype": {"const": "FP32"},
+        "name": {"const": spec.output.name}, "datatype": {"const": v2_datatype(spec.output)},
         "shape": {"type": "array", "items": {"type": "integer"}}, "data": {"type": "array", "items": NUMBER},
         "parameters": OBJECT}}
 
@@ -97,7 +101,9 @@ def _model_paths(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
                                         "properties": {"outputs": {"type": "array", "items": _tensor_out(spec)}}}),
                       **ERRORS}}
     metadata = {"responses": {**_ok(f"{name}'s metadata"), **LOOKUP_ERRORS}}
-    ready = {"responses": {**_ok("readiness"), **LOOKUP_ERRORS}}
+    ready = {"responses": {**_ok("readiness"), **LOOKUP_ERRORS,
+                           "503": _error("the version is stored but failed to open (body: ready false), "
+                                         "or the worker's queue is full")}}
     paths: dict[str, Any] = {}
     for suffix, params in (("", []), ("/versions/{version}", [VERSION_PARAM])):
         with_params = {"parameters": params} if params else {}
@@ -122,16 +128,18 @@ def _model_paths(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
 
 def describe(names: list[str], max_batch: int = 256) -> dict[str, Any]:
     """The OpenAPI 3.1 document for a server answering for `names` with batches of at most `max_batch`."""
-    status = lambda summary, more=None: {"get": {"summary": summary, "responses": {**_ok("status"), **(more or {})}}}
+    status = lambda summary, more=BUSY: {"get": {"summary": summary, "responses": {**_ok("status"), **more}}}
+    not_ready = {"503": _error("not ready yet (or the worker's queue is full)")}
     paths: dict[str, Any] = {
         "/v1/models": status("served models with their versions"),
         "/v2": status("server metadata"),
-        "/v2/health/live": status("liveness"),
-        "/v2/health/ready": status("readiness: every model loaded and warmed up", {"503": _error("not ready yet")}),
-        "/healthz": status("liveness alias"),
-        "/readyz": status("readiness alias", {"503": _error("not ready yet")}),
+        # Liveness is answered ahead of any queue: an overloaded worker is alive.
+        "/v2/health/live": status("liveness", {}),
+        "/v2/health/ready": status("readiness: the models loaded and warmed up, at least one served", not_ready),
+        "/healthz": status("liveness alias", {}),
+        "/readyz": status("readiness alias", not_ready),
         "/metrics": {"get": {"summary": "Prometheus metrics of every worker",
-                             "responses": _ok("metrics", {"type": "string"}, "text/plain")}},
+                             "responses": {**_ok("metrics", {"type": "string"}, "text/plain"), **BUSY}}},
     }
     for name in names:
         paths.update(_model_paths(get_model(name), max_batch))

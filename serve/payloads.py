@@ -7,6 +7,8 @@ FORMS holds, for each InputForm a spec can declare, how /v1 reads a request, how
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,7 +22,7 @@ from zoo.imaging import image_to_batch, numeric_array, pixels_to_batch
 from zoo.inference import classify_digits, predict_values
 from zoo.preprocessing import value_inputs
 from zoo.runtimes import Runtime
-from zoo.spec import InputForm, ModelSpec
+from zoo.spec import InputForm, ModelSpec, TensorSpec
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
 V2_HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -166,38 +168,79 @@ def _got(request: Request) -> str:
     return request.content_type or "no Content-Type"
 
 
+MAX_DIMENSIONS = 8
+# The v2 protocol's names for the dtypes a TensorSpec declares.
+V2_DATATYPES = {"float32": "FP32"}
+
+
+def v2_datatype(tensor: TensorSpec) -> str:
+    """The v2 protocol's datatype of `tensor` (FP32 for float32)."""
+    return V2_DATATYPES[tensor.dtype]
+# A byte count in a header: ASCII digits, short enough that int() is cheap (str.isdigit takes "²" and "١").
+_BYTE_COUNT = re.compile(r"0|[1-9][0-9]{0,17}")
+
+
+def _field(document: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str, expected: str) -> Any:
+    """`document[key]` (None when absent) if it is of `kind`; a 400 naming the field and what came otherwise."""
+    value = document.get(key)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and bool not in _kinds(kind)):
+        raise InvalidInputError(f"expected {what} {key!r} to be {expected}, got {_json_type(value)}")
+    return value
+
+
+def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _parameters(document: dict[str, Any], what: str) -> dict[str, Any]:
+    return _field(document, "parameters", dict, what, "an object") or {}
+
+
 def v2_request(request: Request, runtime: Runtime) -> tuple[np.ndarray, dict[str, Any]]:
     """An Open Inference Protocol v2 infer request (JSON, or JSON plus binary tensors) as the model's input batch.
 
+    Every field is checked for its type before it is used, so a type-confused request is a 400, never a 500.
     Returns the batch and the request document (for its id and requested outputs).
     """
     body = request.get_data(cache=False)
     header_length = request.headers.get(V2_HEADER_LENGTH)
     binary = b""
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
-            raise InvalidInputError(f"{V2_HEADER_LENGTH} must be a byte count within the {len(body)}-byte body, got {header_length!r}")
+        if not _BYTE_COUNT.fullmatch(header_length) or int(header_length) > len(body):
+            raise InvalidInputError(f"{V2_HEADER_LENGTH} must be a byte count within the {len(body)}-byte body, "
+                                    f"got {header_length[:40]!r}")
         body, binary = body[:int(header_length)], body[int(header_length):]
     document = json_body(request, body)
     expected = runtime.spec.input
-    example = f'{{"inputs": [{{"name": "{expected.name}", "shape": {v2_shape(expected.shape)}, "datatype": "FP32", "data": [...]}}]}}'
+    example = (f'{{"inputs": [{{"name": "{expected.name}", "shape": {v2_shape(expected.shape)}, '
+               f'"datatype": "{v2_datatype(expected)}", "data": [...]}}]}}')
     inputs = document.get("inputs") if isinstance(document, dict) else None
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise InvalidInputError(f"expected a v2 infer request with one input, like {example}")
     check_keys(document, V2_REQUEST_KEYS, "a v2 infer request")
+    _field(document, "id", str, "the request's", "a string")
+    _parameters(document, "the request's")
+    _field(document, "outputs", list, "the request's", "an array of {\"name\": ...} objects")
     tensor = inputs[0]
     check_keys(tensor, V2_TENSOR_KEYS, f"input {expected.name!r}")
     if tensor.get("name") != expected.name:
-        raise InvalidInputError(f"expected input named {expected.name!r}, got {tensor.get('name')!r}")
-    if tensor.get("datatype") != "FP32":
-        raise InvalidInputError(f"expected input {expected.name!r} with datatype FP32, got {tensor.get('datatype')!r}")
-    shape = tensor.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise InvalidInputError(f"expected 'shape' as a list of non-negative integers, got {shape!r}")
-    binary_size = (tensor.get("parameters") or {}).get("binary_data_size")
+        raise InvalidInputError(f"expected input named {expected.name!r}, got {_shown(tensor.get('name'))}")
+    if tensor.get("datatype") != v2_datatype(expected):
+        raise InvalidInputError(f"expected input {expected.name!r} with datatype {v2_datatype(expected)}, "
+                                f"got {_shown(tensor.get('datatype'))}")
+    shape = v2_tensor_shape(tensor.get("shape"), expected.name)
+    binary_size = _parameters(tensor, f"input {expected.name!r}'s").get("binary_data_size")
     if binary_size is not None:
-        if not isinstance(binary_size, int) or binary_size != len(binary) or binary_size % 4:
-            raise InvalidInputError(f"expected {binary_size!r} bytes of FP32 binary data after the JSON header, got {len(binary)}")
+        if not isinstance(binary_size, int) or isinstance(binary_size, bool) or binary_size != len(binary) \
+                or binary_size % 4:
+            raise InvalidInputError(f"expected {_shown(binary_size)} bytes of FP32 binary data after the JSON header, "
+                                    f"got {len(binary)}")
         array = np.frombuffer(binary, dtype="<f4").copy()  # torch wants a writable buffer
         if not np.isfinite(array).all():
             raise InvalidInputError(f"expected finite values in input {expected.name!r}, got NaN or infinity")
@@ -205,12 +248,27 @@ def v2_request(request: Request, runtime: Runtime) -> tuple[np.ndarray, dict[str
         array = numeric_array(tensor["data"], f"input {expected.name!r} data").reshape(-1)
     else:
         raise InvalidInputError(f"expected input {expected.name!r} to carry 'data' (or binary_data_size), got neither")
-    count = int(np.prod(shape))
+    count = math.prod(shape)  # Python integers: a numpy product of huge dimensions could wrap to 0
     if array.size != count:
         raise InvalidInputError(f"input {expected.name!r} has shape {shape}, which needs {count} values, got {array.size}")
     batch = array.reshape(shape)
     checked_batch(batch, True)
     return batch, document  # Runtime.run checks its shape and dtype
+
+
+def v2_tensor_shape(shape: Any, name: str) -> list[int]:
+    """A v2 tensor's `shape` checked: a list of at most MAX_DIMENSIONS non-negative integers."""
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise InvalidInputError(f"expected input {name!r} 'shape' as a list of non-negative integers, got {_shown(shape)}")
+    if len(shape) > MAX_DIMENSIONS:
+        raise InvalidInputError(f"expected input {name!r} 'shape' of at most {MAX_DIMENSIONS} dimensions, got {len(shape)}")
+    return shape
+
+
+def _shown(value: Any) -> str:
+    """A client's value for a message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def v2_shape(shape: tuple[Any, ...]) -> list[int]:
@@ -221,9 +279,14 @@ def v2_shape(shape: tuple[Any, ...]) -> list[int]:
 def v2_output_binary(document: dict[str, Any], output_name: str) -> bool:
     """Whether the request asked for `output_name` as binary data; a request for an unknown output is a 400."""
     requested = document.get("outputs")
-    default = bool((document.get("parameters") or {}).get("binary_data_output", False))
+    default = _field(_parameters(document, "the request's"), "binary_data_output", bool, "the request's parameter",
+                     "true or false")
     if not requested:
-        return default
-    if not isinstance(requested, list) or any(not isinstance(o, dict) or o.get("name") != output_name for o in requested):
-        raise InvalidInputError(f"expected 'outputs' to request only {output_name!r}, got {requested!r}")
-    return bool((requested[0].get("parameters") or {}).get("binary_data", default))
+        return bool(default)
+    if any(not isinstance(o, dict) or o.get("name") != output_name for o in requested):
+        raise InvalidInputError(f"expected 'outputs' to request only {output_name!r}, got {_shown(requested)}")
+    for output in requested:
+        check_keys(output, {"name", "parameters"}, f"output {output_name!r}")
+    chosen = _field(_parameters(requested[0], f"output {output_name!r}'s"), "binary_data", bool,
+                    f"output {output_name!r}'s parameter", "true or false")
+    return bool(default) if chosen is None else chosen

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from zoo.serve.metrics import record_inference
 from zoo.serve.models import served_models, served_runtime
-from zoo.serve.payloads import V2_HEADER_LENGTH, v2_output_binary, v2_request, v2_shape
+from zoo.serve.payloads import V2_HEADER_LENGTH, v2_datatype, v2_output_binary, v2_request, v2_shape
 
 v2 = Blueprint("v2", __name__, url_prefix="/v2")
 
@@ -44,7 +44,7 @@ def server_metadata():
 @v2.get("/models/<name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None):
     runtime = served_runtime(name, version)
-    tensor = lambda spec: {"name": spec.name, "datatype": "FP32", "shape": v2_shape(spec.shape)}
+    tensor = lambda spec: {"name": spec.name, "datatype": v2_datatype(spec), "shape": v2_shape(spec.shape)}
     return jsonify(
         name=name,
         versions=[str(v) for v in served_models().versions(name)],
@@ -57,6 +57,9 @@ def model_metadata(name: str, version: str | None = None):
 @v2.get("/models/<name>/ready")
 @v2.get("/models/<name>/versions/<version>/ready")
 def model_ready(name: str, version: str | None = None):
+    """200 with ready true for a served version; 503 with ready false for a stored one that failed to open."""
+    if version is not None and served_models().is_failed(name, version):
+        return jsonify(name=name, version=version, ready=False), 503
     runtime = served_runtime(name, version)
     return jsonify(name=name, version=str(runtime.version), ready=served_models().ready)
 
@@ -70,7 +73,8 @@ def infer(name: str, version: str | None = None):
     started = time.perf_counter()
     result = np.ascontiguousarray(runtime.run(batch), dtype="<f4")
     record_inference(runtime, time.perf_counter() - started)
-    output: dict[str, Any] = {"name": runtime.spec.output.name, "datatype": "FP32", "shape": list(result.shape)}
+    output: dict[str, Any] = {"name": runtime.spec.output.name, "datatype": v2_datatype(runtime.spec.output),
+                              "shape": list(result.shape)}
     answer: dict[str, Any] = {"model_name": name, "model_version": str(runtime.version), "outputs": [output]}
     if "id" in document:
         answer["id"] = document["id"]

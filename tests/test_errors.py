@@ -145,8 +145,11 @@ def test_tampered_weights_found_while_serving_are_a_500_with_a_log_line(trained,
     with caplog.at_level(logging.ERROR, logger="zoo.serve"):
         response = app.test_client().post("/v1/models/linear-regression/predict", json={"x": 1})
     assert response.status_code == 500
-    assert "does not match its manifest" in response.get_json()["error"]
-    assert any("does not match its manifest" in record.getMessage() for record in caplog.records)
+    answer = response.get_json()["error"]
+    assert "does not match its manifest" in answer
+    assert str(trained) not in answer and "<server path>" in answer  # the client never learns the server's paths
+    assert any(f"{trained}/linear-regression/1/model.safetensors does not match its manifest" in record.getMessage()
+               for record in caplog.records)
 
 
 def test_a_backend_is_scored_on_its_own_outputs(weights_dir, data_dir):
