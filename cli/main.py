@@ -270,6 +270,12 @@ def serve(
     versions: Annotated[str, typer.Option(help="Version policy: all, latest:N, or numbers like 1,3.")] = "all",
     poll_seconds: Annotated[float, typer.Option(min=0, help="Look for new and removed versions this often; 0 never.")] = 10,
     access_log: Annotated[Optional[AccessLog], typer.Option(help="One line per request on stderr: text or json.")] = None,
+    body_timeout: Annotated[float, typer.Option(min=0, help="Seconds for a request's whole body to arrive; "
+                                                "408 and the connection closed after. 0 never.")] = 30,
+    max_queue: Annotated[int, typer.Option(min=0, help="Complete requests waiting in a worker; past it a request "
+                                           "gets 503 with Retry-After at once. 0: no bound.")] = 64,
+    max_in_flight: Annotated[int, typer.Option(min=1, help="Requests a worker reads at once, slow clients "
+                                               "included; more connections wait in the kernel's backlog.")] = 2048,
 ) -> None:
     """Serve the stored versions of every model that has one over HTTP (granian; drawing page at /, /metrics)."""
     from zoo.serve.wsgi import run
@@ -277,7 +283,8 @@ def serve(
     chosen = tuple(filter(None, (name.strip() for name in models.split(",")))) if models is not None else None
     run(host=host, port=port, workers=workers, threads=threads, backend=backend.value, weights_dir=weights_dir,
         max_body_bytes=max_body_bytes, max_batch=max_batch, models=chosen, versions=versions,
-        poll_seconds=poll_seconds, access_log=access_log.value if access_log else None)
+        poll_seconds=poll_seconds, access_log=access_log.value if access_log else None, body_timeout=body_timeout,
+        max_queue=max_queue, max_in_flight=max_in_flight)
 
 
 TritonFormat = Enum("TritonFormat", {name: name for name in zoo.TRITON_FORMATS}, type=str)

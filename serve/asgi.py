@@ -1,58 +1,149 @@
 """The app as `zoo serve` runs it: an ASGI front that reads each request's whole body on granian's event loop,
-then hands the complete request to the Flask (WSGI) app: on the loop itself with one request thread (the
-default), else on a pool of threads.
+then hands the complete request to the Flask (WSGI) app.
 
-Under plain WSGI a client that sends its headers and then trickles its body holds a worker thread for as long
-as it likes; 50 of them stop a server. Here such a client costs a buffer, not a thread: a thread is taken only
-once the request is complete. A body whose Content-Length is over the limit is refused (413) unread.
+- **Slow clients cost a buffer, not a thread.** Under plain WSGI a client that sends its headers and then trickles
+  its body holds a worker thread for as long as it likes. Here a thread is taken only once the request is
+  complete, and a body that has not arrived within BODY_TIMEOUT seconds is answered 408 and its connection closed.
+  A body whose Content-Length is over the limit is refused (413) unread.
+- **One queue per worker, bounded.** Complete requests wait in the worker's queue and run in turn: on the event
+  loop itself with one request thread (the default), else on a pool. Past MAX_QUEUE waiting requests a new one is
+  refused at once with 503 and Retry-After, as Triton's queue policy does, so that overload sheds load instead of
+  growing every request's wait.
+- **Long requests leave the loop.** A large picture (or any body over 64 KiB) runs on a thread of its own, so that
+  the loop goes on answering the rest meanwhile; liveness is answered ahead of any queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import io
+import re
+import struct
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
+import orjson
 from flask import Flask
 
 from zoo.serve import create_app
+from zoo.serve.metrics import record_refusal
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Started = tuple[int, list[tuple[str, str]], list[bytes]]
+
+LIVENESS = ("/healthz", "/v2/health/live")
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
+_PNG = b"\x89PNG\r\n\x1a\n"
+LONG_BODY = 64 * 1024  # bytes: a body this large takes milliseconds to parse
+LONG_PICTURE = 1024 * 1024  # pixels: a PNG this large takes tens of milliseconds to decode
+
+
+def runs_long(environ: dict[str, Any], body: bytes) -> bool:
+    """Whether a request may take long enough to hold up the loop: a large body, a multipart upload or a large PNG
+    (read from its header; a JPEG is decoded at a reduced scale, so even a large one is quick)."""
+    if len(body) > LONG_BODY or environ.get("CONTENT_TYPE", "").startswith("multipart/"):
+        return True
+    if body[:8] == _PNG and len(body) >= 24:
+        width, height = struct.unpack(">II", body[16:24])
+        return width * height > LONG_PICTURE
+    return False
+
+
+async def _within(seconds: float | None, awaitable: Awaitable[bytes]) -> bytes:
+    """`await awaitable`, or TimeoutError after `seconds`: asyncio.timeout where there is one (a timer on the running
+    task; wait_for would start a task for every request)."""
+    if not hasattr(asyncio, "timeout"):  # Python 3.10
+        return await asyncio.wait_for(awaitable, seconds)
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 class BufferedWSGI:
-    """An ASGI application running a WSGI app on `threads` threads, each request's body read in full first."""
+    """An ASGI application running a WSGI app, each request's body read in full first, in a bounded queue."""
 
     def __init__(self, app: Flask, threads: int) -> None:
         self.app = app
         self.limit = app.config["MAX_CONTENT_LENGTH"]
+        self.body_timeout = float(app.config["BODY_TIMEOUT"])
+        self.max_queue = int(app.config["MAX_QUEUE"])  # 0: no bound
         # One request thread is the event loop itself: a hand-off to a pool of one would only add a wake-up and
         # two GIL switches to every request, while the loop could do nothing else with the GIL meanwhile.
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="zoo-request") if threads > 1 else None
+        self.long_pool = ThreadPoolExecutor(1, thread_name_prefix="zoo-long-request")
+        self.queued = 0  # complete requests admitted and not yet answered
+        self._inline: collections.deque[tuple[dict[str, Any], asyncio.Future[Started]]] = collections.deque()
+        self._runner: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             return await self._lifespan(receive, send)
         if scope["type"] != "http":
             return
+        if scope["method"] == "GET" and scope["path"] in LIVENESS:
+            return await self._answer(send, 200, {"live": True})
+        if self._full():
+            # Refused before its body is read, and its connection closed (the unread body would otherwise have to
+            # be drained): a client that hammers must reconnect, which frees the worker for the requests it took.
+            return await self._refuse(send, close=True)
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
         declared = next((value for name, value in headers if name.lower() == "content-length"), None)
         body = b""
-        # Over the limit by its header: Flask answers 413 from the header alone, so nothing is read.
-        if not (declared and declared.isdigit() and int(declared) > self.limit):
-            body = await self._read_body(receive)
+        # Over the limit by its header: Flask answers 413 from the header alone, so nothing is read. A body still
+        # arriving is the client's time, bounded by the body timeout; it joins the queue once complete.
+        if not (declared and _CONTENT_LENGTH.fullmatch(declared) and int(declared) > self.limit):
+            try:
+                body = await _within(self.body_timeout or None, self._read_body(receive))
+            except asyncio.TimeoutError:
+                record_refusal(408)
+                return await self._answer(send, 408, {"error": f"Request Timeout: expected the whole body within "
+                                                               f"{self.body_timeout:g} s, got part of it"}, close=True)
+        if self._full():
+            return await self._refuse(send, close=False)
         environ = self._environ(scope, headers, body)
-        if self.pool is None:
-            status, response_headers, chunks = self._call(environ)
-        else:
-            status, response_headers, chunks = await asyncio.get_running_loop().run_in_executor(self.pool, self._call, environ)
+        self.queued += 1
+        try:
+            status, response_headers, chunks = await self._run(environ, body)
+        finally:
+            self.queued -= 1
         await send({"type": "http.response.start", "status": status,
                     "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response_headers]})
         await send({"type": "http.response.body", "body": b"".join(chunks)})
+
+    def _full(self) -> bool:
+        return bool(self.max_queue) and self.queued >= self.max_queue
+
+    async def _refuse(self, send: Send, close: bool) -> None:
+        record_refusal(503)
+        await self._answer(send, 503, {"error": f"Service Unavailable: this worker has {self.queued} requests "
+                                                f"waiting, its limit; retry after a second"},
+                           close=close, extra=[("retry-after", "1")])
+
+    def _run(self, environ: dict[str, Any], body: bytes) -> Awaitable[Started]:
+        loop = asyncio.get_running_loop()
+        if runs_long(environ, body):
+            return loop.run_in_executor(self.long_pool, self._call, environ)
+        if self.pool is not None:
+            return loop.run_in_executor(self.pool, self._call, environ)
+        future: asyncio.Future[Started] = loop.create_future()
+        self._inline.append((environ, future))
+        if self._runner is None or self._runner.done():
+            self._runner = loop.create_task(self._run_inline())
+        return future
+
+    async def _run_inline(self) -> None:
+        """Run the queued requests on the loop, all that are queued, then yield so that arrivals join (or are refused)."""
+        while self._inline:
+            for _ in range(len(self._inline)):
+                environ, future = self._inline.popleft()
+                try:
+                    future.set_result(self._call(environ))
+                except BaseException as error:  # noqa: BLE001 (the request's own coroutine raises it)
+                    future.set_exception(error)
+            await asyncio.sleep(0)
 
     async def _read_body(self, receive: Receive) -> bytes:
         """The whole body, or its first limit + 1 bytes (enough for Flask to answer 413)."""
@@ -67,6 +158,19 @@ class BufferedWSGI:
             if not message.get("more_body") or size > self.limit:
                 break
         return b"".join(parts)
+
+    @staticmethod
+    async def _answer(send: Send, status: int, document: dict[str, Any], close: bool = False,
+                      extra: list[tuple[str, str]] | None = None) -> None:
+        """A JSON answer from the front itself, without the app (liveness, 408, 503)."""
+        body = orjson.dumps(document)
+        headers = [("content-type", "application/json"), ("content-length", str(len(body))),
+                   ("x-content-type-options", "nosniff"), *(extra or [])]
+        if close:
+            headers.append(("connection", "close"))
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]})
+        await send({"type": "http.response.body", "body": body})
 
     def _environ(self, scope: dict[str, Any], headers: list[tuple[str, str]], body: bytes) -> dict[str, Any]:
         server = scope.get("server") or ("127.0.0.1", 80)
@@ -99,7 +203,7 @@ class BufferedWSGI:
                 environ[key] = f"{environ[key]},{value}" if key in environ else value
         return environ
 
-    def _call(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], list[bytes]]:
+    def _call(self, environ: dict[str, Any]) -> Started:
         started: list[Any] = []
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info=None):
@@ -119,8 +223,9 @@ class BufferedWSGI:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self.pool is not None:
-                    self.pool.shutdown(wait=False)
+                for pool in (self.pool, self.long_pool):
+                    if pool is not None:
+                        pool.shutdown(wait=False)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

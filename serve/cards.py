@@ -11,7 +11,8 @@ from flask import Blueprint, current_app, send_from_directory
 from werkzeug.exceptions import NotFound
 
 from zoo.cards import StoredCard, stored_card
-from zoo.store import parse_ref
+from zoo.errors import UnknownVersionError
+from zoo.serve.models import version_number
 
 cards = Blueprint("cards", __name__)
 
@@ -72,7 +73,9 @@ def card_html(card: StoredCard) -> str:
 
 
 def _card(name: str, version: str | None) -> StoredCard:
-    _, number = parse_ref(f"{name}:{version}" if version else name)
+    number = None if version is None else version_number(version)
+    if version is not None and number is None:
+        raise UnknownVersionError(f"expected a version number like 1 or 12, got {version[:40]!r}")
     return stored_card(name, number, current_app.config["WEIGHTS_DIR"])
 
 

@@ -77,6 +77,11 @@ def record_loaded(served: ServedModels) -> None:
     _GAUGED.update(names)
 
 
+def record_refusal(status: int) -> None:
+    """Count a request the ASGI front answered itself: 408 (body too slow) or 503 (queue full)."""
+    instruments().requests.labels("", "", "refused by the front", str(status)).inc()
+
+
 def record_reload(result: str) -> None:
     instruments().reloads.labels(result).inc()
 

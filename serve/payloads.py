@@ -250,7 +250,7 @@ def v2_request(request: Request, runtime: Runtime) -> tuple[np.ndarray, dict[str
         raise InvalidInputError(f"expected input {expected.name!r} to carry 'data' (or binary_data_size), got neither")
     count = math.prod(shape)  # Python integers: a numpy product of huge dimensions could wrap to 0
     if array.size != count:
-        raise InvalidInputError(f"input {expected.name!r} has shape {shape}, which needs {count} values, got {array.size}")
+        raise InvalidInputError(f"expected {count} values for input {expected.name!r} of shape {shape}, got {array.size}")
     batch = array.reshape(shape)
     checked_batch(batch, True)
     return batch, document  # Runtime.run checks its shape and dtype

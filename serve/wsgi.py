@@ -44,6 +44,24 @@ def check_weights_root(store: WeightsStore) -> None:
         raise InvalidSettingError(f"weights root {store.root} is not readable by this user")
 
 
+# The kernel's accept queue for the listening socket (capped by net.core.somaxconn), and the seconds a client has to
+# send its request line and headers (granian closes the connection after).
+BACKLOG = 4096
+HEADER_TIMEOUT = 10
+
+
+def raise_open_files_limit(wanted: int) -> None:
+    """Raise this process's open-files limit towards `wanted` (at most the hard limit): every connection held, slow
+    ones included, is a file descriptor, and a soft limit of 1,024 would refuse connections long before the
+    in-flight limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def logging_config() -> dict:
     """granian's own logging, plus the zoo's loggers on stderr: zoo.serve's messages and zoo.access's lines."""
     from granian.log import LOGGING_CONFIG
@@ -69,10 +87,20 @@ def run(
     versions: str = "all",
     poll_seconds: float = 10,
     access_log: str | None = None,
+    body_timeout: float = 30,
+    max_queue: int = 64,
+    max_in_flight: int = 2048,
 ) -> None:
     """Serve until stopped. The address, the weights root and what to serve are checked first, so each fails
-    here with a one-line ZooError rather than in the workers."""
+    here with a one-line ZooError rather than in the workers.
+
+    Limits on clients: `body_timeout` seconds for a body to arrive (408 after); `max_queue` complete requests
+    waiting per worker (503 after; 0 none); `max_in_flight` requests per worker that granian reads at once, slow
+    ones included (beyond it, connections wait in the kernel's backlog); headers must arrive within
+    HEADER_TIMEOUT seconds.
+    """
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
     from granian.server import Server
 
     check_address(host, port)
@@ -82,15 +110,18 @@ def run(
     config = {"WEIGHTS_DIR": weights_dir, "BACKEND": backend, "MODELS": list(models) if models else None,
               "VERSIONS": versions, "POLL_SECONDS": poll_seconds, "MAX_CONTENT_LENGTH": max_body_bytes,
               "MAX_BATCH": max_batch, "RUNTIME_THREADS": 1, "TORCH_THREADS": 1, "ACCESS_LOG": access_log,
-              "THREADS": threads}
+              "THREADS": threads, "BODY_TIMEOUT": body_timeout, "MAX_QUEUE": max_queue}
     # granian's workers call the factory with no arguments; the app reads its settings from ZOO_SERVE_*.
     os.environ.update({f"ZOO_SERVE_{key}": json.dumps(value) for key, value in config.items()})
     metrics_dir = tempfile.mkdtemp(prefix="zoo-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    raise_open_files_limit(workers * max_in_flight + BACKLOG + 256)
     try:
         Server(
             "zoo.serve.asgi:create_asgi_app", address=host, port=port, interface=Interfaces.ASGI, factory=True,
             workers=workers, respawn_failed_workers=True, respawn_interval=0.5,
+            backlog=BACKLOG, backpressure=max_in_flight,
+            http1_settings=HTTP1Settings(header_read_timeout=HEADER_TIMEOUT * 1000, keep_alive=True),
             log_level="info", log_access=False, log_dictconfig=logging_config(),
         ).serve()
     finally:
