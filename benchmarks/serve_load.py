@@ -4,7 +4,13 @@ on Flask's development server, and KServe's own model server (kserve.ModelServer
 Requests: one digit as a PNG (v1), one digit as a v2 JSON tensor, and batches of 32 digits (v1 JSON pixels, v2
 JSON). wrk (apt-get install wrk) drives the load when it is installed, else this script's client threads.
 
+`--overload` measures instead what 512 connections do to 2 workers, with the queue bound (`--max-queue`, the
+default) and without it (`--max-queue 0`), beside the same server at 8 connections, all in one run. hey
+(apt-get install hey) drives it, because it records every request's status and latency, so the p99 of the
+answered requests is read apart from the refusals.
+
     ZOO_DATA_DIR=../shared/data python benchmarks/serve_load.py [--kserve-python /tmp/kserve/bin/python] [--seconds 10]
+    ZOO_DATA_DIR=../shared/data python benchmarks/serve_load.py --overload [--seconds 10]
 """
 
 from __future__ import annotations
@@ -134,6 +140,49 @@ def load_wrk(port: int, path: str, body: bytes, seconds: float, concurrency: int
             "errors": result["errors"]}
 
 
+def load_hey(port: int, path: str, body: bytes, seconds: float, concurrency: int, scratch: Path) -> dict[str, float]:
+    """hey's load (`concurrency` keep-alive connections for `seconds`), read request by request from its CSV: the
+    answered requests' rate and latency apart from the 503s, and any other failure."""
+    import csv
+
+    (scratch / "body.bin").write_bytes(body)
+    for duration in (1, seconds):  # the first run warms up
+        output = subprocess.run(["hey", "-c", str(concurrency), "-z", f"{duration}s", "-m", "POST", "-T", "application/json",
+                                 "-D", str(scratch / "body.bin"), "-o", "csv", f"http://127.0.0.1:{port}{path}"],
+                                capture_output=True, text=True, check=True)
+    rows = list(csv.DictReader(output.stdout.splitlines()))
+    answered = sorted(float(row["response-time"]) * 1000 for row in rows if row["status-code"] == "200")
+    refused = sum(row["status-code"] == "503" for row in rows)
+    return {"rps": len(answered) / seconds, "p50": statistics.median(answered),
+            "p99": answered[int(0.99 * (len(answered) - 1))], "503s": refused / seconds,
+            "errors": len(rows) - len(answered) - refused}
+
+
+def overload(weights: Path, scratch: Path, seconds: float, workers: int, body: bytes) -> None:
+    """Rows for `zoo serve` at 8 connections, and at 512 with and without the queue bound, in one run."""
+    zoo_cli = str(Path(sys.executable).with_name("zoo"))
+    rows = []
+    for label, extra, concurrency in (("bound (default --max-queue)", [], 8), ("bound (default --max-queue)", [], 512),
+                                      ("no bound (--max-queue 0)", ["--max-queue", "0"], 512)):
+        port = free_port()
+        process = start([zoo_cli, "serve", "--port", str(port), "--weights-dir", str(weights), "--workers", str(workers),
+                         "--poll-seconds", "0", *extra], port, "/v2/health/ready")
+        try:
+            result = load_hey(port, f"/v2/models/{MODEL}/infer", body, seconds, concurrency, scratch)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        rows.append((label, concurrency, result))
+        print(f"{label:30} {concurrency:4} connections  " + "  ".join(f"{k} {v:,.1f}" for k, v in result.items()), flush=True)
+    unloaded = rows[0][2]["p99"]
+    print("\n| zoo serve | connections | answered/s | p50 ms | p99 ms | p99 / unloaded p99 | 503/s | other errors |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for label, concurrency, r in rows:
+        print(f"| {label} | {concurrency} | {r['rps']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['p99'] / unloaded:.1f}x | "
+              f"{r['503s']:,.0f} | {r['errors']} |")
+    print(f"\n{os.cpu_count()} CPUs, hey, single v2 JSON requests for {MODEL}, zoo serve with {workers} workers")
+
+
 def with_onnx(weights_dir: Path, scratch: Path) -> Path:
     """`weights_dir` itself when mnist-mlp's latest version has an ONNX export, else a copy with one made."""
     import zoo
@@ -174,6 +223,7 @@ def main() -> None:
                         help="load generator: wrk (apt-get install wrk) or this script's http.client threads")
     parser.add_argument("--seconds", type=float, default=10, help="length of each wrk run")
     parser.add_argument("--kserve-python", help="a Python with kserve installed, for the KServe baseline")
+    parser.add_argument("--overload", action="store_true", help="512 connections, with and without the queue bound")
     parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_server:
@@ -195,6 +245,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         weights = with_onnx(Path(args.weights_dir).resolve(), Path(scratch))
+        if args.overload:
+            return overload(weights, Path(scratch), args.seconds, args.workers, requests["single v2 JSON"][1])
         onnx_file = zoo_onnx_file(weights)
         servers = {  # label -> (command, ready path, which requests it takes: v1 baseline / v2 / zoo)
             "Flask dev server (baseline)": ([sys.executable, __file__, "--weights-dir", str(weights),
