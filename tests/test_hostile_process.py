@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import serving
@@ -117,13 +118,13 @@ def test_a_damaged_version_at_start_is_left_out_and_the_server_runs(damaged_weig
     assert "Traceback" not in log
 
 
-def post(url: str, data: bytes, content_type: str = "image/png") -> tuple[int, dict, dict]:
+def post(url: str, data: bytes, content_type: str = "image/png") -> tuple[int, Any, dict]:
     request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, dict(response.headers), json.loads(response.read())
+            return response.status, response.headers, json.loads(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), json.loads(error.read())
+        return error.code, error.headers, json.loads(error.read())
 
 
 def test_past_the_queue_bound_a_request_gets_503_with_retry_after_and_the_rest_their_answers(served_weights, tmp_path):
@@ -144,7 +145,7 @@ def test_past_the_queue_bound_a_request_gets_503_with_retry_after_and_the_rest_t
         digit = int(runtime.run(zoo.imaging.image_to_batch(large)).argmax())
         for status, headers, answer in results:
             if status == 503:
-                assert headers["Retry-After"] == "1" and "its limit" in answer["error"]
+                assert headers.get("Retry-After") == "1" and "its limit" in answer["error"]
             else:
                 assert answer["digit"] == digit
         # The queue drained: the next request is answered.
