@@ -164,3 +164,48 @@ def test_any_request_gets_a_documented_status_and_never_a_5xx(client, document, 
             assert response.status_code in documented, (response.status_code, response.get_json())
 
     check()
+
+
+# Where a v2 body can be type-confused, and what can be put there: any JSON value, or an out-of-range one.
+V2_FIELDS = [("parameters",), ("id",), ("outputs",), ("outputs", 0), ("outputs", 0, "parameters"),
+             ("outputs", 0, "parameters", "binary_data"), ("parameters", "binary_data_output"),
+             ("inputs",), ("inputs", 0), ("inputs", 0, "name"), ("inputs", 0, "datatype"), ("inputs", 0, "shape"),
+             ("inputs", 0, "shape", 0), ("inputs", 0, "data"), ("inputs", 0, "data", 0), ("inputs", 0, "parameters"),
+             ("inputs", 0, "parameters", "binary_data_size")]
+OUT_OF_RANGE = st.sampled_from([3.5e38, -3.5e38, 1e308, 2**64, -(2**63), 2**32, -1, 0, [1] * 9, [2**32, 2**32],
+                                [10**30], "", "١", "²", "FP32", "FP64", {"binary_data": 1}, [[]], True])
+
+
+def confused(body: dict, where: tuple, value) -> dict:
+    """`body` with the value at `where` (keys and indexes, made as needed) replaced by `value`."""
+    body = json.loads(json.dumps(body))
+    node = body
+    for key in where[:-1]:
+        if isinstance(node, dict):
+            node = node.setdefault(key, {} if isinstance(key, str) else [{"name": "logits"}])
+        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+            node = node[key]
+        else:
+            return body
+        if key == "outputs" and node == {}:
+            node = body["outputs"] = [{"name": "logits"}]
+    if isinstance(node, dict):
+        node[where[-1]] = value
+    elif isinstance(node, list) and isinstance(where[-1], int) and where[-1] < len(node):
+        node[where[-1]] = value
+    return body
+
+
+@pytest.mark.parametrize("name", SERVED)
+def test_type_confused_and_out_of_range_v2_fields_get_a_documented_4xx(client, document, name):
+    path = f"/v2/models/{name}/infer"
+    documented = statuses(document, path, "post")
+
+    @settings(FUZZ, max_examples=60)
+    @given(body=v2_bodies(document, name), where=st.sampled_from(V2_FIELDS), value=JSON | OUT_OF_RANGE)
+    def check(body, where, value):
+        response = client.post(path, json=confused(body, where, value))
+        assert response.status_code < 500, (where, value, response.get_json())
+        assert response.status_code in documented, (response.status_code, response.get_json())
+
+    check()
