@@ -73,6 +73,8 @@ def v2_request_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
         "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}}}
     return {"type": "object", "required": ["inputs"], "additionalProperties": False, "properties": {
         "id": {"type": "string"},
+        "model_name": {"const": spec.name, "description": "as KServe's client sends it: the route's model"},
+        "model_version": {"type": "string"},
         "inputs": {"type": "array", "items": tensor, "minItems": 1, "maxItems": 1},
         "outputs": {"type": "array", "items": output},
         "parameters": {"type": "object", "properties": {"binary_data_output": {"type": "boolean"}}},

@@ -26,7 +26,8 @@ from zoo.spec import InputForm, ModelSpec, TensorSpec
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
 V2_HEADER_LENGTH = "Inference-Header-Content-Length"
-V2_REQUEST_KEYS = {"id", "parameters", "inputs", "outputs"}
+# model_name and model_version: KServe's own client (InferRequest.to_rest) sends them in every body.
+V2_REQUEST_KEYS = {"id", "model_name", "model_version", "parameters", "inputs", "outputs"}
 V2_TENSOR_KEYS = {"name", "shape", "datatype", "data", "parameters"}
 
 
@@ -225,6 +226,10 @@ def v2_request(request: Request, runtime: Runtime) -> tuple[np.ndarray, dict[str
         raise InvalidInputError(f"expected a v2 infer request with one input, like {example}")
     check_keys(document, V2_REQUEST_KEYS, "a v2 infer request")
     _field(document, "id", str, "the request's", "a string")
+    _field(document, "model_version", str, "the request's", "a string")
+    if _field(document, "model_name", str, "the request's", "a string") not in (None, runtime.name):
+        raise InvalidInputError(f"expected 'model_name' {runtime.name!r}, the model of this route, "
+                                f"got {_shown(document['model_name'])}")
     _parameters(document, "the request's")
     _field(document, "outputs", list, "the request's", "an array of {\"name\": ...} objects")
     tensor = inputs[0]
@@ -250,7 +255,8 @@ def v2_request(request: Request, runtime: Runtime) -> tuple[np.ndarray, dict[str
         raise InvalidInputError(f"expected input {expected.name!r} to carry 'data' (or binary_data_size), got neither")
     count = math.prod(shape)  # Python integers: a numpy product of huge dimensions could wrap to 0
     if array.size != count:
-        raise InvalidInputError(f"expected {count} values for input {expected.name!r} of shape {shape}, got {array.size}")
+        raise InvalidInputError(f"expected the values input {expected.name!r} of shape {shape} needs: it needs "
+                                f"{count} values, got {array.size}")
     batch = array.reshape(shape)
     checked_batch(batch, True)
     return batch, document  # Runtime.run checks its shape and dtype

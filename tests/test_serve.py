@@ -184,6 +184,18 @@ def test_v2_infer_json_flat_and_nested(client, served_weights, data_dir):
         np.testing.assert_allclose(np.array(output["data"]).reshape(3, 10), expected, atol=1e-5)
 
 
+def test_v2_bodies_naming_their_model_as_kserves_client_does_are_answered(client):
+    """KServe's InferRequest.to_rest() puts model_name (and model_version) in every body; a strict server once
+    answered it 400 for unknown keys."""
+    body = {"model_name": "linear-regression", "model_version": "2", "id": "k",
+            "inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [10]}]}
+    answer = client.post("/v2/models/linear-regression/infer", json=body)
+    assert answer.status_code == 200 and answer.get_json()["outputs"][0]["shape"] == [1, 1]
+    wrong = client.post("/v2/models/linear-regression/infer", json={**body, "model_name": "lenet"})
+    assert wrong.status_code == 400 and "expected 'model_name' 'linear-regression'" in wrong.get_json()["error"]
+    assert client.post("/v2/models/linear-regression/infer", json={**body, "model_version": 2}).status_code == 400
+
+
 def test_v2_binary_tensor_extension(client):
     x = np.array([[1.0], [2.0]], np.float32)
     header = json.dumps({"inputs": [{"name": "x", "shape": [2, 1], "datatype": "FP32",
