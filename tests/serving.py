@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -70,8 +72,10 @@ def start_server(weights: Path | None, cwd: Path, *args: str, env: dict[str, str
 def start_process(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """A server process ("{port}" in `command` becomes a free port), returned once /v2/health/ready answers 200."""
     port = free_port()
-    process = subprocess.Popen([part.replace("{port}", str(port)) for part in command],
-                               cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # A session of its own, so that stop_server can kill the workers with the main process: a worker left without
+    # its parent would hold the output pipe open and hang communicate().
+    process = subprocess.Popen([part.replace("{port}", str(port)) for part in command], cwd=cwd, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -83,17 +87,17 @@ def start_process(command: list[str], cwd: Path, env: dict[str, str] | None = No
                     return process, url
         except OSError:
             time.sleep(0.2)
-    process.terminate()
-    raise AssertionError(f"{command[0]} not ready after 90 s:\n{process.communicate(timeout=10)[0]}")
+    raise AssertionError(f"{command[0]} not ready after 90 s:\n{stop_server(process)}")
 
 
 def stop_server(process: subprocess.Popen) -> str:
+    """Stop a server started by start_process (SIGTERM, then SIGKILL to its whole session) and return its output."""
     process.terminate()
     try:
         return process.communicate(timeout=15)[0]
     except subprocess.TimeoutExpired:
-        process.kill()
-        return process.communicate()[0]
+        os.killpg(process.pid, signal.SIGKILL)
+        return process.communicate(timeout=15)[0]
 
 
 def call(url: str, path: str, body: bytes | None = None, content_type: str = "application/json"):
