@@ -340,3 +340,21 @@ def test_lenet_low_precision_exports_keep_their_accuracy_and_shrink(tmp_path, da
         scored = zoo.evaluate("lenet:1", weights_dir=str(root), data_dir=str(data_dir), backend=fmt)
         assert scored["metrics"] == check["metrics"]
         assert scored["metrics"]["accuracy"] >= 99.29 - 0.5
+
+
+@pytest.mark.slow
+def test_zoo_serve_answers_from_the_fp16_file(lowprec, tmp_path, data_dir):
+    from serving import call, start_server, stop_server
+
+    process, url = start_server(lowprec, tmp_path, "--backend", "onnx-fp16", "--workers", "1", "--models", "mnist-mlp")
+    try:
+        images = zoo.data.mnist_test_images(data_dir, 4)[0]
+        status, answer = call(url, "/v1/models/mnist-mlp/predict", json.dumps({"pixels": images[:, 0].tolist()}).encode())
+        assert status == 200 and answer["backend"] == "onnx-fp16"
+        want = zoo.open_runtime("mnist-mlp:1", "onnx-fp16", weights_dir=str(lowprec)).run(images.numpy()).argmax(1)
+        assert [p["digit"] for p in answer["predictions"]] == want.tolist()
+        status, meta = call(url, "/v2/models/mnist-mlp")
+        assert status == 200 and meta["parameters"] == {"backend": "onnx-fp16", "file": "model.fp16.onnx"}
+    finally:
+        log = stop_server(process)
+    assert "1 on onnx-fp16" in log
