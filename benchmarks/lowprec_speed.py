@@ -4,6 +4,8 @@ For mnist-mlp and lenet (the released version 1, copied into a temp root and exp
 is run through the zoo's own ONNX predictor (zoo.formats.load_onnx: one intra-op thread below batch 16, one per core
 from there), in this process, on the same real MNIST test images. Latency is the median of many batch-1 calls after
 warm-up; throughput is images per second at batch 256; ratios are against the float32 file measured in the same run.
+The files take turns in 30 rounds, and beside wall time each figure is also given as CPU time of a one-thread session
+(images per CPU-second at batch 256), which waiting for a core on a loaded machine does not inflate.
 Accuracy is on the 10,000 test images. A second table quantizes int8 with per-tensor and per-channel weights and
 with 64, 256 and 1024 calibration images, to show what the defaults (zoo/quantize.py) were chosen from.
 
@@ -36,16 +38,27 @@ COMPARED = ("onnx", "onnx-int8", "onnx-fp16")
 BATCH_LATENCY, BATCH_THROUGHPUT = 1, 256
 
 
-def median_seconds(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, runs: int) -> float:
-    """Median wall time of one call, after a tenth of `runs` (at least 20) warm-up calls."""
-    for _ in range(max(20, runs // 10)):
-        predict(x)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        predict(x)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def interleaved(predictors: dict[str, Callable[[np.ndarray], np.ndarray]], x: np.ndarray, calls: int,
+                rounds: int) -> dict[str, tuple[float, float]]:
+    """Median wall time and median calling-thread CPU time of one call of each predictor.
+
+    The predictors take turns, `calls` calls each per round, so a burst of load from other jobs falls on all of
+    them alike instead of on whichever ran during it; the CPU time of a one-thread session does not count the time
+    the thread waited for a core, so it holds under load.
+    """
+    samples: dict[str, tuple[list[float], list[float]]] = {key: ([], []) for key in predictors}
+    for predict in predictors.values():
+        for _ in range(max(20, calls)):
+            predict(x)
+    for _ in range(rounds):
+        for key, predict in predictors.items():
+            walls, cpus = samples[key]
+            for _ in range(calls):
+                wall, cpu = time.perf_counter(), time.thread_time()
+                predict(x)
+                cpus.append(time.thread_time() - cpu)
+                walls.append(time.perf_counter() - wall)
+    return {key: (statistics.median(walls), statistics.median(cpus)) for key, (walls, cpus) in samples.items()}
 
 
 def accuracy(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, labels: np.ndarray) -> float:
@@ -55,25 +68,32 @@ def accuracy(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, la
 
 def speed_and_size(root: Path, images: np.ndarray, labels: np.ndarray, runs: int) -> None:
     one, many = np.ascontiguousarray(images[:BATCH_LATENCY]), np.ascontiguousarray(images[:BATCH_THROUGHPUT])
-    header = (f"{'model':<10} {'format':<10} {'size':>9} {'vs f32':>7} {'batch 1 latency':>16} {'vs f32':>7} "
-              f"{'batch 256 img/s':>16} {'vs f32':>7} {'accuracy':>9} {'max |diff| vs eager':>20}")
+    header = (f"{'model':<10} {'format':<10} {'size':>9} {'vs f32':>7} {'batch 1 wall':>13} {'vs f32':>7} "
+              f"{'1 thread CPU':>13} {'vs f32':>7} {'b256 img/s':>11} {'vs f32':>7} {'1 thread CPU':>13} "
+              f"{'vs f32':>7} {'accuracy':>9} {'max |diff|':>11}")
     print(header)
     print("-" * len(header))
     for name in MODELS:
         folder = root / name / "1"
         artifacts = zoo.WeightsStore(root).manifest(name, 1)["artifacts"]
-        base = {}
+        paths = {fmt: folder / FORMATS[fmt].file for fmt in COMPARED}
+        zoo_setting = {fmt: load_onnx(path) for fmt, path in paths.items()}  # batch 256 on one thread per core
+        one_thread = {fmt: load_onnx(path, threads=1) for fmt, path in paths.items()}
+        small = interleaved(zoo_setting, one, max(1, runs // 30), 30)  # batch 1: the one-thread session either way
+        large = interleaved(zoo_setting, many, max(1, runs // 600), 30)
+        large_cpu = interleaved(one_thread, many, max(1, runs // 600), 30)
+        base = COMPARED[0]
         for fmt in COMPARED:
-            path = folder / FORMATS[fmt].file
-            predict = load_onnx(path)
-            size = path.stat().st_size
-            latency = median_seconds(predict, one, runs)
-            throughput = BATCH_THROUGHPUT / median_seconds(predict, many, max(50, runs // 20))
-            base = base or {"size": size, "latency": latency, "throughput": throughput}
+            size = paths[fmt].stat().st_size
+            latency, latency_cpu = small[fmt]
+            throughput, throughput_cpu = BATCH_THROUGHPUT / large[fmt][0], BATCH_THROUGHPUT / large_cpu[fmt][1]
             diff = artifacts[fmt]["verification"]["max_abs_diff"]
-            print(f"{name:<10} {fmt:<10} {size / 1024:>6,.0f} KiB {size / base['size']:>6.2f}x "
-                  f"{latency * 1e6:>13.1f} us {base['latency'] / latency:>6.2f}x {throughput:>16,.0f} "
-                  f"{throughput / base['throughput']:>6.2f}x {accuracy(predict, images, labels):>8.2f}% {diff:>20.3g}")
+            print(f"{name:<10} {fmt:<10} {size / 1024:>6,.0f} KiB {size / paths[base].stat().st_size:>6.2f}x "
+                  f"{latency * 1e6:>10.1f} us {small[base][0] / latency:>6.2f}x "
+                  f"{latency_cpu * 1e6:>10.1f} us {small[base][1] / latency_cpu:>6.2f}x "
+                  f"{throughput:>11,.0f} {large[base][0] / large[fmt][0]:>6.2f}x "
+                  f"{throughput_cpu:>13,.0f} {large_cpu[base][1] / large_cpu[fmt][1]:>6.2f}x "
+                  f"{accuracy(zoo_setting[fmt], images, labels):>8.2f}% {diff:>11.3g}")
 
 
 def int8_choices(root: Path, data_dir: Path, images: np.ndarray, labels: np.ndarray) -> None:
