@@ -85,7 +85,8 @@ def quantize_int8(source: Path, path: Path, input_name: str, calibration: Calibr
     """Static int8 quantization of the float32 ONNX file `source` into `path`: QDQ form, signed int8 weights
     (per output channel when `per_channel`) and activations, ranges from the calibration inputs (min/max)."""
     import onnxruntime
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):

@@ -115,7 +115,8 @@ def write_triton_repository(
             sources = {v: artifact_path(name, v, store.version_dir(name, v), store.manifest(name, v), fmt) for v in versions}
             inputs, outputs = _tensors(spec, fmt, sources)
             models.append(TritonModel(folder, name, fmt, tuple(versions), inputs, outputs, max_batch_size))
-            files.update({source: Path(folder) / str(v) / FORMATS[fmt].repository_file for v, source in sources.items()})
+            inside = FORMATS[fmt].repository_file  # model.onnx for every ONNX file: Triton's default name
+            files.update({source: Path(folder) / str(v) / inside for v, source in sources.items()})
     _write_atomically(target, models, files)
     return {"repository": str(target), "models": [m.to_dict() for m in models]}
 
