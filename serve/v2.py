@@ -51,6 +51,8 @@ def model_metadata(name: str, version: str | None = None):
         platform=runtime.platform,
         inputs=[tensor(runtime.spec.input)],
         outputs=[tensor(runtime.spec.output)],
+        # The platform is the same for every ONNX file; which one answers (float32, int8, float16) is said here.
+        parameters={"backend": runtime.backend, "file": runtime.file or runtime.manifest["weights"]["file"]},
     )
 
 

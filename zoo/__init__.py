@@ -31,7 +31,7 @@ from zoo.errors import (
 from zoo.evaluation import evaluate
 from zoo.preprocessing import preprocess
 from zoo.exporter import export
-from zoo.formats import BACKENDS, FORMATS, TRITON_FORMATS
+from zoo.formats import BACKENDS, FORMATS, LOSSLESS_FORMATS, TRITON_FORMATS
 from zoo.imaging import image_to_batch, picture_to_batch, pixels_to_batch
 from zoo.inference import classify_digits, predict_values
 from zoo.loading import LoadedModel, load_model, load_version
@@ -53,7 +53,7 @@ __all__ = [
     "register_model", "ModelSpec", "TensorSpec", "Interface", "InputForm", "Supervised", "Minimise", "WeightsStore",
     "parse_ref", "Progress", "TrainResult", "resolve_device", "train", "export", "open_runtime", "Runtime", "BACKENDS",
     "FORMATS", "preprocess", "image_to_batch", "picture_to_batch", "pixels_to_batch", "classify_digits", "predict_values",
-    "World", "Topology", "launch", "check_training", "write_triton_repository", "TRITON_FORMATS",
+    "World", "Topology", "launch", "check_training", "write_triton_repository", "TRITON_FORMATS", "LOSSLESS_FORMATS",
 ]
 
 # Last, so that model files, the zoo's own and plugins alike, can `from zoo import ...` every name above.

@@ -137,6 +137,7 @@ def card_text(drawing: Drawing, record: CardRecord) -> str:
         _about(drawing),
         _recipe(drawing),
         _results(drawing, record),
+        *([export_table(manifest)] if manifest.get("artifacts") else []),
         _usage(spec, manifest),
         _limits(spec, manifest),
     ]
@@ -274,6 +275,41 @@ def _results(drawing: Drawing, record: CardRecord) -> str:
     if record["failures"]:
         lines.append("Not drawn: " + "; ".join(record["failures"]) + f". `zoo card {_ref(manifest)}` draws them again.")
     return "\n".join(lines).rstrip()
+
+
+def export_table(manifest: Manifest) -> str:
+    """The card's section on exported files: each one's size, its score on the task and its largest difference
+    from eager, as the export's verification measured them."""
+    artifacts = manifest.get("artifacts", {})
+    float32_bytes = artifacts.get("onnx", {}).get("bytes")
+    rows = []
+    for fmt, entry in artifacts.items():
+        check = entry.get("verification") or {}
+        size = f"{entry.get('bytes', 0) / 1024:,.0f} KiB"
+        if float32_bytes and fmt != "onnx" and fmt in FORMATS and FORMATS[fmt].derived_from == "onnx":
+            size += f" ({entry['bytes'] / float32_bytes:.2f}x float32's)"
+        if "accuracy" in check:
+            score = (f"{check['accuracy']:.2f}% accuracy, {check['accuracy_drop']:.2f} points below float32's "
+                     f"(at most {check['max_accuracy_drop']:g} allowed)")
+        elif "relative_error" in check:
+            score = (f"outputs {check['relative_error']:.2g} from float32's, relative RMS "
+                     f"(at most {check['max_relative_error']:g} allowed)")
+        elif check:
+            score = "as eager (outputs within " + f"{check['tolerance']:g})"
+        else:
+            score = "not verified"
+        diff = f"{check['max_abs_diff']:.3g}" if "max_abs_diff" in check else "-"
+        rows.append(f"| {fmt} | `{entry.get('file')}` | {size} | {score} | {diff} |")
+    return "\n".join([
+        "## Exported files",
+        "",
+        "Beside the weights, each verified before it was kept: lossless files against PyTorch eager, int8 and float16 "
+        "on the test split against the float32 ONNX file.",
+        "",
+        "| format | file | size | on the task | max abs difference from eager |",
+        "| --- | --- | --- | --- | --- |",
+        *rows,
+    ])
 
 
 def _number(value: Any) -> str:

@@ -2,12 +2,15 @@
 
 Each artifact takes the same raw input as the eager module (preprocessing is part of the graph), has a
 dynamic batch dimension, and is compared with PyTorch eager on the spec's real example inputs before it
-replaces anything.
+replaces anything. A lossy file (int8, float16) cannot match eager to 1e-5, so it is verified on the task: its
+test-split score against the float32 ONNX file's, within a bound the manifest records.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -16,17 +19,23 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from zoo.data import DataContext, resolve_data_dir
+from zoo.cards import card_text
+from zoo.data import DataContext, Splits, resolve_data_dir
 from zoo.errors import NotExportableError, StorageError, VerificationError, ZooError
-from zoo.formats import FORMATS
+from zoo.figures import Drawing
+from zoo.formats import FORMATS, LOSSLESS_FORMATS, load_onnx
 from zoo.loading import LoadedModel, load_version
 from zoo.files import publish_mode
 from zoo.manifest import ArtifactRecord, Manifest
 from zoo.runtimes import exportable_model
-from zoo.store import WeightsStore, parse_ref, sha256_file
+from zoo.quantize import Calibration, draw_calibration
+from zoo.store import WeightsStore, check_sha256, parse_ref, sha256_file
 
 DEFAULT_FORMATS = ("onnx",)
 TOLERANCE = 1e-5
+# How far a lossy file may score below the float32 ONNX file it is made from, on the test split.
+MAX_ACCURACY_DROP = 0.5  # points of accuracy, for a classifier
+MAX_RELATIVE_ERROR = 0.01  # relative RMS difference of the outputs, for any other model
 VERIFY_BATCHES = (1, 1000)
 TEST_DATA_DIR, TEST_DATA_BATCH = "test_data_set_0", 4
 
@@ -38,9 +47,15 @@ def export(
     verify: bool = True,
     weights_dir: Optional[str] = None,
     data_dir: Optional[str] = None,
+    max_accuracy_drop: float = MAX_ACCURACY_DROP,
+    max_relative_error: float = MAX_RELATIVE_ERROR,
 ) -> dict[str, Any]:
-    """Export `MODEL[:VERSION]` to each of `formats` (names in FORMATS, or all) beside its weights.
+    """Export `MODEL[:VERSION]` to each of `formats` (names in FORMATS, or all: every lossless one) beside its weights.
 
+    A lossy format (onnx-int8, onnx-fp16) is made from the version's float32 ONNX file (exported to a temp file
+    and not kept when the version has none and `formats` does not ask for it) and verified on the test split: a
+    classifier's accuracy may fall at most `max_accuracy_drop` points below the float32 file's, a regression
+    model's outputs may differ from the float32 file's by at most `max_relative_error` (relative RMS).
     Returns {"model", "version", "folder", "artifacts": {format: manifest entry}}; nothing changes on disk
     unless every format exported and verified.
     """
@@ -56,18 +71,38 @@ def export(
     inputs = interface.examples(loaded.recipe, context, max(VERIFY_BATCHES)).float()
     with torch.inference_mode():
         expected = {batch: loaded.model(inputs[:batch]).numpy() for batch in VERIFY_BATCHES}
+    task = _TaskData(loaded, context)
+    bounds = {"max_accuracy_drop": max_accuracy_drop, "max_relative_error": max_relative_error}
     staged: dict[Path, Path] = {}  # temp file -> final path
+    scratch: list[Path] = []  # temp files that are never published (a float32 file made only to derive from)
     try:
         entries: dict[str, ArtifactRecord] = {}
+        written: dict[str, Path] = {}  # format -> its file as this export wrote it
         for fmt in formats:
-            final = folder / FORMATS[fmt].file
+            chosen = FORMATS[fmt]
+            final = folder / chosen.file
             temp = _temp_beside(final)
             staged[temp] = final
-            details = FORMATS[fmt].export(loaded.model, interface, temp, opset)
+            if chosen.derived_from is None:
+                details = chosen.export(loaded.model, interface, temp, opset)
+            else:
+                source = written.get(chosen.derived_from) or _source_file(
+                    loaded, chosen.derived_from, opset, verify, inputs, expected, scratch)
+                written.setdefault(chosen.derived_from, source)
+                calibration = task.calibration if chosen.calibrated else None
+                details = {**chosen.convert(source, temp, interface, calibration),
+                           "derived_from": {"format": chosen.derived_from, "sha256": sha256_file(source),
+                                            "bytes": source.stat().st_size,
+                                            "size_ratio": round(temp.stat().st_size / source.stat().st_size, 4)}}
+            written[fmt] = temp
             entries[fmt] = _artifact_entry(loaded, final, temp, details)
-            if verify:
+            if verify and chosen.lossy:
+                entries[fmt]["verification"] = _verify_on_task(fmt, temp, written[chosen.derived_from], task, inputs,
+                                                               expected, bounds)
+            elif verify:
                 entries[fmt]["verification"] = _verify(fmt, temp, inputs, expected)
         _stage_test_data(loaded, inputs[:TEST_DATA_BATCH], expected[VERIFY_BATCHES[-1]][:TEST_DATA_BATCH], staged)
+        _stage_card(loaded, context, entries, staged)
 
         def record(manifest: Manifest) -> None:
             manifest.setdefault("artifacts", {}).update(entries)
@@ -80,31 +115,73 @@ def export(
         raise StorageError(f"could not write the export of {name}:{loaded.version} in {where}: "
                            f"{error.strerror or error}") from None
     finally:
-        for temp in staged:
+        for temp in [*staged, *scratch]:
             temp.unlink(missing_ok=True)
     return {"model": name, "version": loaded.version, "folder": str(folder), "artifacts": entries}
 
 
 def _check_formats(formats: Sequence[str]) -> list[str]:
+    """The formats asked for, without repeats, each derived one after the format it is made from."""
     chosen: list[str] = []
+    expected = f"expected one or more of {', '.join(FORMATS)} or all (= {', '.join(LOSSLESS_FORMATS)})"
     for fmt in formats:
         if fmt not in (*FORMATS, "all"):
-            raise NotExportableError(f"unknown export format {fmt!r}: expected one of {', '.join(FORMATS)} or all")
-        chosen += list(FORMATS) if fmt == "all" else [fmt]
+            raise NotExportableError(f"unknown export format {fmt!r}: {expected}")
+        chosen += list(LOSSLESS_FORMATS) if fmt == "all" else [fmt]
     if not chosen:
-        raise NotExportableError(f"no export format given: expected one or more of {', '.join(FORMATS)} or all")
-    return list(dict.fromkeys(chosen))
+        raise NotExportableError(f"no export format given: {expected}")
+    chosen = list(dict.fromkeys(chosen))
+    return sorted(chosen, key=lambda fmt: FORMATS[fmt].derived_from is not None)
 
 
-def _verify(fmt: str, path: Path, inputs: torch.Tensor, expected: dict[int, np.ndarray]) -> dict[str, Any]:
-    """Run the saved file at each verification batch and compare with eager; too far off raises."""
-    predict = FORMATS[fmt].load(path, None)
+class _TaskData:
+    """The version's own data, loaded once and only when a lossy format needs it: its calibration inputs and
+    the held-out split it is verified on."""
+
+    def __init__(self, loaded: LoadedModel, context: DataContext) -> None:
+        self.loaded, self.context = loaded, context
+
+    @functools.cached_property
+    def splits(self) -> Splits:
+        return self.loaded.spec.objective.load_data(self.loaded.recipe, self.context)
+
+    @functools.cached_property
+    def calibration(self) -> Calibration:
+        splits = self.splits
+        return draw_calibration(splits.train_x, self.loaded.recipe.seed, splits.description)
+
+
+def _source_file(loaded: LoadedModel, fmt: str, opset: Optional[int], verify: bool, inputs: torch.Tensor,
+                 expected: dict[int, np.ndarray], scratch: list[Path]) -> Path:
+    """The float32 file a lossy format is made from: the version's own when it has one (sha256-checked, and of the
+    opset asked for, if any), else a fresh export to a temp file that is verified against eager and never kept."""
+    record = loaded.manifest.get("artifacts", {}).get(fmt)
+    path = loaded.stored.path / FORMATS[fmt].file
+    if record is not None and path.is_file() and opset in (None, record.get("opset")):
+        check_sha256(path, record["sha256"])
+        return path
+    temp = _temp_beside(path)
+    scratch.append(temp)
+    FORMATS[fmt].export(loaded.model, loaded.spec.interface, temp, opset)
+    if verify:
+        _verify(fmt, temp, inputs, expected)
+    return temp
+
+
+def _differences(fmt: str, predict: Any, inputs: torch.Tensor, expected: dict[int, np.ndarray]) -> dict[int, float]:
+    """The largest absolute difference from eager at each verification batch; a wrong shape raises."""
     diffs = {}
     for batch, want in expected.items():
         got = predict(inputs[:batch].numpy())
         if got.shape != want.shape:
             raise VerificationError(f"{fmt} export gives shape {list(got.shape)} at batch {batch}: expected {list(want.shape)}")
         diffs[batch] = float(np.abs(got - want).max())
+    return diffs
+
+
+def _verify(fmt: str, path: Path, inputs: torch.Tensor, expected: dict[int, np.ndarray]) -> dict[str, Any]:
+    """Run the saved file at each verification batch and compare with eager; too far off raises."""
+    diffs = _differences(fmt, FORMATS[fmt].load(path, None), inputs, expected)
     worst = max(diffs.values())
     if not worst < TOLERANCE:
         raise VerificationError(
@@ -113,6 +190,70 @@ def _verify(fmt: str, path: Path, inputs: torch.Tensor, expected: dict[int, np.n
         )
     return {"passed": True, "max_abs_diff": worst, "tolerance": TOLERANCE, "batches": list(diffs),
             "against": "PyTorch eager"}
+
+
+def _torch_predictor(predict: Any) -> Any:
+    """A numpy predictor as the objective's metrics call one: tensor in, tensor out."""
+    return lambda x: torch.from_numpy(predict(np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)))
+
+
+def _verify_on_task(fmt: str, path: Path, source: Path, task: _TaskData, inputs: torch.Tensor,
+                    expected: dict[int, np.ndarray], bounds: dict[str, float]) -> dict[str, Any]:
+    """Score the lossy file and the float32 file it came from on the test split; a score beyond the bound raises.
+
+    A classifier (its metrics have an accuracy) compares accuracy in points; any other model compares outputs:
+    the relative RMS difference of its test-split outputs from the float32 file's.
+    """
+    lossy, reference = FORMATS[fmt].load(path, None), load_onnx(source)
+    diffs = _differences(fmt, lossy, inputs, expected)
+    spec, recipe, splits = task.loaded.spec, task.loaded.recipe, task.splits
+    with torch.no_grad():
+        metrics = spec.objective.metrics(_torch_predictor(lossy), splits, recipe)
+        float32_metrics = spec.objective.metrics(_torch_predictor(reference), splits, recipe)
+    result: dict[str, Any] = {
+        "passed": True, "against": f"the float32 ONNX file ({FORMATS['onnx'].file}) on the test split",
+        "metrics": metrics, "float32_metrics": float32_metrics,
+        "max_abs_diff": max(diffs.values()), "batches": list(diffs), "max_abs_diff_against": "PyTorch eager",
+    }
+    if "accuracy" in float32_metrics:
+        drop = round(float32_metrics["accuracy"] - metrics["accuracy"], 4)
+        bound = bounds["max_accuracy_drop"]
+        result.update(measure="accuracy", accuracy=metrics["accuracy"], float32_accuracy=float32_metrics["accuracy"],
+                      accuracy_drop=drop, bound=f"accuracy at most {bound:g} points below float32's",
+                      max_accuracy_drop=bound)
+        if not drop <= bound:
+            raise VerificationError(
+                f"{fmt} export scores {metrics['accuracy']:.2f}% test accuracy, {drop:.2f} points below the float32 "
+                f"ONNX file's {float32_metrics['accuracy']:.2f}%: expected at most {bound:g} points below; "
+                "nothing was written")
+        return result
+    test_x = np.ascontiguousarray(splits.test_x.cpu().numpy(), dtype=np.float32)
+    want, got = reference(test_x), lossy(test_x)
+    error = float(np.sqrt(np.mean((got - want) ** 2)) / max(float(np.sqrt(np.mean(want ** 2))), 1e-12))
+    bound = bounds["max_relative_error"]
+    result.update(measure="relative error", relative_error=round(error, 8),
+                  bound=f"test-split outputs within {bound:g} relative RMS of float32's", max_relative_error=bound)
+    if not error <= bound:
+        raise VerificationError(
+            f"{fmt} export's test-split outputs differ from the float32 ONNX file's by {error:.3g} (relative RMS): "
+            f"expected at most {bound:g}; nothing was written")
+    return result
+
+
+def _stage_card(loaded: LoadedModel, context: DataContext, entries: dict[str, ArtifactRecord],
+                staged: dict[Path, Path]) -> None:
+    """The version's card rewritten with its export table as it will be, in a temp file added to `staged`
+    (a version drawn without a card is left without one)."""
+    record = loaded.manifest.get("card")
+    if not record or not record.get("file"):
+        return
+    manifest = copy.deepcopy(loaded.manifest)
+    manifest.setdefault("artifacts", {}).update(copy.deepcopy(entries))
+    text = card_text(Drawing(loaded.spec, loaded.recipe, manifest, loaded.model, context), record)
+    final = loaded.stored.path / record["file"]
+    temp = _temp_beside(final)
+    staged[temp] = final
+    temp.write_text(text, encoding="utf-8")
 
 
 def _artifact_entry(loaded: LoadedModel, final: Path, temp: Path, details: dict[str, Any]) -> ArtifactRecord:

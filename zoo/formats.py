@@ -159,28 +159,74 @@ def load_pt2(path: Path, threads: Optional[int] = None) -> NumpyPredict:
     return torch_predict(torch.export.load(str(path)).module())
 
 
+# --- low precision, made from the float32 ONNX file (zoo/quantize.py)
+
+
+def convert_int8(source: Path, path: Path, interface: Interface, calibration: Any) -> dict[str, Any]:
+    """int8 from the float32 ONNX file, calibrated on `calibration` (a zoo.quantize.Calibration)."""
+    from zoo.quantize import quantize_int8
+
+    return quantize_int8(source, path, interface.input.name, calibration)
+
+
+def convert_fp16(source: Path, path: Path, interface: Interface, calibration: Any) -> dict[str, Any]:
+    """float16 weights and arithmetic from the float32 ONNX file, float32 inputs and outputs."""
+    from zoo.quantize import convert_fp16 as to_fp16
+
+    return to_fp16(source, path)
+
+
 @dataclass(frozen=True)
 class Format:
-    """One export format: its file beside the weights, how to write and read it, and its Triton platform."""
+    """One export format: its file beside the weights, how to write and read it, and its Triton platform.
+
+    A format is written by `export` from the eager module, or, when it names the format it is `derived_from`, by
+    `convert` from that format's file (int8 and float16 from the float32 ONNX file).
+    """
 
     name: str
     file: str
     platform: str
-    export: Callable[[nn.Module, Interface, Path, Optional[int]], dict[str, Any]]
+    export: Optional[Callable[[nn.Module, Interface, Path, Optional[int]], dict[str, Any]]]
     load: Callable[[Path, Optional[int]], NumpyPredict]
     note: str = ""  # what a user should know after exporting to it
     # Whether Triton Inference Server's backend for `platform` loads the file as it is (zoo triton-repo).
     triton: bool = False
+    derived_from: Optional[str] = None
+    convert: Optional[Callable[[Path, Path, Interface, Any], dict[str, Any]]] = None
+    # Whether `convert` needs calibration inputs (a zoo.quantize.Calibration) drawn from the training split.
+    calibrated: bool = False
+    # A lossy file answers differently from eager (beyond 1e-5): it is verified on the task against the file it is
+    # derived from, and never chosen unasked (`all`, the server's `auto`).
+    lossy: bool = False
+    # The file's name in a Triton model version folder, where each format has a folder of its own.
+    triton_file: Optional[str] = None
+
+    @property
+    def repository_file(self) -> str:
+        """The name Triton's backend for `platform` looks for in a version folder."""
+        return self.triton_file or self.file
 
 
-# File names are the ones a Triton model repository expects (model.pt2 is torch.export's own).
+# File names are the ones a Triton model repository expects (model.pt2 is torch.export's own); the low-precision
+# files are named apart from model.onnx so all three can sit beside the weights, and take model.onnx in Triton.
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx", "model.onnx", "onnxruntime_onnx", export_onnx, load_onnx, triton=True),
     Format("torchscript", "model.pt", TORCH_PLATFORM, export_torchscript, load_torchscript,
            note="TorchScript is deprecated in PyTorch; model.pt2 (--format pt2, torch.export) is its supported successor.",
            triton=True),
     Format("pt2", "model.pt2", TORCH_PLATFORM, export_pt2, load_pt2),
+    Format("onnx-int8", "model.int8.onnx", "onnxruntime_onnx", None, load_onnx, triton=True, derived_from="onnx",
+           convert=convert_int8, calibrated=True, lossy=True, triton_file="model.onnx",
+           note="int8 answers differ from float32's: it was kept because its test-set score is within the bound "
+                "recorded in the manifest (verification)."),
+    Format("onnx-fp16", "model.fp16.onnx", "onnxruntime_onnx", None, load_onnx, triton=True, derived_from="onnx",
+           convert=convert_fp16, lossy=True, triton_file="model.onnx",
+           note="float16 pays on GPUs; on a CPU ONNX Runtime mostly casts back to float32, so it is slower there "
+                "(benchmarks/README.md)."),
 )}
+# What `all` exports: every format whose file answers as eager does (the lossy ones are asked for by name).
+LOSSLESS_FORMATS = tuple(name for name, fmt in FORMATS.items() if not fmt.lossy)
 # The formats a Triton model repository can hold (Triton's libtorch backend runs TorchScript, not torch.export).
 TRITON_FORMATS = tuple(name for name, fmt in FORMATS.items() if fmt.triton)
 # What can answer inferences: the eager module itself, or any format's file.
@@ -190,3 +236,8 @@ BACKENDS = ("torch", *FORMATS)
 def platform_of(backend: str) -> str:
     """The Triton / v2 platform name of a backend."""
     return FORMATS[backend].platform if backend in FORMATS else TORCH_PLATFORM
+
+
+def file_of(backend: str) -> Optional[str]:
+    """The file beside the weights that answers for `backend` (None for eager PyTorch, which reads the weights)."""
+    return FORMATS[backend].file if backend in FORMATS else None

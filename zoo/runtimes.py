@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from zoo.errors import InvalidInputError, MissingArtifactError, NotExportableError
-from zoo.formats import BACKENDS, FORMATS, NumpyPredict, platform_of, torch_predict
+from zoo.formats import BACKENDS, FORMATS, NumpyPredict, file_of, platform_of, torch_predict
 from zoo.loading import load_version
 from zoo.manifest import Manifest
 from zoo.registry import get_model
@@ -37,6 +37,11 @@ class Runtime:
     def platform(self) -> str:
         """The backend's platform name as Triton and the v2 protocol spell it."""
         return platform_of(self.backend)
+
+    @property
+    def file(self) -> Optional[str]:
+        """The file beside the weights that answers (model.int8.onnx for onnx-int8); None for eager PyTorch."""
+        return file_of(self.backend)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """The model's output for a float32 batch shaped like the spec's input, e.g. [N, 1, 28, 28] -> [N, 10]."""

@@ -65,11 +65,13 @@ class TritonModel:
 
     def config_pbtxt(self) -> str:
         """The folder's config.pbtxt, in the text format of Triton's ModelConfig protobuf."""
+        fmt = FORMATS[self.format]
+        file = fmt.file if fmt.file == fmt.repository_file else f"{fmt.file}, as {fmt.repository_file}"
         tensors = {kind: ",\n".join(t.to_pbtxt() for t in group)
                    for kind, group in (("input", self.inputs), ("output", self.outputs))}
         return (
             f"# Written by `zoo triton-repo` from {self.model} version(s) {', '.join(map(str, self.versions))} "
-            f"({FORMATS[self.format].file}).\n"
+            f"({file}).\n"
             f'name: "{self.folder}"\n'
             f'platform: "{self.platform}"\n'
             f"max_batch_size: {self.max_batch_size}\n"
@@ -113,7 +115,8 @@ def write_triton_repository(
             sources = {v: artifact_path(name, v, store.version_dir(name, v), store.manifest(name, v), fmt) for v in versions}
             inputs, outputs = _tensors(spec, fmt, sources)
             models.append(TritonModel(folder, name, fmt, tuple(versions), inputs, outputs, max_batch_size))
-            files.update({source: Path(folder) / str(v) / FORMATS[fmt].file for v, source in sources.items()})
+            inside = FORMATS[fmt].repository_file  # model.onnx for every ONNX file: Triton's default name
+            files.update({source: Path(folder) / str(v) / inside for v, source in sources.items()})
     _write_atomically(target, models, files)
     return {"repository": str(target), "models": [m.to_dict() for m in models]}
 
