@@ -112,21 +112,47 @@ def test_fine_tuning_from_another_architecture_is_a_one_line_caller_error(weight
 
 
 def start_training(*args: str) -> subprocess.Popen:
-    # A session of its own, so that a kill reaches every process of a launched run (torchrun and its ranks).
-    return subprocess.Popen([str(ZOO), "train", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen([str(ZOO), "train", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (torchrun starts each rank in a session of its own, so a process group
+    would miss them)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
 
 
 def kill_after_first_checkpoint(process: subprocess.Popen, root: Path, name: str, timeout: float = 600) -> None:
-    """SIGKILL the run's whole process group as soon as a checkpoint file is on disk (polled, no fixed sleeps)."""
+    """SIGKILL the run, every rank of it, as soon as a checkpoint file is on disk (polled, no fixed sleeps)."""
     deadline = time.monotonic() + timeout
     while not any((folder / CHECKPOINT_FILE).is_file() for folder in run_folders(root, name)):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
+    tree = process_tree(process.pid)
+    for pid in tree:
+        os.kill(pid, signal.SIGKILL)
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in tree[1:]):
+        assert time.monotonic() < deadline, "a rank outlived its SIGKILL"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:", 1)[1].split("\n", 1)[0].lower()
+    except (OSError, IndexError):
+        return "zombie"
 
 
 def finish(*args: str) -> subprocess.CompletedProcess:

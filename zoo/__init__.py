@@ -8,6 +8,7 @@ ever; the architectures register the first time the registry is read (zoo.regist
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 # Public name -> the module that defines it.
@@ -47,6 +48,8 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
+        if importlib.util.find_spec(f"zoo.{name}") is not None:  # a submodule, e.g. zoo.registry
+            return importlib.import_module(f"zoo.{name}")
         raise AttributeError(f"module 'zoo' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # the next lookup is an ordinary attribute
