@@ -246,7 +246,8 @@ def train(
                   f"{manifest['device']}{f' x {processes} processes' if processes > 1 else ''}, {manifest['precision']}, "
                   f"{manifest['training_seconds']:.1f} s) -> {result.path}")
     if "parent" in manifest:
-        console.print(f"fine-tuned from {manifest['parent']['ref']} (weights sha256 {manifest['parent']['sha256'][:12]})")
+        parent = manifest["parent"]
+        console.print(f"fine-tuned from {parent['ref']} (weights sha256 {parent['sha256'][:12]})")
     if result.resumed_from is not None:
         console.print(f"resumed from the checkpoint after epoch {result.resumed_from}")
     table = Table("metric", "value")

@@ -119,6 +119,7 @@ def test_completion_offers_models_recipes_versions_formats_and_backends(fresh_en
 
 
 def test_completion_can_be_installed():
-    result = subprocess.run([str(Path(sys.executable).with_name("zoo")), "--show-completion", "bash"], capture_output=True,
-                            text=True, timeout=120, check=False, env={**os.environ, "SHELL": "/bin/bash"})
+    result = subprocess.run([str(Path(sys.executable).with_name("zoo")), "--show-completion", "bash"],
+                            capture_output=True, text=True, timeout=120, check=False,
+                            env={**os.environ, "SHELL": "/bin/bash"})
     assert result.returncode == 0 and "_ZOO_COMPLETE=complete_bash" in result.stdout

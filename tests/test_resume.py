@@ -98,7 +98,8 @@ def test_fine_tuning_starts_from_the_parent_and_the_manifest_and_card_say_so(wei
     first, second = (load_file(str(weights_dir / "linear-regression" / v / "model.safetensors")) for v in ("1", "2"))
     assert all(float((first[k] - second[k]).abs().max()) < 1e-6 for k in first)
     card = (weights_dir / "linear-regression" / "2" / "README.md").read_text()
-    assert f"fine-tuned from `linear-regression:1` (its weights' sha256 `{parent.manifest['weights']['sha256']}`)" in card
+    sha256 = parent.manifest["weights"]["sha256"]
+    assert f"fine-tuned from `linear-regression:1` (its weights' sha256 `{sha256}`)" in card
     fresh = cli("train", "linear-regression", "--recipe", "document", "--lr", 1e-12, "--epochs", 2, "--json")
     assert "parent" not in json.loads(fresh.stdout)
 
@@ -177,6 +178,7 @@ def test_a_killed_run_resumes_to_the_weights_of_one_never_stopped(tmp_path, data
     epoch = int(resumed.stderr.split("from its checkpoint after epoch ")[1].split()[0])
     assert 1 <= epoch < 3
     assert sha256_of(killed, "mnist-mlp", 1) == sha256_of(whole, "mnist-mlp", 1)
-    metrics = [json.loads((root / "mnist-mlp" / "1" / "manifest.json").read_text())["metrics"] for root in (whole, killed)]
+    metrics = [json.loads((root / "mnist-mlp" / "1" / "manifest.json").read_text())["metrics"]
+               for root in (whole, killed)]
     assert metrics[0] == metrics[1]
     assert run_folders(killed, "mnist-mlp") == []

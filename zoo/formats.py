@@ -40,7 +40,8 @@ def quiet_torchscript() -> Iterator[None]:
         yield
 
 
-def torch_predict(module: Callable[[torch.Tensor], torch.Tensor], device: Optional[torch.device] = None) -> NumpyPredict:
+def torch_predict(module: Callable[[torch.Tensor], torch.Tensor],
+                  device: Optional[torch.device] = None) -> NumpyPredict:
     """A predictor over a torch callable (on `device`, default CPU): numpy in, numpy out, under inference_mode."""
     import torch
 

@@ -112,7 +112,8 @@ def gather_inputs(items: Sequence[str], spec: ModelSpec, stdin: Optional[io.Buff
                 continue
         for path in paths:
             if os.path.isdir(path):
-                sources += [Source(str(found), lambda f=found: _read_file(f, spec)) for found in _walk(Path(path), spec)]
+                found = _walk(Path(path), spec)
+                sources += [Source(str(file), lambda f=file: _read_file(f, spec)) for file in found]
             elif os.path.isfile(path):
                 sources.append(Source(path, lambda f=Path(path): _read_file(f, spec)))
             else:

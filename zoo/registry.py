@@ -154,7 +154,8 @@ def catalog_cache(sources: list[tuple[str, str]]) -> Path:
     """The cache file for this set of model modules (another $ZOO_MODEL_MODULES gets its own)."""
     import platformdirs
 
-    which = hashlib.sha256(json.dumps([str(Path(sys.prefix).resolve()), str(PACKAGE), sources]).encode()).hexdigest()[:16]
+    setting = json.dumps([str(Path(sys.prefix).resolve()), str(PACKAGE), sources])
+    which = hashlib.sha256(setting.encode()).hexdigest()[:16]
     return platformdirs.user_cache_path("zoo") / f"catalog-{which}.json"
 
 

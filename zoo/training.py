@@ -139,7 +139,7 @@ def train(
 
 def parent_weights(name: str, parent: str, store: WeightsStore, device: torch.device,
                    ) -> tuple[ParentRecord, dict[str, torch.Tensor]]:
-    """The stored version a fine-tuning run starts from: its record for the manifest and its (sha256-checked) tensors."""
+    """The stored version a fine-tuning run starts from: its manifest record and its (sha256-checked) tensors."""
     parent_name, version = parse_ref(parent)
     if parent_name != name:
         raise InvalidSettingError(f"cannot fine-tune {name} from {parent!r}: expected a version of {name} "
