@@ -1,11 +1,14 @@
-"""`zoo`: list, info, train, evaluate, export and serve the zoo's models.
+"""`zoo`: list, info, train, predict, evaluate, export and serve the zoo's models.
 
 Commands only gather options and call the zoo package; ZooError becomes an exit code in one place,
-`ZooGroup.invoke`.
+`ZooGroup.invoke`. Nothing here imports torch at module level (`import zoo` is lazy, the formats table and
+the registry's catalog are read without it), so --help, --version, `zoo list` and shell completion answer
+before torch would have loaded; a command that needs it imports it through the zoo call it makes.
 """
 
 from __future__ import annotations
 
+import csv
 import importlib.metadata
 import json
 import sys
@@ -21,6 +24,8 @@ from typer.core import TyperGroup
 
 import zoo
 from zoo.errors import ZooError
+from zoo.formats import BACKENDS, FORMATS, TRITON_FORMATS
+from zoo.recipes import PRECISIONS
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
@@ -40,18 +45,16 @@ class ZooGroup(TyperGroup):
 
 app = typer.Typer(
     cls=ZooGroup,
-    help="A packaged model zoo of five PyTorch tutorials: train, evaluate, export and serve.",
+    help="A packaged model zoo of five PyTorch tutorials: train, predict, evaluate, export and serve.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
 
 def _print_version(value: bool) -> None:
     if value:
-        import torch
-
-        console.print(f"zoo {importlib.metadata.version('zoo')} (torch {torch.__version__})")
+        console.print(f"zoo {importlib.metadata.version('zoo')} (torch {importlib.metadata.version('torch')})")
         raise typer.Exit()
 
 
@@ -60,10 +63,44 @@ def _options(
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                           help="Print the zoo's version and exit.")] = False,
 ) -> None:
-    """A packaged model zoo of five PyTorch tutorials: train, evaluate, export and serve."""
+    """A packaged model zoo of five PyTorch tutorials: train, predict, evaluate, export and serve."""
 
-ModelArg = Annotated[str, typer.Argument(help="Model name, see `zoo list`.", show_default=False)]
-RefArg = Annotated[str, typer.Argument(help="MODEL or MODEL:VERSION (latest when no version).", show_default=False)]
+
+def complete_model(incomplete: str) -> list[str]:
+    """Registered model names (from the registry's catalog: no torch once it is cached)."""
+    try:
+        return [name for name in zoo.model_catalog() if name.startswith(incomplete)]
+    except Exception:  # a completion that fails offers nothing, never a traceback in the user's shell
+        return []
+
+
+def complete_ref(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Model names, and after `MODEL:` that model's stored versions (in --weights-dir when it came first)."""
+    if ":" not in incomplete:
+        return [f"{name}:" for name in complete_model(incomplete)] + complete_model(incomplete)
+    name = incomplete.split(":", 1)[0]
+    try:
+        versions = zoo.WeightsStore(ctx.params.get("weights_dir")).versions(name)
+    except Exception:
+        return []
+    return [ref for ref in (*(f"{name}:{v}" for v in versions), f"{name}:latest") if ref.startswith(incomplete)]
+
+
+def complete_recipe(ctx: typer.Context, incomplete: str) -> list[str]:
+    """The recipes of the model named earlier on the command line."""
+    # While completing, the positional MODEL may still sit unparsed in ctx.args.
+    model = ctx.params.get("model") or next(iter(ctx.args), "")
+    try:
+        recipes = zoo.model_catalog()[model]["recipes"]
+    except Exception:
+        return []
+    return [name for name in recipes if name.startswith(incomplete)]
+
+
+ModelArg = Annotated[str, typer.Argument(help="Model name, see `zoo list`.", show_default=False,
+                                         autocompletion=complete_model)]
+RefArg = Annotated[str, typer.Argument(help="MODEL or MODEL:VERSION (latest when no version).", show_default=False,
+                                       autocompletion=complete_ref)]
 WeightsDir = Annotated[Optional[str], typer.Option(
     help="Weights root; default $ZOO_WEIGHTS_DIR, else your user folder (~/.local/share/zoo/weights) beside the released versions.")]
 DataDir = Annotated[Optional[str], typer.Option(help="Data root holding MNIST/raw; default $ZOO_DATA_DIR, else ~/.cache/zoo/data.")]
@@ -92,7 +129,7 @@ def list_command(
     as_json: JsonFlag = False,
 ) -> None:
     """List the registered models with their recipes and trained versions."""
-    rows = [zoo.describe_model(name, weights_dir) for name in zoo.list_models()]
+    rows = [zoo.describe_model(name, weights_dir) for name in zoo.model_catalog()]
     if as_json:
         return _print_json(rows)
     table = Table(title="zoo models")
@@ -138,7 +175,8 @@ def info(model: ModelArg, weights_dir: WeightsDir = None, as_json: JsonFlag = Fa
 @app.command()
 def train(
     model: ModelArg,
-    recipe: Annotated[Optional[str], typer.Option(help="Recipe name, see `zoo info MODEL`; default: the best one.")] = None,
+    recipe: Annotated[Optional[str], typer.Option(help="Recipe name, see `zoo info MODEL`; default: the best one.",
+                                                  autocompletion=complete_recipe)] = None,
     device: Device = "auto",
     epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epochs (steps for single-batch models).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Override the learning rate.")] = None,
@@ -146,7 +184,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Override the seed.")] = None,
     # A string checked by the recipe, not an Enum: a bad value gets the zoo's one-line error, like --set's.
     precision: Annotated[Optional[str], typer.Option(
-        help=f"Override the training arithmetic: {', '.join(zoo.PRECISIONS)} (fp16 on CUDA only); weights stay float32.",
+        help=f"Override the training arithmetic: {', '.join(PRECISIONS)} (fp16 on CUDA only); weights stay float32.",
         show_default=False)] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any recipe key: --set key=value (repeatable).")] = None,
     data_dir: DataDir = None,
@@ -157,6 +195,12 @@ def train(
     node_rank: Annotated[int, typer.Option(min=0, help="This machine's rank, 0 to nnodes-1 (rank 0 publishes the version).")] = 0,
     master_addr: Annotated[Optional[str], typer.Option(help="Address of node 0, where the ranks meet (several machines).")] = None,
     master_port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="Port on node 0 where the ranks meet.")] = None,
+    from_: Annotated[Optional[str], typer.Option("--from", help="Fine-tune: start from this stored version's weights "
+                                                 "(MODEL:VERSION of the same model).", autocompletion=complete_ref,
+                                                 show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the same command's killed or crashed run from "
+                                         "its last checkpoint (same weights, bit for bit on CPU).")] = False,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Write a resumable checkpoint every N epochs.")] = 1,
 ) -> None:
     """Train a model and store the result as a new weights version (on several processes with --nproc-per-node)."""
     overrides: dict[str, Any] = zoo.parse_assignments(set_ or [])
@@ -170,17 +214,24 @@ def train(
                                           f"{world.rank} of one (WORLD_SIZE is set); drop them")
         # The caller's mistakes are refused here, before any process starts; each rank runs this command without them.
         zoo.check_training(model, recipe, overrides, device, topology.world_size)
-        rank_args = ["train", model, "--device", device, *(f"--set={key}={value}" for key, value in overrides.items())]
-        for flag, value in (("--recipe", recipe), ("--data-dir", data_dir), ("--weights-dir", weights_dir)):
+        rank_args = ["train", model, "--device", device, *(f"--set={key}={value}" for key, value in overrides.items()),
+                     f"--checkpoint-every={checkpoint_every}", *(["--resume"] if resume else [])]
+        for flag, value in (("--recipe", recipe), ("--data-dir", data_dir), ("--weights-dir", weights_dir),
+                            ("--from", from_)):
             rank_args += [flag, value] if value is not None else []
         return zoo.launch(topology, "zoo.cli.main", rank_args + (["--json"] if as_json else []))
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.4g}"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=errors, transient=True, disable=as_json or not world.is_main) as bar:
         task = bar.add_task(f"train {model}", total=None, loss=float("nan"))
+        def resumed(epoch: int, epochs: int) -> None:
+            if world.is_main:
+                errors.print(f"resuming {escape(model)} from its checkpoint after epoch {epoch} of {epochs}")
+
         result = zoo.train(
             model, recipe, overrides, device=device, data_dir=data_dir, weights_dir=weights_dir,
             on_progress=lambda p: bar.update(task, completed=p.step, total=p.total, loss=p.loss),
+            parent=from_, resume=resume, checkpoint_every=checkpoint_every, on_resume=resumed,
         )
     if result.rank != 0:
         return None
@@ -194,6 +245,11 @@ def train(
     console.print(f"[bold green]{model}[/] version {result.version} ({manifest['recipe']['name']} recipe, "
                   f"{manifest['device']}{f' x {processes} processes' if processes > 1 else ''}, {manifest['precision']}, "
                   f"{manifest['training_seconds']:.1f} s) -> {result.path}")
+    if "parent" in manifest:
+        parent = manifest["parent"]
+        console.print(f"fine-tuned from {parent['ref']} (weights sha256 {parent['sha256'][:12]})")
+    if result.resumed_from is not None:
+        console.print(f"resumed from the checkpoint after epoch {result.resumed_from}")
     table = Table("metric", "value")
     for key, value in result.metrics.items():
         table.add_row(key, _fmt(value))
@@ -201,8 +257,8 @@ def train(
 
 
 # Choices come from zoo's one table of formats, so a new format is a new choice here too.
-Backend = Enum("Backend", {name: name for name in zoo.BACKENDS}, type=str)
-Format = Enum("Format", {**{name: name for name in zoo.FORMATS}, "all": "all"}, type=str)
+Backend = Enum("Backend", {name: name for name in BACKENDS}, type=str)
+Format = Enum("Format", {**{name: name for name in FORMATS}, "all": "all"}, type=str)
 
 
 @app.command()
@@ -227,7 +283,7 @@ def evaluate(
 @app.command()
 def export(
     ref: RefArg,
-    format_: Annotated[list[Format], typer.Option("--format", "-f", help=f"Artifact to write (repeatable): {', '.join(zoo.FORMATS)} or all (every lossless one).")] = [Format["onnx"]],  # noqa: B006 (Typer reads it, never mutates it)
+    format_: Annotated[list[Format], typer.Option("--format", "-f", help=f"Artifact to write (repeatable): {', '.join(FORMATS)} or all (every lossless one).")] = [Format["onnx"]],  # noqa: B006 (Typer reads it, never mutates it)
     opset: Annotated[Optional[int], typer.Option(help="ONNX opset; default: the exporter's own.")] = None,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare each artifact with PyTorch eager before keeping it.")] = True,
     weights_dir: WeightsDir = None,
@@ -260,7 +316,7 @@ def _task_score(check: Optional[dict]) -> str:
     return f"rel. error {check['relative_error']:.2g}"
 
 
-ServeBackend = Enum("ServeBackend", {"auto": "auto", **{name: name for name in zoo.BACKENDS}}, type=str)
+ServeBackend = Enum("ServeBackend", {"auto": "auto", **{name: name for name in BACKENDS}}, type=str)
 AccessLog = Enum("AccessLog", {"text": "text", "json": "json"}, type=str)
 
 
@@ -297,14 +353,87 @@ def serve(
         max_queue=max_queue, max_in_flight=max_in_flight)
 
 
-TritonFormat = Enum("TritonFormat", {name: name for name in zoo.TRITON_FORMATS}, type=str)
+# More inputs than this show a progress bar (on stderr) while they are read and answered.
+PROGRESS_AFTER = 48
+
+
+@app.command()
+def predict(
+    ref: RefArg,
+    inputs: Annotated[list[str], typer.Argument(
+        help="PNG/JPEG files, folders (searched recursively), globs, .npy or .json files, - for standard input; "
+             "numbers for value models (1,2,3 for one item of three features; put -- before negative ones).",
+        show_default=False)],
+    backend: Annotated[ServeBackend, typer.Option(
+        help="auto: ONNX Runtime when the version has an ONNX export, else PyTorch; or one backend.")
+    ] = ServeBackend["auto"],
+    top_k: Annotated[int, typer.Option(min=1, help="Show the K most probable classes of each input.")] = 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Inputs answered per batch.")] = 256,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input, one per line.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header line instead of a table.")] = False,
+    device: Annotated[str, typer.Option(help="Device of the torch backend: cpu, cuda or cuda:N.")] = "cpu",
+    weights_dir: WeightsDir = None,
+) -> None:
+    """Answer a stored version on your own files or numbers: digit and probability per picture, or the output value.
+
+    An input that cannot be read is reported on its own line and the others go on; the exit code is then 1.
+    """
+    if as_json and as_csv:
+        raise zoo.InvalidSettingError("expected one of --json and --csv, got both")
+    run = zoo.predict(ref, inputs, backend=backend.value, weights_dir=weights_dir, device=device,
+                      batch_size=batch_size, stdin=sys.stdin.buffer)
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), console=errors, transient=True, disable=len(run.sources) <= PROGRESS_AFTER)
+    with bar:
+        task = bar.add_task(f"predict {run.runtime.name}:{run.runtime.version}", total=len(run.sources))
+        run.on_input = lambda done: bar.update(task, completed=done)
+        failed = _print_predictions(run, top_k, "json" if as_json else "csv" if as_csv else "table", errors)
+    if failed:
+        errors.print(f"[bold red]error:[/] {failed} input(s) could not be read (each is named above)", soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _print_predictions(run: Any, top_k: int, style: str, report: Console) -> int:
+    """Write each prediction as it comes (json, csv) or as one table at the end; returns how many inputs failed."""
+    spec, failed = run.spec, 0
+    classes = spec.interface.categories
+    columns = ["input", "answer", *(["probability"] if classes else []), *(["top_k"] if classes and top_k > 1 else [])]
+    table = Table(*columns, title=f"{run.runtime.name} version {run.runtime.version} ({run.runtime.backend})")
+    writer = csv.writer(sys.stdout, lineterminator="\n") if style == "csv" else None
+    if writer is not None:
+        writer.writerow(columns)
+    for prediction in run:
+        if style == "json":
+            sys.stdout.write(json.dumps(prediction.to_dict(spec, top_k)) + "\n")
+            failed += not prediction.ok
+            continue
+        if not prediction.ok:
+            failed += 1
+            report.print(f"[bold red]error:[/] {escape(prediction.input)}: {escape(prediction.error)}", soft_wrap=True)
+            continue
+        answer = classes[prediction.answer] if classes else _fmt(prediction.answer)
+        cells = [prediction.input, answer]
+        if classes:
+            cells.append(f"{prediction.probability:.4f}")
+            if top_k > 1:
+                cells.append(" ".join(f"{classes[c]}:{p:.4f}" for c, p in prediction.top(top_k)))
+        if writer is not None:
+            writer.writerow(cells)
+        else:
+            table.add_row(*map(escape, map(str, cells)))
+    if style == "table" and table.row_count:
+        console.print(table)
+    return failed
+
+
+TritonFormat = Enum("TritonFormat", {name: name for name in TRITON_FORMATS}, type=str)
 
 
 @app.command("triton-repo")
 def triton_repo(
     directory: Annotated[str, typer.Argument(help="New or empty folder for the repository.", show_default=False)],
     refs: Annotated[Optional[list[str]], typer.Argument(help="MODEL or MODEL:VERSION (latest when no version); default: every exported version.", show_default=False)] = None,
-    format_: Annotated[list[TritonFormat], typer.Option("--format", "-f", help=f"Format(s) to include, each in its own folder: {', '.join(zoo.TRITON_FORMATS)}.")] = [TritonFormat["onnx"]],  # noqa: B006 (Typer reads it, never mutates it)
+    format_: Annotated[list[TritonFormat], typer.Option("--format", "-f", help=f"Format(s) to include, each in its own folder: {', '.join(TRITON_FORMATS)}.")] = [TritonFormat["onnx"]],  # noqa: B006 (Typer reads it, never mutates it)
     max_batch_size: Annotated[int, typer.Option(min=1, help="Triton's max_batch_size for every model.")] = 256,
     weights_dir: WeightsDir = None,
     as_json: JsonFlag = False,

@@ -1,60 +1,60 @@
-"""zoo: the networks of five PyTorch tutorials, registered, trainable, versioned and exportable."""
+"""zoo: the networks of five PyTorch tutorials, registered, trainable, versioned and exportable.
 
-from zoo.cards import draw_card, stored_card
-from zoo.catalog import describe_model
-from zoo.comparison import compare
-from zoo.devices import resolve_device
-from zoo.distributed import Topology, World, launch
-from zoo.errors import (
-    ComparisonError,
-    DataNotFoundError,
-    DeviceUnavailableError,
-    DistributedRunError,
-    DrawingError,
-    ExportError,
-    IntegrityError,
-    InvalidInputError,
-    InvalidOverrideError,
-    InvalidSettingError,
-    MissingArtifactError,
-    MissingCardError,
-    NotDataParallelError,
-    NotExportableError,
-    ReadOnlyVersionError,
-    StorageError,
-    UnknownModelError,
-    UnknownRecipeError,
-    UnknownVersionError,
-    VerificationError,
-    ZooError,
-)
-from zoo.evaluation import evaluate
-from zoo.preprocessing import preprocess
-from zoo.exporter import export
-from zoo.formats import BACKENDS, FORMATS, LOSSLESS_FORMATS, TRITON_FORMATS
-from zoo.imaging import image_to_batch, picture_to_batch, pixels_to_batch
-from zoo.inference import classify_digits, predict_values
-from zoo.loading import LoadedModel, load_model, load_version
-from zoo.loops import Progress
-from zoo.recipes import PRECISIONS, Recipe, parse_assignments
-from zoo.registry import get_model, list_models, register_model
-from zoo.runtimes import Runtime, open_runtime
-from zoo.spec import InputForm, Interface, Minimise, ModelSpec, Supervised, TensorSpec
-from zoo.store import WeightsStore, parse_ref
-from zoo.training import TrainResult, check_training, train
-from zoo.triton import write_triton_repository
+Every public name is imported on first use (PEP 562), so `import zoo` costs no torch: a command line that
+only lists models or completes a word answers before torch would have loaded. `from zoo import X` works as
+ever; the architectures register the first time the registry is read (zoo.registry).
+"""
 
-__all__ = [
-    "DataNotFoundError", "DeviceUnavailableError", "DistributedRunError", "ExportError", "IntegrityError", "InvalidInputError",
-    "InvalidOverrideError", "InvalidSettingError", "MissingArtifactError", "NotDataParallelError", "NotExportableError", "ReadOnlyVersionError", "StorageError", "UnknownModelError",
-    "UnknownRecipeError", "UnknownVersionError", "VerificationError", "ZooError", "ComparisonError", "DrawingError",
-    "MissingCardError", "draw_card", "stored_card", "compare",
-    "describe_model", "LoadedModel", "evaluate", "load_model", "load_version", "Recipe", "PRECISIONS", "parse_assignments", "get_model", "list_models",
-    "register_model", "ModelSpec", "TensorSpec", "Interface", "InputForm", "Supervised", "Minimise", "WeightsStore",
-    "parse_ref", "Progress", "TrainResult", "resolve_device", "train", "export", "open_runtime", "Runtime", "BACKENDS",
-    "FORMATS", "preprocess", "image_to_batch", "picture_to_batch", "pixels_to_batch", "classify_digits", "predict_values",
-    "World", "Topology", "launch", "check_training", "write_triton_repository", "TRITON_FORMATS", "LOSSLESS_FORMATS",
-]
+from __future__ import annotations
 
-# Last, so that model files, the zoo's own and plugins alike, can `from zoo import ...` every name above.
-from zoo import models as _models  # noqa: E402, F401  (registers every architecture)
+import importlib
+import importlib.util
+from typing import Any
+
+# Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("draw_card", "stored_card"), "zoo.cards"),
+    "describe_model": "zoo.catalog",
+    "compare": "zoo.comparison",
+    "resolve_device": "zoo.devices",
+    **dict.fromkeys(("Topology", "World", "launch"), "zoo.distributed"),
+    **dict.fromkeys((
+        "ComparisonError", "DataNotFoundError", "DeviceUnavailableError", "DistributedRunError", "DrawingError",
+        "ExportError", "IntegrityError", "InvalidInputError", "InvalidOverrideError", "InvalidSettingError",
+        "MissingArtifactError", "MissingCardError", "NotDataParallelError", "NotExportableError",
+        "ReadOnlyVersionError", "StorageError", "UnknownModelError", "UnknownRecipeError", "UnknownVersionError",
+        "VerificationError", "ZooError"), "zoo.errors"),
+    "evaluate": "zoo.evaluation",
+    "preprocess": "zoo.preprocessing",
+    "export": "zoo.exporter",
+    **dict.fromkeys(("BACKENDS", "FORMATS", "LOSSLESS_FORMATS", "TRITON_FORMATS"), "zoo.formats"),
+    **dict.fromkeys(("image_to_batch", "picture_to_batch", "pixels_to_batch"), "zoo.imaging"),
+    **dict.fromkeys(("classify_digits", "predict_values"), "zoo.inference"),
+    **dict.fromkeys(("LoadedModel", "load_model", "load_version"), "zoo.loading"),
+    "Progress": "zoo.loops",
+    **dict.fromkeys(("Prediction", "PredictionRun", "predict", "gather_inputs"), "zoo.prediction"),
+    **dict.fromkeys(("PRECISIONS", "Recipe", "parse_assignments"), "zoo.recipes"),
+    **dict.fromkeys(("get_model", "list_models", "register_model", "model_catalog"), "zoo.registry"),
+    **dict.fromkeys(("Runtime", "open_runtime"), "zoo.runtimes"),
+    **dict.fromkeys(("InputForm", "Interface", "Minimise", "ModelSpec", "Supervised", "TensorSpec"), "zoo.spec"),
+    **dict.fromkeys(("WeightsStore", "parse_ref"), "zoo.store"),
+    **dict.fromkeys(("TrainResult", "check_training", "train"), "zoo.training"),
+    "write_triton_repository": "zoo.triton",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        if importlib.util.find_spec(f"zoo.{name}") is not None:  # a submodule, e.g. zoo.registry
+            return importlib.import_module(f"zoo.{name}")
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -259,6 +259,8 @@ def _recipe(drawing: Drawing) -> str:
         f"- trained on {manifest.get('device', '?')} with torch {manifest.get('torch', '?')} in "
         f"{manifest.get('training_seconds', float('nan')):.1f} s, {manifest.get('created', '?')}",
         f"- weights: `{manifest['weights']['file']}`, sha256 `{manifest['weights']['sha256']}`",
+        *([f"- fine-tuned from `{manifest['parent']['ref']}` (its weights' sha256 `{manifest['parent']['sha256']}`), "
+           "not from a fresh initialisation"] if "parent" in manifest else []),
     ])
 
 

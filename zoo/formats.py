@@ -12,16 +12,18 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
-
-import numpy as np
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from zoo.errors import VerificationError
-from zoo.spec import Interface
 
-NumpyPredict = Callable[[np.ndarray], np.ndarray]
+if TYPE_CHECKING:  # the table is read by the command line's --help and completion, which must not load torch
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from zoo.spec import Interface
+
+NumpyPredict = Callable[["np.ndarray"], "np.ndarray"]
 # A batch of 1 would let the exporters specialise the batch dimension to 1, so they trace a batch of 2.
 EXAMPLE_BATCH = 2
 # From this batch size on, a thread per core pays for waking its pool (measured: benchmarks/README.md).
@@ -38,8 +40,13 @@ def quiet_torchscript() -> Iterator[None]:
         yield
 
 
-def torch_predict(module: Callable[[torch.Tensor], torch.Tensor], device: torch.device = torch.device("cpu")) -> NumpyPredict:
-    """A predictor over a torch callable: numpy in, numpy out, under inference_mode."""
+def torch_predict(module: Callable[[torch.Tensor], torch.Tensor],
+                  device: Optional[torch.device] = None) -> NumpyPredict:
+    """A predictor over a torch callable (on `device`, default CPU): numpy in, numpy out, under inference_mode."""
+    import torch
+
+    device = device or torch.device("cpu")
+
     def predict(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return module(torch.from_numpy(x).to(device)).cpu().numpy()
@@ -54,10 +61,14 @@ def _write(path: Path, buffer: io.BytesIO) -> None:
 
 
 def _example(interface: Interface) -> tuple[torch.Tensor]:
+    import torch
+
     return (torch.rand(EXAMPLE_BATCH, *interface.input.features),)
 
 
 def _dynamic_batch() -> tuple[dict[int, Any]]:
+    import torch
+
     return ({0: torch.export.Dim("N", min=1)},)
 
 
@@ -67,6 +78,7 @@ def _dynamic_batch() -> tuple[dict[int, Any]]:
 def export_onnx(model: nn.Module, interface: Interface, path: Path, opset: Optional[int]) -> dict[str, Any]:
     """torch.onnx.export through the dynamo exporter, as one self-contained file, then onnx.checker in full."""
     import onnx
+    import torch
 
     # The exporter reports progress and diagnostics on stdout/stderr; a CLI run should show none of it.
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -126,6 +138,8 @@ def load_onnx(path: Path, threads: Optional[int] = None) -> NumpyPredict:
 
 def export_torchscript(model: nn.Module, interface: Interface, path: Path, opset: Optional[int]) -> dict[str, Any]:
     """torch.jit.trace (the models have no data-dependent control flow) and torch.jit.save."""
+    import torch
+
     with quiet_torchscript():
         traced = torch.jit.trace(model, _example(interface))
         buffer = io.BytesIO()
@@ -137,6 +151,8 @@ def export_torchscript(model: nn.Module, interface: Interface, path: Path, opset
 
 def load_torchscript(path: Path, threads: Optional[int] = None) -> NumpyPredict:
     """A predictor over a saved TorchScript module (thread-safe: a scripted module's forward holds no state)."""
+    import torch
+
     with quiet_torchscript():
         module = torch.jit.load(str(path), map_location="cpu")
     return torch_predict(module.eval())
@@ -147,6 +163,8 @@ def load_torchscript(path: Path, threads: Optional[int] = None) -> NumpyPredict:
 
 def export_pt2(model: nn.Module, interface: Interface, path: Path, opset: Optional[int]) -> dict[str, Any]:
     """torch.export.export with a dynamic batch, saved by torch.export.save."""
+    import torch
+
     program = torch.export.export(model, _example(interface), dynamic_shapes=_dynamic_batch())
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
@@ -156,6 +174,8 @@ def export_pt2(model: nn.Module, interface: Interface, path: Path, opset: Option
 
 def load_pt2(path: Path, threads: Optional[int] = None) -> NumpyPredict:
     """A predictor over a saved torch.export ExportedProgram."""
+    import torch
+
     return torch_predict(torch.export.load(str(path)).module())
 
 

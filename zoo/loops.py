@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import math
+import os
+import random
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Iterable, Optional
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional
 
+import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from zoo.data import Splits
 from zoo.distributed import all_ranks_mean, current_world, data_parallel
-from zoo.errors import InvalidOverrideError
+from zoo.errors import InvalidOverrideError, StorageError
 from zoo.recipes import Recipe
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -72,6 +79,121 @@ class MixedPrecision:
         self.scaler.update()
 
 
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where a run keeps its resumable state, how often it writes it (in epochs), and the state it resumes from.
+
+    A checkpoint holds the module, optimizer, schedule, gradient scaler, every random generator (torch's CPU and
+    CUDA ones, numpy's, Python's, the loop's shuffling generator: of every rank) and the epoch, so a run resumed
+    from it takes the same steps as one never stopped. Only `writer` (rank 0) writes; every rank reads.
+    """
+
+    path: Path
+    model: str  # the model's name, for messages
+    every: int = 1
+    resume_from: Optional[dict[str, Any]] = None
+    writer: bool = True
+
+    def due(self, epoch: int, epochs: int) -> bool:
+        return epoch % self.every == 0 or epoch == epochs
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Write `state` beside the checkpoint and rename it over, so a kill never leaves half of one. The run
+        folder appears with the first checkpoint: a run that fails before it leaves nothing behind."""
+        temp = self.path.with_name(f".{self.path.name}.tmp")
+        buffer = io.BytesIO()
+        torch.save(state, buffer)  # into memory: torch's own file writer aborts the process on a full disk
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temp.write_bytes(buffer.getbuffer())
+            os.replace(temp, self.path)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
+            raise StorageError(f"could not write a new version of {self.model} in {self.path} (its checkpoint): "
+                               f"{error.strerror or error}") from None
+
+
+_CHECKPOINTING: ContextVar[Optional[Checkpointing]] = ContextVar("zoo_checkpointing", default=None)
+
+
+@contextlib.contextmanager
+def checkpointing(run: Optional[Checkpointing]) -> Iterator[None]:
+    """Have the loops started in this block write (and resume from) `run`'s checkpoints."""
+    token = _CHECKPOINTING.set(run)
+    try:
+        yield
+    finally:
+        _CHECKPOINTING.reset(token)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint read back with torch's weights-only unpickler: tensors and plain values, never code."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def rng_state(shuffle: Optional[torch.Generator]) -> dict[str, Any]:
+    """Every random generator of this process, as tensors and plain values."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), position, has_gauss, gauss],
+             "python": random.getstate(), "shuffle": shuffle.get_state() if shuffle is not None else None}
+    if torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], shuffle: Optional[torch.Generator]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
+    random.setstate(state["python"])
+    if shuffle is not None and state["shuffle"] is not None:
+        shuffle.set_state(state["shuffle"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def gather_from_ranks(value: Any) -> list[Any]:
+    """`value` of every rank, by rank, on every rank (a one-item list for a single process)."""
+    if current_world().size <= 1:
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def _checkpoint(run: Checkpointing, epoch: int, step: int, history: list[float], model: nn.Module,
+                optimizer: torch.optim.Optimizer, schedule: Any, precision: "MixedPrecision",
+                shuffle: Optional[torch.Generator]) -> None:
+    """Every rank's generators to rank 0, which writes the whole state."""
+    rngs = gather_from_ranks(rng_state(shuffle))
+    if not run.writer:
+        return
+    run.save({
+        "epoch": epoch, "step": step, "history": list(history), "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict() if schedule is not None else None,
+        "scaler": precision.scaler.state_dict() if precision.scaler is not None else None, "rng": rngs,
+    })
+
+
+def _restore(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any,
+             precision: "MixedPrecision", shuffle: Optional[torch.Generator]) -> tuple[int, int, list[float]]:
+    """Put a checkpoint's state back; returns the epoch it was taken after, the step and the loss history."""
+    world = current_world()
+    rngs = state["rng"]
+    if len(rngs) != world.size:
+        raise InvalidOverrideError(f"the checkpoint was written by a run of {len(rngs)} processes, this one has "
+                                   f"{world.size}; resume it with as many")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if schedule is not None:
+        schedule.load_state_dict(state["schedule"])
+    if precision.scaler is not None and state["scaler"] is not None:
+        precision.scaler.load_state_dict(state["scaler"])
+    set_rng_state(rngs[world.rank], shuffle)
+    return state["epoch"], state["step"], list(state["history"])
+
+
 def make_optimizer(recipe: Recipe, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     """The optimizer the recipe names, with its learning rate and weight decay.
 
@@ -107,6 +229,7 @@ def fit(
     ("mean" or "sum" over the batch) says how to weigh a shard so the step equals the single-process one.
     """
     world = current_world()
+    run, module = _CHECKPOINTING.get(), model
     model = data_parallel(model)
     x, y = splits.train_x, splits.train_y
     n = len(x)
@@ -118,8 +241,10 @@ def fit(
     shuffle = torch.Generator().manual_seed(recipe.seed)
     report_every = max(1, total // 200)
     history: list[float] = []
-    step = 0
-    for epoch in range(1, recipe.epochs + 1):
+    step, done = 0, 0
+    if run is not None and run.resume_from is not None:
+        done, step, history = _restore(run.resume_from, module, optimizer, schedule, precision, shuffle)
+    for epoch in range(done + 1, recipe.epochs + 1):
         model.train()
         order = torch.randperm(n, generator=shuffle).to(x.device) if batches > 1 else None
         if order is None and world.size > 1:
@@ -147,6 +272,8 @@ def fit(
             if on_progress is not None and (step % report_every == 0 or step == total):
                 on_progress(Progress(step, total, epoch, loss.item()))
         history.append((all_ranks_mean(epoch_loss) / batches).item())
+        if run is not None and run.due(epoch, recipe.epochs):
+            _checkpoint(run, epoch, step, history, module, optimizer, schedule, precision, shuffle)
     return history
 
 
@@ -159,7 +286,11 @@ def minimise(model: nn.Module, recipe: Recipe, on_progress: Optional[ProgressCal
     # Losses stay on the device until the end; only progress reports wait for it (on CUDA, no sync per step).
     history = torch.empty(recipe.epochs, dtype=torch.float64, device=device)
     report_every = max(1, recipe.epochs // 200)
-    for step in range(1, recipe.epochs + 1):
+    run, done = _CHECKPOINTING.get(), 0
+    if run is not None and run.resume_from is not None:
+        done, _, previous = _restore(run.resume_from, model, optimizer, schedule, precision, None)
+        history[:done] = torch.tensor(previous, dtype=torch.float64)
+    for step in range(done + 1, recipe.epochs + 1):
         with precision.autocast():
             loss = model().sum()
         optimizer.zero_grad()
@@ -169,4 +300,6 @@ def minimise(model: nn.Module, recipe: Recipe, on_progress: Optional[ProgressCal
         history[step - 1] = loss.detach()
         if on_progress is not None and (step % report_every == 0 or step == recipe.epochs):
             on_progress(Progress(step, recipe.epochs, step, loss.item()))
+        if run is not None and run.due(step, recipe.epochs):
+            _checkpoint(run, step, step, history[:step].tolist(), model, optimizer, schedule, precision, None)
     return history.tolist()

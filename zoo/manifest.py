@@ -68,6 +68,14 @@ class CardRecord(TypedDict):
     drawing_seconds: float
 
 
+class ParentRecord(TypedDict):
+    """The version a fine-tuned version started from: its reference, its weights' sha256 and its recipe's name."""
+
+    ref: str
+    sha256: str
+    recipe: Optional[str]
+
+
 class Manifest(TypedDict, total=False):
     """A version's manifest; `model`, `version` and `weights` are always there, the rest once trained."""
 
@@ -90,6 +98,7 @@ class Manifest(TypedDict, total=False):
     artifacts: dict[str, ArtifactRecord]
     weights: WeightsRecord
     card: CardRecord
+    parent: ParentRecord  # only in a fine-tuned version
 
 
 # Keys whose value must have this type when present; the first three must be present.

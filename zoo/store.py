@@ -15,20 +15,35 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import platformdirs
-import torch
 from filelock import FileLock
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from zoo.errors import IntegrityError, ReadOnlyVersionError, StorageError, UnknownVersionError, ZooError
 from zoo.files import publish_mode
 from zoo.manifest import MANIFEST_FILE, Manifest, read_manifest, stage_manifest, write_manifest
 
+if TYPE_CHECKING:  # torch is imported where tensors are read or written, so listing versions never loads it
+    import torch
+
 WEIGHTS_FILE = "model.safetensors"
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[^:]*))?$")
+
+
+def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: Optional[dict[str, str]] = None) -> None:
+    """safetensors' writer, imported when a version is written (it imports torch)."""
+    from safetensors.torch import save_file as write
+
+    write(tensors, filename, metadata=metadata)
+
+
+def load_file(filename: str, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """safetensors' reader, imported when a version's tensors are read (it imports torch)."""
+    from safetensors.torch import load_file as read
+
+    return read(filename, device=device)
 
 
 def released_weights_dir() -> Path:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import torch
 from torch import nn
@@ -17,14 +20,19 @@ from zoo.cards import publish_card
 from zoo.data import DataContext, resolve_data_dir
 from zoo.devices import resolve_device
 from zoo.distributed import World, all_ranks_reached, from_main_rank, process_group, rank_device, record_failure
-from zoo.errors import DeviceUnavailableError, NotDataParallelError
+from zoo.errors import DeviceUnavailableError, IntegrityError, InvalidSettingError, NotDataParallelError, ZooError
 from zoo.figures import Drawing
-from zoo.loops import ProgressCallback, check_precision
-from zoo.manifest import Manifest, sampled_steps
+from zoo.loops import Checkpointing, ProgressCallback, check_precision, checkpointing, load_checkpoint
+from zoo.manifest import Manifest, ParentRecord, sampled_steps
 from zoo.recipes import Recipe
 from zoo.registry import get_model
 from zoo.spec import ModelSpec
-from zoo.store import WeightsStore
+from zoo.store import WeightsStore, parse_ref
+
+# A run's folder while it trains: ROOT/MODEL/.run-KEY/checkpoint.pt, KEY a hash of everything that decides its
+# steps, so the same command finds it again to resume. Removed once the version is published.
+RUN_PREFIX = ".run-"
+CHECKPOINT_FILE = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class TrainResult:
     rank: int = 0  # the process that returned it; only rank 0 reports
     # The card's figures (or the card itself) that could not be drawn; the version is published without them.
     card_failures: tuple[str, ...] = ()
+    resumed_from: Optional[int] = None  # the epoch whose checkpoint the run resumed from
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -104,23 +113,57 @@ def train(
     data_dir: Optional[str] = None,
     weights_dir: Optional[str] = None,
     on_progress: Optional[ProgressCallback] = None,
+    parent: Optional[str] = None,
+    resume: bool = False,
+    checkpoint_every: int = 1,
+    on_resume: Optional[Callable[[int, int], None]] = None,
 ) -> TrainResult:
     """Train `name` with a recipe and overrides, evaluate it on held-out data, and store a new version.
+
+    `parent` (MODEL[:VERSION] of the same model) fine-tunes: training starts from that version's weights.
+    Every `checkpoint_every` epochs the run writes a checkpoint in its run folder; `resume` continues the
+    same run (same model, recipe, overrides, data, parent, device and world size) from its last checkpoint,
+    calling `on_resume(epoch, epochs)` first, and ends with the weights an unstopped run would have.
 
     Started as one rank of a distributed run (RANK, WORLD_SIZE, LOCAL_RANK in the environment, see
     zoo.distributed), it trains its shard under DDP; rank 0 evaluates and publishes once every rank is done.
     """
     world = World.from_env()
     try:
-        return _train(world, name, recipe, overrides, device, data_dir, weights_dir, on_progress)
+        return _train(world, name, recipe, overrides, device, data_dir, weights_dir, on_progress, parent, resume,
+                      checkpoint_every, on_resume)
     except BaseException as error:
         record_failure(error)
         raise
 
 
+def parent_weights(name: str, parent: str, store: WeightsStore, device: torch.device,
+                   ) -> tuple[ParentRecord, dict[str, torch.Tensor]]:
+    """The stored version a fine-tuning run starts from: its manifest record and its (sha256-checked) tensors."""
+    parent_name, version = parse_ref(parent)
+    if parent_name != name:
+        raise InvalidSettingError(f"cannot fine-tune {name} from {parent!r}: expected a version of {name} "
+                                  f"(parent={name}:VERSION), got one of {parent_name}")
+    stored = store.load(name, version, device=device)
+    return {"ref": f"{name}:{stored.version}", "sha256": stored.manifest["weights"]["sha256"],
+            "recipe": stored.manifest.get("recipe", {}).get("name")}, stored.state_dict
+
+
+def run_folder(store: WeightsStore, name: str, recipe_name: str, chosen: Recipe, data_dir: Path, device: torch.device,
+               world_size: int, parent: Optional[ParentRecord]) -> Path:
+    """The folder of the run these settings make, the same for the same command: ROOT/MODEL/.run-KEY."""
+    settings = {"model": name, "recipe": recipe_name, "params": chosen.to_dict(), "data": str(data_dir.resolve()),
+                "device": device.type, "world_size": world_size, "parent": parent}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return store.root / name / f"{RUN_PREFIX}{key}"
+
+
 def _train(world: World, name: str, recipe: Optional[str], overrides: Optional[Mapping[str, Any]], device: str,
-           data_dir: Optional[str], weights_dir: Optional[str], on_progress: Optional[ProgressCallback]) -> TrainResult:
-    import torchvision
+           data_dir: Optional[str], weights_dir: Optional[str], on_progress: Optional[ProgressCallback],
+           parent: Optional[str], resume: bool, checkpoint_every: int,
+           on_resume: Optional[Callable[[int, int], None]]) -> TrainResult:
+    if checkpoint_every < 1:
+        raise InvalidSettingError(f"expected checkpoint_every of at least 1 epoch, got {checkpoint_every}")
 
     spec, chosen, torch_device = check_training(name, recipe, overrides, device, world.size)
     recipe_name = recipe or spec.default_recipe
@@ -129,11 +172,51 @@ def _train(world: World, name: str, recipe: Optional[str], overrides: Optional[M
         raise DeviceUnavailableError(f"local rank {world.local_rank} needs {torch_device} but this machine has "
                                      f"{torch.cuda.device_count()} CUDA device(s); start fewer processes per node")
     store = WeightsStore(weights_dir)
+    parent_record, parent_state = parent_weights(name, parent, store, torch_device) if parent else (None, None)
+    context = DataContext(resolve_data_dir(data_dir), torch_device)
+    folder = run_folder(store, name, recipe_name, chosen, context.data_dir, torch_device, world.size, parent_record)
+    checkpoint = folder / CHECKPOINT_FILE
+    state = None
+    if resume:
+        if not checkpoint.is_file():
+            raise InvalidSettingError(f"nothing to resume: no checkpoint of a {name} run with these settings in "
+                                      f"{folder}; train without resume to start one")
+        try:
+            state = load_checkpoint(checkpoint)
+        except Exception as error:  # torch raises many kinds for a damaged file
+            raise IntegrityError(f"{checkpoint} cannot be read ({str(error).splitlines()[0][:200]}); remove "
+                                 f"{folder} and train without resume") from None
+        if world.is_main and on_resume is not None:
+            on_resume(state["epoch"], chosen.epochs)
+    elif world.is_main:
+        shutil.rmtree(folder, ignore_errors=True)  # an earlier run's checkpoint is not this run's to continue
+    run = Checkpointing(checkpoint, name, checkpoint_every, state, writer=world.is_main)
+    try:
+        return _run(world, spec, name, recipe_name, chosen, torch_device, store, context, run, parent_record,
+                    parent_state, on_progress)
+    except ZooError:
+        # A failure the zoo diagnosed (its message says what to fix) leaves nothing behind, as a failed version does;
+        # a run killed, interrupted or crashed keeps its folder, to be resumed.
+        if world.is_main:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _run(world: World, spec: ModelSpec, name: str, recipe_name: str, chosen: Recipe, torch_device: torch.device,
+         store: WeightsStore, context: DataContext, run: Checkpointing, parent_record: Optional[ParentRecord],
+         parent_state: Optional[dict[str, torch.Tensor]], on_progress: Optional[ProgressCallback]) -> TrainResult:
+    import torchvision
+
     with process_group(world, torch_device) as backend:
         model = build(spec, chosen, torch_device)
+        if parent_state is not None:
+            try:
+                model.load_state_dict(parent_state, strict=True)
+            except RuntimeError as error:
+                raise InvalidSettingError(f"the weights of {parent_record['ref']} do not fit {name} built with this "
+                                          f"recipe: {str(error).splitlines()[0]}") from None
         started = time.perf_counter()
-        context = DataContext(resolve_data_dir(data_dir), torch_device)
-        with reproducible(torch_device):
+        with reproducible(torch_device), checkpointing(run):
             trained = spec.objective.train(model, chosen, context, on_progress)
         seconds = time.perf_counter() - started
         all_ranks_reached()  # a rank that died stops the run here, before anything is published
@@ -159,12 +242,16 @@ def _train(world: World, name: str, recipe: Optional[str], overrides: Optional[M
                 "training_seconds": round(seconds, 3),
                 "artifacts": {},
             }
+            if parent_record is not None:
+                manifest["parent"] = parent_record
 
             def add_card(staging: Path, record: Manifest) -> None:
                 record["card"] = publish_card(staging, Drawing(spec, chosen, record, model, context))
 
             version = store.save(name, model.state_dict(), manifest, before_publish=add_card)
+            shutil.rmtree(run.path.parent, ignore_errors=True)  # published: nothing left to resume
             published = (version, metrics, store.manifest(name, version), store.version_dir(name, version))
         version, metrics, manifest, path = from_main_rank(published)
     return TrainResult(name, version, metrics, manifest, path, world.rank,
-                       tuple(manifest.get("card", {}).get("failures", [])))
+                       tuple(manifest.get("card", {}).get("failures", [])),
+                       run.resume_from["epoch"] if run.resume_from else None)
