@@ -23,7 +23,7 @@ from zoo.figures import Drawing, card_figures, draw_figure, recipe_changes, reci
 from zoo.formats import FORMATS
 from zoo.loading import load_version
 from zoo.files import replace_file
-from zoo.manifest import CardRecord, Manifest
+from zoo.manifest import CardRecord, Manifest, version_file
 from zoo.registry import get_model
 from zoo.spec import InputForm, ModelSpec
 from zoo.store import WeightsStore, parse_ref
@@ -110,11 +110,13 @@ def stored_card(name: str, version: Optional[int], weights_dir: Optional[str] = 
     version = store.resolve(name, version)
     folder = store.version_dir(name, version)
     record = store.manifest(name, version).get("card") or {}
-    path = folder / (record.get("file") or CARD_FILE)
+    path = version_file(folder, record.get("file") or CARD_FILE, "card.file")
     if not record.get("file") or not path.is_file():
         raise MissingCardError(f"{name}:{version} has no model card in {folder}; draw it with `zoo card {name}:{version}`")
-    return StoredCard(name, version, folder, path.read_text(encoding="utf-8"), tuple(record.get("figures", [])),
-                      tuple(store.versions(name)))
+    # Checked here so that whoever serves a figure by its name (the server's card pages) serves a file of the folder.
+    figures = tuple(version_file(folder, figure, f"card.figures[{index}]").name
+                    for index, figure in enumerate(record.get("figures", [])))
+    return StoredCard(name, version, folder, path.read_text(encoding="utf-8"), figures, tuple(store.versions(name)))
 
 
 def write_text(path: Path, text: str) -> None:

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from zoo.errors import IntegrityError, ReadOnlyVersionError, StorageError, UnknownVersionError, ZooError
 from zoo.files import publish_mode
-from zoo.manifest import MANIFEST_FILE, Manifest, read_manifest, stage_manifest, write_manifest
+from zoo.manifest import MANIFEST_FILE, Manifest, read_manifest, stage_manifest, version_file, write_manifest
 
 WEIGHTS_FILE = "model.safetensors"
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[^:]*))?$")
@@ -202,7 +202,7 @@ class WeightsStore:
         version = self.resolve(name, version)
         path = self.version_dir(name, version)
         manifest = self.manifest(name, version)
-        weights = path / manifest["weights"]["file"]
+        weights = version_file(path, manifest["weights"]["file"], "weights.file")
         check_sha256(weights, manifest["weights"]["sha256"])
         return StoredVersion(name, version, path, manifest, load_file(str(weights), device=str(device)))
 
