@@ -22,7 +22,7 @@ from zoo.errors import DrawingError, MissingCardError, ZooError
 from zoo.figures import Drawing, card_figures, draw_figure, recipe_changes, recipe_label
 from zoo.formats import FORMATS
 from zoo.loading import load_version
-from zoo.files import replace_file
+from zoo.files import CARD_STAGING_PREFIX, replace_file
 from zoo.manifest import CardRecord, Manifest, version_file
 from zoo.registry import get_model
 from zoo.spec import InputForm, ModelSpec
@@ -67,7 +67,7 @@ def draw_card(ref: str, weights_dir: Optional[str] = None, data_dir: Optional[st
     folder = loaded.stored.path
     started = time.perf_counter()
     try:
-        staging = Path(tempfile.mkdtemp(dir=folder, prefix=".card-"))
+        staging = Path(tempfile.mkdtemp(dir=folder, prefix=CARD_STAGING_PREFIX))
     except OSError as error:
         raise DrawingError(f"could not write the card of {name}:{loaded.version} in {folder}: {error.strerror}") from None
     try:

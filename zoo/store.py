@@ -4,6 +4,9 @@ Where versions live: the weights root is `--weights-dir`, else $ZOO_WEIGHTS_DIR,
 (~/.local/share/zoo/weights on Linux). With the per-user default, the released versions that ship inside the
 package are seen beside the user's own: they are read-only, keep their numbers, and a new version takes the
 next number after every version of either, so it is the latest. An explicit root is that root alone.
+
+A version is published by renaming a synced staging folder to its number (zoo.files.publish_folder); what a killed
+writer leaves (staging folders, temp files) is removed by the next write to that model once it is an hour old.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from zoo.errors import IntegrityError, ReadOnlyVersionError, StorageError, UnknownVersionError, ZooError
-from zoo.files import publish_mode
+from zoo.files import (CARD_STAGING_PREFIX, VERSION_STAGING_PREFIX, publish_folder, publish_mode, remove_stale,
+                       replace, sync_file, sync_folder)
 from zoo.manifest import MANIFEST_FILE, Manifest, read_manifest, stage_manifest, version_file, write_manifest
 
 WEIGHTS_FILE = "model.safetensors"
@@ -157,7 +161,8 @@ class WeightsStore:
         staging: Optional[Path] = None
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(dir=folder, prefix=".staging-"))
+            self.remove_leftovers(name)
+            staging = Path(tempfile.mkdtemp(dir=folder, prefix=VERSION_STAGING_PREFIX))
             weights = staging / WEIGHTS_FILE
             tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
             save_file(tensors, str(weights), metadata={"model": name})
@@ -175,8 +180,9 @@ class WeightsStore:
                     before_publish(staging, record)
                 write_manifest(staging / MANIFEST_FILE, record)
                 try:
-                    # rename() of a folder onto an existing non-empty one fails, so the number is claimed atomically.
-                    os.rename(staging, folder / str(version))
+                    # rename() of a folder onto an existing non-empty one fails, so the number is claimed atomically;
+                    # the weights, the staging folder and, after the rename, the model's folder are synced.
+                    publish_folder(staging, folder / str(version))
                     return version
                 except OSError:
                     if not (folder / str(version)).exists():
@@ -196,6 +202,16 @@ class WeightsStore:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
             raise
+
+    def remove_leftovers(self, name: str) -> list[Path]:
+        """Remove what killed writers left in `name`'s folder of this store's root (staging folders of versions and
+        cards, temp files) once it is older than an hour (zoo.files.STALE_SECONDS); return what was removed.
+        Released versions are never touched."""
+        folder = self.root / name
+        removed = remove_stale(folder, prefixes=(VERSION_STAGING_PREFIX,), patterns=())
+        for version in self._versions_in(self.root, name):
+            removed += remove_stale(folder / str(version), prefixes=(CARD_STAGING_PREFIX,))
+        return removed
 
     def load(self, name: str, version: Optional[int] = None, device: str | torch.device = "cpu") -> StoredVersion:
         """Read a version's manifest and tensors, checking the weights' sha256 first; never unpickles."""
@@ -225,13 +241,24 @@ class WeightsStore:
         path = self.version_dir(name, version)
         try:
             with FileLock(str(path / ".manifest.lock")):
+                self.remove_leftovers(name)
                 manifest = self.manifest(name, version)
                 change(manifest)
                 new_manifest = stage_manifest(path / MANIFEST_FILE, manifest)
                 staged[new_manifest] = path / MANIFEST_FILE
+                moved_into = set()
                 for temp, final in list(staged.items()):
-                    final.parent.mkdir(exist_ok=True)
-                    os.replace(temp, final)
+                    if final.parent != path:
+                        final.parent.mkdir(exist_ok=True)
+                    if final == path / MANIFEST_FILE:
+                        # The files it lists are in place and synced before the manifest that lists them.
+                        for parent in moved_into:
+                            sync_folder(parent)
+                        replace(temp, final)
+                    else:
+                        sync_file(temp)  # the exporter's files are written by torch and onnx, unsynced
+                        os.replace(temp, final)
+                        moved_into.add(final.parent)
                     del staged[temp]
         except ZooError:
             raise
