@@ -7,6 +7,7 @@ next number after every version of either, so it is the latest. An explicit root
 
 A version is published by renaming a synced staging folder to its number (zoo.files.publish_folder); what a killed
 writer leaves (staging folders, temp files) is removed by the next write to that model once it is an hour old.
+Version numbers, in folder names and in references, are ASCII digits without a leading zero.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ from zoo.manifest import MANIFEST_FILE, Manifest, read_manifest, stage_manifest,
 
 WEIGHTS_FILE = "model.safetensors"
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[^:]*))?$")
+# str.isdigit() and int() also take other scripts' digits ('١' is 1) and superscripts ('²' makes int() raise).
+_VERSION = re.compile(r"[1-9][0-9]*")
+
+
+def is_version_number(text: str) -> bool:
+    """Whether `text` is a version number as the zoo writes one: ASCII digits, no sign, no leading zero."""
+    return _VERSION.fullmatch(text) is not None
 
 
 def released_weights_dir() -> Path:
@@ -58,9 +66,10 @@ def parse_ref(ref: str) -> tuple[str, Optional[int]]:
     version = match.group("version")
     if version is None or version == "latest":
         return match.group("name"), None
-    if not version.isdigit() or int(version) < 1:
+    if not is_version_number(version):
         raise UnknownVersionError(
-            f"malformed version {version!r} in {ref!r}: expected a whole number >= 1 or 'latest'"
+            f"malformed version {version!r} in {ref!r}: expected a whole number >= 1 in ASCII digits without a "
+            "leading zero (e.g. 3), or 'latest'"
         )
     return match.group("name"), int(version)
 
@@ -115,7 +124,8 @@ class WeightsStore:
         folder = root / name if root else None
         if folder is None or not folder.is_dir():
             return []
-        return [int(entry.name) for entry in folder.iterdir() if entry.name.isdigit() and (entry / MANIFEST_FILE).is_file()]
+        return [int(entry.name) for entry in folder.iterdir()
+                if is_version_number(entry.name) and (entry / MANIFEST_FILE).is_file()]
 
     def is_released(self, name: str, version: int) -> bool:
         """Whether `version` is a read-only released version (one of the user's own of that number shadows it)."""
