@@ -171,7 +171,10 @@ def hostile_archives(folder: Path, tmp_path: Path) -> dict[str, tuple[Path, str,
         "pickled-weight": ("data/weights/weight_0", hostile_pickle,
                            {"data/weights/model_weights_config.json": json.dumps(pickled).encode()}),
         # An opaque constant: torch.export.load reads it with pickle.loads.
-        "opaque-constant": ("data/constants/opaque_obj_0", lambda marker: pickle.dumps(Payload(marker)), {}),
+        "opaque-constant": ("data/constants/opaque_obj_0", lambda marker: pickle.dumps(Payload(marker)),
+                            {"data/constants/model_constants_config.json": json.dumps({"config": {"c": {
+                                "path_name": "opaque_obj_0", "is_param": False, "use_pickle": True,
+                                "tensor_meta": None}}}).encode()}),
     }
     for name, (member, payload, more) in cases.items():
         marker, target = tmp_path / f"{name}.ran", tmp_path / f"{name}.pt2"
