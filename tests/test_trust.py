@@ -158,7 +158,7 @@ def hostile_pickle(marker: Path) -> bytes:
 
 
 def hostile_archives(folder: Path, tmp_path: Path) -> dict[str, tuple[Path, str, Path]]:
-    """name -> (a crafted .pt2 made from a real one, its hostile member, the marker file that member's pickle writes)."""
+    """name -> (a crafted .pt2 made from a real one, its hostile member, the marker its pickle writes)."""
     source, crafted = folder / "model.pt2", {}
     with zipfile.ZipFile(source) as archive:
         root = archive.namelist()[0].split("/", 1)[0]
@@ -231,7 +231,8 @@ def test_version_folders_named_in_other_digits_are_not_versions(version):
     assert zoo.load_model("linear-regression").version == 1
 
 
-@pytest.mark.parametrize("args", [("compare", "mnist-mlp:²", "mnist-mlp:1"), ("compare", "mnist-mlp:١", "mnist-mlp:1"),
+@pytest.mark.parametrize("args", [("compare", "mnist-mlp:²", "mnist-mlp:1"),
+                                  ("compare", "mnist-mlp:١", "mnist-mlp:1"),
                                   ("evaluate", "mnist-mlp:²"), ("export", "linear-regression:١"),
                                   ("card", "lenet:01"), ("triton-repo", "repo", "lenet:²")])
 def test_every_command_taking_a_reference_refuses_other_digits_in_one_line(args, tmp_path):
@@ -256,7 +257,8 @@ def broken_plugins(folder: Path) -> dict[str, str]:
         .replace('name="tiny-fnn"', 'name="good-fnn"').replace("def tiny_fnn()", "def good_fnn()"))
     # Registers a model, then fails: the half-imported module's model is left out too.
     (folder / "half_plugin.py").write_text(
-        (folder / "good_plugin.py").read_text().replace("good-fnn", "half-fnn").replace("def good_fnn()", "def half_fnn()")
+        (folder / "good_plugin.py").read_text().replace("good-fnn", "half-fnn")
+        .replace("def good_fnn()", "def half_fnn()")
         + "\nraise ImportError('half way')\n")
     return {**os.environ, "PYTHONPATH": str(folder),
             "ZOO_MODEL_MODULES": "raising_plugin, no_such_plugin, syntax_plugin, half_plugin, good_plugin"}
@@ -298,7 +300,8 @@ def test_a_plugin_that_fails_to_import_is_one_warning_line_and_the_rest_of_the_z
 
 def test_failed_plugins_are_listed_in_python_with_their_error(tmp_path):
     env = broken_plugins(tmp_path)
-    script = "import json, zoo.registry as r; print(json.dumps(r.failed_plugins())); print('good-fnn' in r.list_models())"
+    script = ("import json, zoo.registry as r; print(json.dumps(r.failed_plugins())); "
+              "print('good-fnn' in r.list_models())")
     result = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
                             timeout=120, check=True)
     failed, good = result.stdout.splitlines()
@@ -315,7 +318,8 @@ MODEL_FOR_RANKS = "linear-regression"
 def shadowing_folder(folder: Path) -> Path:
     """A folder whose torch.py and zoo.py, if ever imported, write a marker and stop the process."""
     for file, name in SHADOWS.items():
-        (folder / file).write_text(f"from pathlib import Path\nPath({str(folder / (name + '.imported'))!r}).write_text('x')\n"
+        marker = str(folder / f"{name}.imported")
+        (folder / file).write_text(f"from pathlib import Path\nPath({marker!r}).write_text('x')\n"
                                    f"raise SystemExit('the {file} of the current folder was imported')\n")
     return folder
 

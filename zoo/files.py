@@ -24,7 +24,8 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 # The names the zoo gives what it is still writing: a version being written (in the model's folder), a card being
-# redrawn (in a version's folder), and temp files (stage_beside's `.NAME.XXXX.tmp`, the exporter's `.STEM.XXXX.tmp.SUFFIX`).
+# redrawn (in a version's folder), and temp files (stage_beside's `.NAME.XXXX.tmp`, the exporter's
+# `.STEM.XXXX.tmp.SUFFIX`).
 VERSION_STAGING_PREFIX = ".staging-"
 CARD_STAGING_PREFIX = ".card-"
 TEMP_FILE_PATTERNS = (".*.tmp", ".*.tmp.*")

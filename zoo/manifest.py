@@ -146,7 +146,8 @@ def _check_file_names(path: Path, data: dict[str, Any]) -> None:
             plain_file_name(path, "card.file", card["file"])
         figures = card.get("figures", [])
         if not isinstance(figures, list):
-            raise IntegrityError(f"{path}: 'card.figures' must be a JSON list of file names, got {type(figures).__name__}")
+            raise IntegrityError(f"{path}: 'card.figures' must be a JSON list of file names, "
+                                 f"got {type(figures).__name__}")
         for index, figure in enumerate(figures):
             plain_file_name(path, f"card.figures[{index}]", figure)
     for backend, record in data.get("artifacts", {}).items():
@@ -164,8 +165,8 @@ def version_file(folder: Path, name: str, key: str = "file") -> Path:
     if path.is_symlink():
         target, inside = path.resolve(), folder.resolve()
         if target == inside or not target.is_relative_to(inside):
-            raise IntegrityError(f"{manifest_path}: {key} {name!r} is a symlink to {target}, outside the version folder; "
-                                 "a version's files must be inside its folder")
+            raise IntegrityError(f"{manifest_path}: {key} {name!r} is a symlink to {target}, outside the version "
+                                 "folder; a version's files must be inside its folder")
     return path
 
 
