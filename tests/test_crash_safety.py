@@ -17,7 +17,6 @@ from serving import ZOO
 from zoo.files import STALE_SECONDS, is_leftover, remove_stale
 from zoo.store import WeightsStore
 
-pytestmark = pytest.mark.slow
 MODEL = "linear-regression"
 
 
@@ -71,6 +70,7 @@ def check_readable(store: WeightsStore, expected: list[int]) -> None:
         assert (stored.path / "README.md").is_file()
 
 
+@pytest.mark.slow
 def test_killed_writes_leave_complete_versions_only_and_the_next_write_removes_stale_leftovers(weights_dir, tmp_path):
     store, folder = WeightsStore(weights_dir), weights_dir / MODEL
     train = ["train", MODEL, "--device", "cpu"]
