@@ -22,8 +22,8 @@ from zoo.errors import DrawingError, MissingCardError, ZooError
 from zoo.figures import Drawing, card_figures, draw_figure, recipe_changes, recipe_label
 from zoo.formats import FORMATS
 from zoo.loading import load_version
-from zoo.files import replace_file
-from zoo.manifest import CardRecord, Manifest
+from zoo.files import CARD_STAGING_PREFIX, replace_file
+from zoo.manifest import CardRecord, Manifest, version_file
 from zoo.registry import get_model
 from zoo.spec import InputForm, ModelSpec
 from zoo.store import WeightsStore, parse_ref
@@ -67,7 +67,7 @@ def draw_card(ref: str, weights_dir: Optional[str] = None, data_dir: Optional[st
     folder = loaded.stored.path
     started = time.perf_counter()
     try:
-        staging = Path(tempfile.mkdtemp(dir=folder, prefix=".card-"))
+        staging = Path(tempfile.mkdtemp(dir=folder, prefix=CARD_STAGING_PREFIX))
     except OSError as error:
         raise DrawingError(f"could not write the card of {name}:{loaded.version} in {folder}: {error.strerror}") from None
     try:
@@ -110,11 +110,13 @@ def stored_card(name: str, version: Optional[int], weights_dir: Optional[str] = 
     version = store.resolve(name, version)
     folder = store.version_dir(name, version)
     record = store.manifest(name, version).get("card") or {}
-    path = folder / (record.get("file") or CARD_FILE)
+    path = version_file(folder, record.get("file") or CARD_FILE, "card.file")
     if not record.get("file") or not path.is_file():
         raise MissingCardError(f"{name}:{version} has no model card in {folder}; draw it with `zoo card {name}:{version}`")
-    return StoredCard(name, version, folder, path.read_text(encoding="utf-8"), tuple(record.get("figures", [])),
-                      tuple(store.versions(name)))
+    # Checked here so that whoever serves a figure by its name (the server's card pages) serves a file of the folder.
+    figures = tuple(version_file(folder, figure, f"card.figures[{index}]").name
+                    for index, figure in enumerate(record.get("figures", [])))
+    return StoredCard(name, version, folder, path.read_text(encoding="utf-8"), figures, tuple(store.versions(name)))
 
 
 def write_text(path: Path, text: str) -> None:

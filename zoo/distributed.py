@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
@@ -161,8 +162,28 @@ class Topology:
         return args
 
 
+# A rank started as `python -m` has the current folder first on its import path, so a zoo.py or torch.py there
+# would be imported instead of the zoo or torch. Python 3.11+ has -P for that; 3.10 drops the entry itself.
+_WITHOUT_CURRENT_FOLDER = (
+    "import runpy, sys\n"
+    "if sys.path and sys.path[0] in ('', '.'):\n"
+    "    del sys.path[0]\n"
+    "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)\n"
+)
+
+
+def rank_command(module: str, args: Sequence[str], has_safe_path: bool = sys.version_info >= (3, 11)) -> list[str]:
+    """The command line of one rank: `python -m module *args` (unbuffered) without the current folder on the
+    import path (`-P` where the interpreter has it); torchrun's PYTHON_EXEC names the interpreter, as for its own."""
+    python = os.environ.get("PYTHON_EXEC", sys.executable)
+    if has_safe_path:
+        return [python, "-u", "-P", "-m", module, *args]
+    return [python, "-u", "-c", _WITHOUT_CURRENT_FOLDER, module, *args]
+
+
 def launch(topology: Topology, module: str, args: Sequence[str]) -> None:
-    """Run `python -m module *args` on every rank of `topology` through torch.distributed.run (torchrun).
+    """Run `python -m module *args` on every rank of `topology` through torch.distributed.run (torchrun), with the
+    current folder off the ranks' import path (rank_command).
 
     Returns when every local rank has exited 0; otherwise raises DistributedRunError naming the first rank that
     failed and its error (the others are stopped by the launcher).
@@ -170,7 +191,8 @@ def launch(topology: Topology, module: str, args: Sequence[str]) -> None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    argv = [*topology.torchrun_args(), "--module", module, *args]
+    # --no-python: torchrun runs the command as given instead of `python -u -m module`, which has no room for -P.
+    argv = [*topology.torchrun_args(), "--no-python", *rank_command(module, args)]
     try:
         run(parse_args(argv))
     except ChildFailedError as error:

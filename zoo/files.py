@@ -1,16 +1,36 @@
-"""Writing files so that a reader never sees half of one: a temp file beside the target, renamed over it."""
+"""Writing files and folders so that a reader never sees half of one, even after a crash or a power cut.
+
+A file is written to a temp file beside its target, synced, and renamed over it; the folder that holds the rename is
+synced too, so the new name survives a crash (POSIX makes a rename durable only once its directory is synced).
+A version is written into a staging folder whose files and entries are synced before it is renamed to its number.
+What a crash leaves behind (the temp and staging names below) is removed by the next write to that model,
+once it is older than STALE_SECONDS.
+"""
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import shutil
+import stat
 import tempfile
+import time
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Iterable, Optional
 
 # tempfile creates private (0600/0700) entries; published files get the modes the umask allows,
 # so that, say, a server running as another user can read them.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+
+# The names the zoo gives what it is still writing: a version being written (in the model's folder), a card being
+# redrawn (in a version's folder), and temp files (stage_beside's `.NAME.XXXX.tmp`, the exporter's
+# `.STEM.XXXX.tmp.SUFFIX`).
+VERSION_STAGING_PREFIX = ".staging-"
+CARD_STAGING_PREFIX = ".card-"
+TEMP_FILE_PATTERNS = (".*.tmp", ".*.tmp.*")
+# Older than this, such an entry belongs to no live writer: a version's staging lives for its card's drawing, seconds.
+STALE_SECONDS = 3600.0
 
 
 def publish_mode(path: Path) -> None:
@@ -18,9 +38,27 @@ def publish_mode(path: Path) -> None:
     os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_UMASK)
 
 
+def sync_file(path: Path) -> None:
+    """Flush a written file's data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_folder(path: Path) -> None:
+    """Flush a folder's entries (names created, renamed or removed in it) to the disk."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def stage_beside(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     """`write` into a temp file beside `path`, synced and with ordinary permissions; the caller renames it over
-    `path`. A failure removes the temp file and raises."""
+    `path` (and syncs the folder: `replace`). A failure removes the temp file and raises."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -34,6 +72,65 @@ def stage_beside(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     return Path(temp)
 
 
+def replace(temp: Path, path: Path) -> None:
+    """Rename a synced temp file over `path` and sync the folder that holds the new name."""
+    os.replace(temp, path)
+    sync_folder(path.parent)
+
+
 def replace_file(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write `path` whole or not at all: `write` into a temp file beside it, then rename it over."""
-    os.replace(stage_beside(path, write), path)
+    replace(stage_beside(path, write), path)
+
+
+def sync_tree(folder: Path) -> None:
+    """Sync every file and folder under `folder`, then `folder` itself, so that all of it is on the disk."""
+    for root, folders, files in os.walk(folder):
+        for name in files:
+            if not os.path.islink(os.path.join(root, name)):
+                sync_file(Path(root, name))
+        for name in folders:
+            sync_folder(Path(root, name))
+    sync_folder(folder)
+
+
+def publish_folder(staging: Path, final: Path) -> None:
+    """Rename a complete staging folder to `final` so that after a crash `final` is either there whole or not at all:
+    its files and entries are synced before the rename, and the parent's entry after it. A `final` that exists
+    already raises OSError (rename() onto a non-empty folder fails), so a name is claimed once."""
+    sync_tree(staging)
+    os.rename(staging, final)
+    sync_folder(final.parent)
+
+
+def is_leftover(name: str, prefixes: Iterable[str] = (), patterns: Iterable[str] = TEMP_FILE_PATTERNS) -> bool:
+    """Whether `name` is one the zoo gives an entry while writing it (a staging prefix, or a temp-file pattern)."""
+    return any(name.startswith(prefix) for prefix in prefixes) or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def remove_stale(folder: Path, prefixes: Iterable[str] = (), patterns: Iterable[str] = TEMP_FILE_PATTERNS,
+                 older_than: float = STALE_SECONDS, now: Optional[float] = None) -> list[Path]:
+    """Remove the entries of `folder` that a crashed writer left (`is_leftover` names) and that have not changed for
+    `older_than` seconds; return them. Symlinks are removed, never followed; what cannot be removed is left."""
+    prefixes, patterns = tuple(prefixes), tuple(patterns)
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not is_leftover(entry.name, prefixes, patterns):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if now - info.st_mtime < older_than:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            continue  # gone already (another writer cleaned it) or not ours to remove: leave it
+        removed.append(Path(entry.path))
+    return removed

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
+import re
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
-from zoo.errors import VerificationError
+from zoo.errors import IntegrityError, VerificationError
 
 if TYPE_CHECKING:  # the table is read by the command line's --help and completion, which must not load torch
     import numpy as np
@@ -173,10 +176,74 @@ def export_pt2(model: nn.Module, interface: Interface, path: Path, opset: Option
 
 
 def load_pt2(path: Path, threads: Optional[int] = None) -> NumpyPredict:
-    """A predictor over a saved torch.export ExportedProgram."""
+    """A predictor over a saved torch.export ExportedProgram, loaded without unpickling anything.
+
+    torch.export.load unpickles in full (weights_only=False) any weight or constant its archive marks as pickled,
+    custom and opaque objects, and the example inputs when a weights_only load of them fails; when the archive
+    cannot be read it falls back to the 2.7 format, whose loader does the same. So the file is read once into memory
+    and checked (check_pt2_archive) before torch reads those same bytes: only what torch.export.save writes for the
+    zoo's models (tensors as raw bytes, example inputs that load with weights_only=True) gets as far as torch.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise IntegrityError(f"could not read {path}: {error.strerror or error}") from None
+    check_pt2_archive(path, data)
     import torch
 
-    return torch_predict(torch.export.load(str(path)).module())
+    try:
+        program = torch.export.load(io.BytesIO(data))
+    except Exception as error:  # noqa: BLE001 (whatever torch raises on a damaged archive is a fault of the file)
+        raise IntegrityError(f"{path} is not a loadable torch.export archive: {type(error).__name__}: "
+                             f"{(str(error).splitlines() or [''])[0]}") from None
+    return torch_predict(program.module())
+
+
+# What torch.export.save writes for a module of tensors, below the archive's root folder; nothing else is read.
+_PT2_MEMBERS = re.compile(r"archive_format|archive_version|byteorder|\.data/version|\.data/serialization_id"
+                          r"|models/[^/]+\.json|extra/[^/]+|data/sample_inputs/[^/]+\.pt"
+                          r"|data/weights/[^/]+_weights_config\.json|data/weights/weight_[0-9]+"
+                          r"|data/constants/[^/]+_constants_config\.json|data/constants/tensor_[0-9]+")
+
+
+def check_pt2_archive(path: Path, data: bytes) -> None:
+    """Refuse (IntegrityError) a torch.export archive from which torch.export.load would unpickle or run anything:
+    members other than tensors, configs and example inputs (AOTInductor libraries, pickled legacy files, custom or
+    opaque objects), payloads marked `use_pickle`, or example inputs that a weights_only load refuses."""
+    def refuse(reason: str) -> IntegrityError:
+        return IntegrityError(f"{path} is refused: {reason}; the zoo loads only what torch.export.save writes for "
+                              "tensors, without unpickling (re-export it with `zoo export --format pt2`)")
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise refuse("it is not a zip archive") from None
+    with archive:
+        names = archive.namelist()
+        roots = {name.split("/", 1)[0] for name in names}
+        if len(roots) != 1 or any("/" not in name for name in names):
+            raise refuse("its members are not under one root folder (not the pt2 archive format)")
+        root = f"{roots.pop()}/"
+        for name in names:
+            inner = name[len(root):]
+            if not _PT2_MEMBERS.fullmatch(inner):
+                raise refuse(f"it holds {inner!r}, which is not a tensor, config or example input")
+            if inner.endswith("_config.json"):
+                try:
+                    config = json.loads(archive.read(name)).get("config", {})
+                    pickled = [key for key, payload in config.items() if payload.get("use_pickle", True)]
+                except (ValueError, AttributeError) as error:
+                    raise refuse(f"{inner} is not a payload config ({error})") from None
+                if pickled:
+                    raise refuse(f"{inner} marks {pickled[0]!r} as pickled")
+            elif inner.startswith("data/sample_inputs/"):
+                import torch
+
+                try:
+                    torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+                except Exception as error:  # noqa: BLE001 (any refusal of the safe load is a refusal here)
+                    raise refuse(f"its example inputs {inner} do not load with weights_only=True "
+                                 f"({type(error).__name__})") from None
 
 
 # --- low precision, made from the float32 ONNX file (zoo/quantize.py)

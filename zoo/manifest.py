@@ -3,6 +3,9 @@
 `manifest.json` records how a version was made (recipe, data, device, library versions), what it scored,
 the sha256 of its weights and of every exported artifact. A hand-edited or corrupt file is an IntegrityError
 that names the file and what is wrong with it, never a traceback.
+
+Every file a manifest names (its weights, card, figures and artifacts) is a plain name inside the version's folder:
+`read_manifest` refuses any other, and `version_file` is the one way to join a name onto a version folder.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional, TypedDict
 
 from zoo.errors import IntegrityError, StorageError
-from zoo.files import stage_beside
+from zoo.files import replace, stage_beside
 
 MANIFEST_FILE = "manifest.json"
 
@@ -129,7 +132,51 @@ def read_manifest(path: Path) -> Manifest:
         missing = [k for k in inner if key in data and k not in data[key]]
         if missing:
             raise IntegrityError(f"{path}: {key!r} has no {missing[0]!r} key")
+    _check_file_names(path, data)
     return data  # type: ignore[return-value]
+
+
+def plain_file_name(manifest_path: Path, key: str, value: Any) -> str:
+    """`value` if it is a plain file name (no folder, no `..`, not absolute), else IntegrityError naming the manifest,
+    the key and the value: a manifest names files inside its own version folder only."""
+    if (not isinstance(value, str) or value in ("", ".", "..") or "/" in value or "\\" in value or "\0" in value
+            or os.sep in value or (os.altsep and os.altsep in value) or Path(value).is_absolute()):
+        raise IntegrityError(f"{manifest_path}: {key} must be a plain file name inside the version folder (no path "
+                             f"separators, no '..', not absolute), got {value!r}")
+    return value
+
+
+def _check_file_names(path: Path, data: dict[str, Any]) -> None:
+    """Every file name the manifest gives is a plain name (plain_file_name), or IntegrityError."""
+    plain_file_name(path, "weights.file", data["weights"]["file"])
+    card = data.get("card")
+    if card is not None:
+        if card.get("file") is not None:
+            plain_file_name(path, "card.file", card["file"])
+        figures = card.get("figures", [])
+        if not isinstance(figures, list):
+            raise IntegrityError(f"{path}: 'card.figures' must be a JSON list of file names, "
+                                 f"got {type(figures).__name__}")
+        for index, figure in enumerate(figures):
+            plain_file_name(path, f"card.figures[{index}]", figure)
+    for backend, record in data.get("artifacts", {}).items():
+        if not isinstance(record, dict):
+            raise IntegrityError(f"{path}: 'artifacts.{backend}' must be a JSON object, got {type(record).__name__}")
+        if "file" in record:
+            plain_file_name(path, f"artifacts.{backend}.file", record["file"])
+
+
+def version_file(folder: Path, name: str, key: str = "file") -> Path:
+    """The path of file `name` in version folder `folder`: a plain name (plain_file_name) that, through any symlink,
+    stays inside the folder; anything else is an IntegrityError naming the folder's manifest and the value."""
+    manifest_path = folder / MANIFEST_FILE
+    path = folder / plain_file_name(manifest_path, key, name)
+    if path.is_symlink():
+        target, inside = path.resolve(), folder.resolve()
+        if target == inside or not target.is_relative_to(inside):
+            raise IntegrityError(f"{manifest_path}: {key} {name!r} is a symlink to {target}, outside the version "
+                                 "folder; a version's files must be inside its folder")
+    return path
 
 
 def stage_manifest(path: Path, manifest: Manifest) -> Path:
@@ -143,7 +190,12 @@ def stage_manifest(path: Path, manifest: Manifest) -> Path:
 
 def write_manifest(path: Path, manifest: Manifest) -> None:
     """Write the manifest beside `path` and rename it over, so a reader never sees half a file."""
-    os.replace(stage_manifest(path, manifest), path)
+    try:
+        replace(stage_manifest(path, manifest), path)
+    except StorageError:
+        raise
+    except OSError as error:
+        raise StorageError(f"could not write {path}: {error.strerror or error}") from None
 
 
 def sampled_steps(length: int, points: int = 100) -> list[int]:

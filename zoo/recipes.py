@@ -78,6 +78,9 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
             if text not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
             return text in ("true", "1", "yes")
+        # int() and float() also read other scripts' digits ('١' is 1): numbers on the command line are ASCII.
+        if tp in (int, float) and isinstance(value, str) and not value.isascii():
+            raise ValueError
         if tp is int:
             if isinstance(value, float) or isinstance(value, bool):
                 raise ValueError

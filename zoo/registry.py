@@ -12,6 +12,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import pkgutil
 import sys
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 
 _MODELS: dict[str, "ModelSpec"] = {}
 _loaded = False
+# Plugins that failed to import: what they are -> their error in one line.
+_FAILED_PLUGINS: dict[str, str] = {}
 
 S = TypeVar("S", bound=Callable[[], "ModelSpec"])
 PACKAGE = Path(__file__).resolve().parent
@@ -61,8 +64,10 @@ def get_model(name: str) -> "ModelSpec":
     try:
         return _MODELS[name]
     except KeyError:
+        failed = "".join(f"; plugin {plugin} failed to import ({error}), so its models are missing"
+                         for plugin, error in _FAILED_PLUGINS.items())
         raise UnknownModelError(
-            f"unknown model {name!r}; expected one of: {', '.join(list_models())}"
+            f"unknown model {name!r}; expected one of: {', '.join(list_models())}{failed}"
         ) from None
 
 
@@ -181,3 +186,22 @@ def _write_quietly(path: Path, data: Any) -> None:
         os.replace(temp, path)
     except OSError:
         pass
+
+
+def load_plugin(plugin: str, load: Callable[[], Any]) -> None:
+    """Run `load` (import a plugin's module); if it fails, drop the models it registered, log its error in one line
+    and remember it for `failed_plugins` and the unknown-model error, instead of raising."""
+    before = set(_MODELS)
+    try:
+        load()
+    except Exception as error:  # noqa: BLE001 (a broken plugin, whatever it raises, must not stop the zoo)
+        for name in set(_MODELS) - before:
+            del _MODELS[name]
+        _FAILED_PLUGINS[plugin] = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+        logging.getLogger("zoo").warning("warning: plugin %s failed to import and is left out: %s",
+                                         plugin, _FAILED_PLUGINS[plugin])
+
+
+def failed_plugins() -> dict[str, str]:
+    """The plugins that failed to import (each named with where it was declared) and their errors, one line each."""
+    return dict(_FAILED_PLUGINS)

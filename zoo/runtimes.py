@@ -16,7 +16,7 @@ import torch
 from zoo.errors import InvalidInputError, MissingArtifactError, NotExportableError
 from zoo.formats import BACKENDS, FORMATS, NumpyPredict, file_of, platform_of, torch_predict
 from zoo.loading import load_version
-from zoo.manifest import Manifest
+from zoo.manifest import Manifest, version_file
 from zoo.registry import get_model
 from zoo.spec import ModelSpec
 from zoo.store import WeightsStore, check_sha256, parse_ref
@@ -81,7 +81,8 @@ def check_backend(backend: str) -> str:
 def artifact_path(name: str, version: int, folder: Path, manifest: Manifest, backend: str) -> Path:
     """The checked path of a version's artifact for `backend`; missing or altered files raise with the fix."""
     record = manifest.get("artifacts", {}).get(backend)
-    path = folder / FORMATS[backend].file
+    # The file the manifest names, or the format's own name; a name or symlink leading out of the folder is refused.
+    path = version_file(folder, (record or {}).get("file", FORMATS[backend].file), f"artifacts.{backend}.file")
     if record is None or not path.is_file():
         raise MissingArtifactError(
             f"{name} version {version} has no {backend} artifact in {folder}; "

@@ -4,6 +4,10 @@ Where versions live: the weights root is `--weights-dir`, else $ZOO_WEIGHTS_DIR,
 (~/.local/share/zoo/weights on Linux). With the per-user default, the released versions that ship inside the
 package are seen beside the user's own: they are read-only, keep their numbers, and a new version takes the
 next number after every version of either, so it is the latest. An explicit root is that root alone.
+
+A version is published by renaming a synced staging folder to its number (zoo.files.publish_folder); what a killed
+writer leaves (staging folders, temp files) is removed by the next write to that model once it is an hour old.
+Version numbers, in folder names and in references, are ASCII digits without a leading zero.
 """
 
 from __future__ import annotations
@@ -22,14 +26,22 @@ from filelock import FileLock
 from safetensors import SafetensorError
 
 from zoo.errors import IntegrityError, ReadOnlyVersionError, StorageError, UnknownVersionError, ZooError
-from zoo.files import publish_mode
-from zoo.manifest import MANIFEST_FILE, Manifest, read_manifest, stage_manifest, write_manifest
+from zoo.files import (CARD_STAGING_PREFIX, VERSION_STAGING_PREFIX, publish_folder, publish_mode, remove_stale,
+                       replace, sync_file, sync_folder)
+from zoo.manifest import MANIFEST_FILE, Manifest, read_manifest, stage_manifest, version_file, write_manifest
 
 if TYPE_CHECKING:  # torch is imported where tensors are read or written, so listing versions never loads it
     import torch
 
 WEIGHTS_FILE = "model.safetensors"
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[^:]*))?$")
+# str.isdigit() and int() also take other scripts' digits ('١' is 1) and superscripts ('²' makes int() raise).
+_VERSION = re.compile(r"[1-9][0-9]*")
+
+
+def is_version_number(text: str) -> bool:
+    """Whether `text` is a version number as the zoo writes one: ASCII digits, no sign, no leading zero."""
+    return _VERSION.fullmatch(text) is not None
 
 
 def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: Optional[dict[str, str]] = None) -> None:
@@ -69,9 +81,10 @@ def parse_ref(ref: str) -> tuple[str, Optional[int]]:
     version = match.group("version")
     if version is None or version == "latest":
         return match.group("name"), None
-    if not version.isdigit() or int(version) < 1:
+    if not is_version_number(version):
         raise UnknownVersionError(
-            f"malformed version {version!r} in {ref!r}: expected a whole number >= 1 or 'latest'"
+            f"malformed version {version!r} in {ref!r}: expected a whole number >= 1 in ASCII digits without a "
+            "leading zero (e.g. 3), or 'latest'"
         )
     return match.group("name"), int(version)
 
@@ -126,7 +139,8 @@ class WeightsStore:
         folder = root / name if root else None
         if folder is None or not folder.is_dir():
             return []
-        return [int(entry.name) for entry in folder.iterdir() if entry.name.isdigit() and (entry / MANIFEST_FILE).is_file()]
+        return [int(entry.name) for entry in folder.iterdir()
+                if is_version_number(entry.name) and (entry / MANIFEST_FILE).is_file()]
 
     def is_released(self, name: str, version: int) -> bool:
         """Whether `version` is a read-only released version (one of the user's own of that number shadows it)."""
@@ -172,7 +186,8 @@ class WeightsStore:
         staging: Optional[Path] = None
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(dir=folder, prefix=".staging-"))
+            self.remove_leftovers(name)
+            staging = Path(tempfile.mkdtemp(dir=folder, prefix=VERSION_STAGING_PREFIX))
             weights = staging / WEIGHTS_FILE
             tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
             save_file(tensors, str(weights), metadata={"model": name})
@@ -190,8 +205,9 @@ class WeightsStore:
                     before_publish(staging, record)
                 write_manifest(staging / MANIFEST_FILE, record)
                 try:
-                    # rename() of a folder onto an existing non-empty one fails, so the number is claimed atomically.
-                    os.rename(staging, folder / str(version))
+                    # rename() of a folder onto an existing non-empty one fails, so the number is claimed atomically;
+                    # the weights, the staging folder and, after the rename, the model's folder are synced.
+                    publish_folder(staging, folder / str(version))
                     return version
                 except OSError:
                     if not (folder / str(version)).exists():
@@ -212,12 +228,22 @@ class WeightsStore:
                 shutil.rmtree(staging, ignore_errors=True)
             raise
 
+    def remove_leftovers(self, name: str) -> list[Path]:
+        """Remove what killed writers left in `name`'s folder of this store's root (staging folders of versions and
+        cards, temp files) once it is older than an hour (zoo.files.STALE_SECONDS); return what was removed.
+        Released versions are never touched."""
+        folder = self.root / name
+        removed = remove_stale(folder, prefixes=(VERSION_STAGING_PREFIX,), patterns=())
+        for version in self._versions_in(self.root, name):
+            removed += remove_stale(folder / str(version), prefixes=(CARD_STAGING_PREFIX,))
+        return removed
+
     def load(self, name: str, version: Optional[int] = None, device: str | torch.device = "cpu") -> StoredVersion:
         """Read a version's manifest and tensors, checking the weights' sha256 first; never unpickles."""
         version = self.resolve(name, version)
         path = self.version_dir(name, version)
         manifest = self.manifest(name, version)
-        weights = path / manifest["weights"]["file"]
+        weights = version_file(path, manifest["weights"]["file"], "weights.file")
         check_sha256(weights, manifest["weights"]["sha256"])
         return StoredVersion(name, version, path, manifest, load_file(str(weights), device=str(device)))
 
@@ -240,13 +266,24 @@ class WeightsStore:
         path = self.version_dir(name, version)
         try:
             with FileLock(str(path / ".manifest.lock")):
+                self.remove_leftovers(name)
                 manifest = self.manifest(name, version)
                 change(manifest)
                 new_manifest = stage_manifest(path / MANIFEST_FILE, manifest)
                 staged[new_manifest] = path / MANIFEST_FILE
+                moved_into = set()
                 for temp, final in list(staged.items()):
-                    final.parent.mkdir(exist_ok=True)
-                    os.replace(temp, final)
+                    if final.parent != path:
+                        final.parent.mkdir(exist_ok=True)
+                    if final == path / MANIFEST_FILE:
+                        # The files it lists are in place and synced before the manifest that lists them.
+                        for parent in moved_into:
+                            sync_folder(parent)
+                        replace(temp, final)
+                    else:
+                        sync_file(temp)  # the exporter's files are written by torch and onnx, unsynced
+                        os.replace(temp, final)
+                        moved_into.add(final.parent)
                     del staged[temp]
         except ZooError:
             raise
