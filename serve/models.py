@@ -4,7 +4,6 @@ and refreshed while serving (Triton's poll mode) so new versions appear and remo
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterable
@@ -16,21 +15,19 @@ from flask import current_app, g
 from zoo.errors import InvalidSettingError, MissingArtifactError, UnknownModelError, UnknownVersionError, ZooError
 from zoo.registry import get_model, list_models
 from zoo.runtimes import Runtime, check_backend, exportable_model, open_runtime
-from zoo.store import WeightsStore
+from zoo.store import WeightsStore, is_version_number
 
 # The default backend: ONNX Runtime for every version that has an ONNX export (measured fastest at every batch
 # size, benchmarks/README.md), PyTorch for one that has none.
 AUTO = "auto"
 FASTEST = "onnx"
 log = logging.getLogger("zoo.serve")
-# A version number as text: ASCII digits without a leading zero, short enough that int() is cheap. str.isdigit
-# would take "²" and "١" (and int("١") is 1).
-_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
 
 
 def version_number(text: str) -> int | None:
-    """`text` as a version number when it is one written canonically (`1`, `12`), else None (`01`, `1.0`, `١`)."""
-    return int(text) if _NUMBER.fullmatch(text) else None
+    """`text` as a version number when it is one written canonically (`1`, `12`), else None (`01`, `1.0`, `١`);
+    a segment too long to be a version is refused before int() (which would take milliseconds, or raise)."""
+    return int(text) if len(text) <= 18 and is_version_number(text) else None
 
 
 @dataclass(frozen=True)
