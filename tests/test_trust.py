@@ -275,15 +275,18 @@ def test_a_plugin_that_fails_to_import_is_one_warning_line_and_the_rest_of_the_z
                 "plugin module 'half_plugin' (in $ZOO_MODEL_MODULES) failed to import and is left out: "
                 "ImportError: half way"]
 
-    def run(*args):
+    def run(*args, imports_models=True):
         result = subprocess.run([str(ZOO), *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
                                 check=False)
         assert "Traceback" not in result.stderr, result.stderr
         warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: plugin")]
+        if not imports_models:  # a fast start imports no model module, so it meets no broken plugin
+            assert warnings == [], warnings
+            return result
         assert len(warnings) == 4 and all(line.startswith(f"warning: {want}") for line, want in zip(warnings, expected))
         return result
 
-    version = run("--version")
+    version = run("--version", imports_models=False)
     assert version.returncode == 0 and version.stdout.startswith("zoo ")
     listing = run("list", "--json")
     assert listing.returncode == 0

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from zoo.errors import UnknownModelError
 from zoo.manifest import version_summary
-from zoo.registry import model_catalog
+from zoo.registry import get_model, model_catalog
 from zoo.store import WeightsStore
 
 
@@ -14,6 +14,7 @@ def describe_model(name: str, weights_dir: Optional[str] = None) -> dict[str, An
     """Everything `zoo info` shows about a model, as JSON-ready data (no torch needed once the catalog is cached)."""
     catalog = model_catalog()
     if name not in catalog:
+        get_model(name)  # the registry's own error, which names any plugin that failed to import
         raise UnknownModelError(f"unknown model {name!r}; expected one of: {', '.join(catalog)}")
     store = WeightsStore(weights_dir)
     return {

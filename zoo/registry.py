@@ -204,4 +204,5 @@ def load_plugin(plugin: str, load: Callable[[], Any]) -> None:
 
 def failed_plugins() -> dict[str, str]:
     """The plugins that failed to import (each named with where it was declared) and their errors, one line each."""
+    load_models()
     return dict(_FAILED_PLUGINS)

@@ -6,13 +6,16 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import os
 import platform
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional
 
+from filelock import FileLock, Timeout
 import torch
 from torch import nn
 
@@ -175,6 +178,42 @@ def _train(world: World, name: str, recipe: Optional[str], overrides: Optional[M
     parent_record, parent_state = parent_weights(name, parent, store, torch_device) if parent else (None, None)
     context = DataContext(resolve_data_dir(data_dir), torch_device)
     folder = run_folder(store, name, recipe_name, chosen, context.data_dir, torch_device, world.size, parent_record)
+    with run_lock(folder, world, resume) as folder:
+        return _train_in(world, spec, name, recipe_name, chosen, torch_device, store, context, folder, parent_record,
+                         parent_state, on_progress, resume, checkpoint_every, on_resume)
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path, world: World, resume: bool) -> Iterator[Path]:
+    """The run folder this process may use: `folder` itself, held by a lock while the run trains, or, when a run with
+    the same settings is training at the same time, a folder of this run's own (which nothing will resume). Resuming
+    a run that is still training is refused.
+
+    The lock lives in the temp folder, keyed by the run folder's path, so that a run makes nothing in the weights
+    root before its first checkpoint (a failing run leaves the root as it found it)."""
+    if not world.is_main:  # only the main rank writes checkpoints; every rank reads `folder` when resuming
+        yield folder
+        return
+    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    lock = FileLock(str(Path(tempfile.gettempdir()) / f"zoo-run-{os.getuid()}-{key}.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        if resume:
+            raise InvalidSettingError(f"cannot resume: a run with these settings is training now (it holds "
+                                      f"{lock.lock_file}); wait for it to finish, or stop it first") from None
+        yield folder.with_name(f"{folder.name}-{os.getpid()}")
+        return
+    try:
+        yield folder
+    finally:
+        lock.release()
+
+
+def _train_in(world: World, spec: ModelSpec, name: str, recipe_name: str, chosen: Recipe, torch_device: torch.device,
+              store: WeightsStore, context: DataContext, folder: Path, parent_record: Optional[ParentRecord],
+              parent_state: Optional[dict[str, torch.Tensor]], on_progress: Optional[ProgressCallback], resume: bool,
+              checkpoint_every: int, on_resume: Optional[Callable[[int, int], None]]) -> TrainResult:
     checkpoint = folder / CHECKPOINT_FILE
     state = None
     if resume:
