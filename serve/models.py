@@ -25,9 +25,8 @@ log = logging.getLogger("zoo.serve")
 
 
 def version_number(text: str) -> int | None:
-    """`text` as a version number when it is one written canonically (`1`, `12`), else None (`01`, `1.0`, `١`);
-    a segment too long to be a version is refused before int() (which would take milliseconds, or raise)."""
-    return int(text) if len(text) <= 18 and is_version_number(text) else None
+    """`text` as a version number when it is one written canonically (`1`, `12`), else None (`01`, `1.0`, `١`)."""
+    return int(text) if is_version_number(text) else None
 
 
 @dataclass(frozen=True)

@@ -310,3 +310,9 @@ def test_a_server_whose_every_version_is_damaged_is_live_but_not_ready(damaged_r
     client = create_app({"WEIGHTS_DIR": str(root)}).test_client()
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/v2/health/ready").status_code == 503
+
+
+def test_a_reference_with_thousands_of_digits_is_a_caller_error_not_a_crash():
+    """int() of more than 4,300 digits raises ValueError; a reference that long once gave a traceback."""
+    with pytest.raises(zoo.UnknownVersionError, match="malformed version"):
+        zoo.parse_ref("mnist-mlp:" + "9" * 5000)

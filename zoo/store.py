@@ -36,7 +36,8 @@ if TYPE_CHECKING:  # torch is imported where tensors are read or written, so lis
 WEIGHTS_FILE = "model.safetensors"
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[^:]*))?$")
 # str.isdigit() and int() also take other scripts' digits ('١' is 1) and superscripts ('²' makes int() raise).
-_VERSION = re.compile(r"[1-9][0-9]*")
+# At most 18 digits: int() of a longer one is slow, and past 4,300 digits it raises.
+_VERSION = re.compile(r"[1-9][0-9]{0,17}")
 
 
 def is_version_number(text: str) -> bool:
