@@ -17,8 +17,8 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -59,7 +59,10 @@ def prepare(root: str, data_dir: str) -> None:
 
 def backends(name: str, root: str) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """Each backend's predictor (what Runtime.run calls after checking its input), plus ONNX Runtime on every core."""
-    runtimes = {backend: zoo.open_runtime(name, backend, weights_dir=root) for backend in ("torch", "torchscript", "pt2", "onnx")}
+    runtimes = {
+        backend: zoo.open_runtime(name, backend, weights_dir=root)
+        for backend in ("torch", "torchscript", "pt2", "onnx")
+    }
     predictors = {backend: runtime.predict for backend, runtime in runtimes.items()}
     cores = os.cpu_count() or 1
     onnx_file = Path(root) / name / str(runtimes["onnx"].version) / FORMATS["onnx"].file
@@ -86,9 +89,13 @@ def measure(root: str, data_dir: str, runs: int) -> None:
     images = mnist_test_images(resolve_data_dir(data_dir), BATCH_THROUGHPUT)[0].numpy()
     one, many = np.ascontiguousarray(images[:BATCH_LATENCY]), np.ascontiguousarray(images)
     load = os.getloadavg()[0]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores, "
-          f"load average {load:.2f} at start")
-    header = f"{'model':<10} {'backend':<18} {'batch 1 latency':>16} {'vs eager':>9} {'batch 256 img/s':>16} {'vs eager':>9}"
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores, "
+        f"load average {load:.2f} at start"
+    )
+    header = (
+        f"{'model':<10} {'backend':<18} {'batch 1 latency':>16} {'vs eager':>9} {'batch 256 img/s':>16} {'vs eager':>9}"
+    )
     print(header)
     print("-" * len(header))
     for name in MODELS:
@@ -98,8 +105,10 @@ def measure(root: str, data_dir: str, runs: int) -> None:
             throughput = BATCH_THROUGHPUT / median_seconds(predict, many, max(50, runs // 20))
             eager_latency = eager_latency or latency
             eager_throughput = eager_throughput or throughput
-            print(f"{name:<10} {backend:<18} {latency * 1e6:>13.1f} us {eager_latency / latency:>8.2f}x "
-                  f"{throughput:>16,.0f} {throughput / eager_throughput:>8.2f}x")
+            print(
+                f"{name:<10} {backend:<18} {latency * 1e6:>13.1f} us {eager_latency / latency:>8.2f}x "
+                f"{throughput:>16,.0f} {throughput / eager_throughput:>8.2f}x"
+            )
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 

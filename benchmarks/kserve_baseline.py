@@ -3,7 +3,8 @@ process, uvicorn) serving a zoo `model.onnx` through ONNX Runtime on the Open In
 
 Runs in an environment with kserve installed (it is not a zoo dependency):
     python3 -m venv /tmp/kserve && /tmp/kserve/bin/pip install kserve onnxruntime numpy
-    /tmp/kserve/bin/python benchmarks/kserve_baseline.py --model-file weights/mnist-mlp/1/model.onnx --name mnist-mlp --port 8080
+    /tmp/kserve/bin/python benchmarks/kserve_baseline.py --model-file weights/mnist-mlp/1/model.onnx \
+        --name mnist-mlp --port 8080
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ class OnnxModel(kserve.Model):
     def predict(self, payload: InferRequest, headers=None, response_headers=None) -> InferResponse:
         batch = payload.inputs[0].as_numpy().astype(np.float32, copy=False)
         result = self.session.run(None, {self.input: batch})[0]
-        return InferResponse(response_id=payload.id or "", model_name=self.name,
-                             infer_outputs=[InferOutput(self.output, list(result.shape), "FP32", result)])
+        return InferResponse(
+            response_id=payload.id or "",
+            model_name=self.name,
+            infer_outputs=[InferOutput(self.output, list(result.shape), "FP32", result)],
+        )
 
 
 def main() -> None:
@@ -45,8 +49,9 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args()
-    kserve.ModelServer(http_port=args.port, grpc_port=args.port + 1, enable_grpc=False, workers=1,
-                       enable_latency_logging=False).start([OnnxModel(args.name, args.model_file)])
+    kserve.ModelServer(
+        http_port=args.port, grpc_port=args.port + 1, enable_grpc=False, workers=1, enable_latency_logging=False
+    ).start([OnnxModel(args.name, args.model_file)])
 
 
 if __name__ == "__main__":

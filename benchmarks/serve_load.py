@@ -133,11 +133,28 @@ def load_wrk(port: int, path: str, body: bytes, seconds: float, concurrency: int
     (scratch / "post.lua").write_text(WRK_SCRIPT)
     env = {**os.environ, "ZOO_BENCH_BODY": str(scratch / "body.bin"), "ZOO_BENCH_TYPE": content_type}
     for duration in (1, seconds):  # the first run warms up
-        output = subprocess.run(["wrk", "-t2", f"-c{concurrency}", f"-d{int(duration)}s", "-s", str(scratch / "post.lua"),
-                                 f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, env=env, check=True)
+        output = subprocess.run(
+            [
+                "wrk",
+                "-t2",
+                f"-c{concurrency}",
+                f"-d{int(duration)}s",
+                "-s",
+                str(scratch / "post.lua"),
+                f"http://127.0.0.1:{port}{path}",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
     result = json.loads(output.stdout.strip().splitlines()[-1])
-    return {"rps": result["requests"] / result["seconds"], "p50": result["p50"], "p99": result["p99"],
-            "errors": result["errors"]}
+    return {
+        "rps": result["requests"] / result["seconds"],
+        "p50": result["p50"],
+        "p99": result["p99"],
+        "errors": result["errors"],
+    }
 
 
 def load_hey(port: int, path: str, body: bytes, seconds: float, concurrency: int, scratch: Path) -> dict[str, float]:
@@ -147,39 +164,85 @@ def load_hey(port: int, path: str, body: bytes, seconds: float, concurrency: int
 
     (scratch / "body.bin").write_bytes(body)
     for duration in (1, seconds):  # the first run warms up
-        output = subprocess.run(["hey", "-c", str(concurrency), "-z", f"{duration}s", "-m", "POST", "-T", "application/json",
-                                 "-D", str(scratch / "body.bin"), "-o", "csv", f"http://127.0.0.1:{port}{path}"],
-                                capture_output=True, text=True, check=True)
+        output = subprocess.run(
+            [
+                "hey",
+                "-c",
+                str(concurrency),
+                "-z",
+                f"{duration}s",
+                "-m",
+                "POST",
+                "-T",
+                "application/json",
+                "-D",
+                str(scratch / "body.bin"),
+                "-o",
+                "csv",
+                f"http://127.0.0.1:{port}{path}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     rows = list(csv.DictReader(output.stdout.splitlines()))
     answered = sorted(float(row["response-time"]) * 1000 for row in rows if row["status-code"] == "200")
     refused = sum(row["status-code"] == "503" for row in rows)
-    return {"rps": len(answered) / seconds, "p50": statistics.median(answered),
-            "p99": answered[int(0.99 * (len(answered) - 1))], "503s": refused / seconds,
-            "errors": len(rows) - len(answered) - refused}
+    return {
+        "rps": len(answered) / seconds,
+        "p50": statistics.median(answered),
+        "p99": answered[int(0.99 * (len(answered) - 1))],
+        "503s": refused / seconds,
+        "errors": len(rows) - len(answered) - refused,
+    }
 
 
 def overload(weights: Path, scratch: Path, seconds: float, workers: int, body: bytes) -> None:
     """Rows for `zoo serve` at 8 connections, and at 512 with and without the queue bound, in one run."""
     zoo_cli = str(Path(sys.executable).with_name("zoo"))
     rows = []
-    for label, extra, concurrency in (("bound (default --max-queue)", [], 8), ("bound (default --max-queue)", [], 512),
-                                      ("no bound (--max-queue 0)", ["--max-queue", "0"], 512)):
+    for label, extra, concurrency in (
+        ("bound (default --max-queue)", [], 8),
+        ("bound (default --max-queue)", [], 512),
+        ("no bound (--max-queue 0)", ["--max-queue", "0"], 512),
+    ):
         port = free_port()
-        process = start([zoo_cli, "serve", "--port", str(port), "--weights-dir", str(weights), "--workers", str(workers),
-                         "--poll-seconds", "0", *extra], port, "/v2/health/ready")
+        process = start(
+            [
+                zoo_cli,
+                "serve",
+                "--port",
+                str(port),
+                "--weights-dir",
+                str(weights),
+                "--workers",
+                str(workers),
+                "--poll-seconds",
+                "0",
+                *extra,
+            ],
+            port,
+            "/v2/health/ready",
+        )
         try:
             result = load_hey(port, f"/v2/models/{MODEL}/infer", body, seconds, concurrency, scratch)
         finally:
             process.terminate()
             process.wait(timeout=30)
         rows.append((label, concurrency, result))
-        print(f"{label:30} {concurrency:4} connections  " + "  ".join(f"{k} {v:,.1f}" for k, v in result.items()), flush=True)
+        print(
+            f"{label:30} {concurrency:4} connections  " + "  ".join(f"{k} {v:,.1f}" for k, v in result.items()),
+            flush=True,
+        )
     unloaded = rows[0][2]["p99"]
     print("\n| zoo serve | connections | answered/s | p50 ms | p99 ms | p99 / unloaded p99 | 503/s | other errors |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, concurrency, r in rows:
-        print(f"| {label} | {concurrency} | {r['rps']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['p99'] / unloaded:.1f}x | "
-              f"{r['503s']:,.0f} | {r['errors']} |")
+        print(
+            f"| {label} | {concurrency} | {r['rps']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | "
+            f"{r['p99'] / unloaded:.1f}x | "
+            f"{r['503s']:,.0f} | {r['errors']} |"
+        )
     print(f"\n{os.cpu_count()} CPUs, hey, single v2 JSON requests for {MODEL}, zoo serve with {workers} workers")
 
 
@@ -208,19 +271,30 @@ def png_of(digit) -> bytes:
 
 
 def v2_body(images) -> bytes:
-    return json.dumps({"inputs": [{"name": "image", "shape": list(images.shape), "datatype": "FP32",
-                                   "data": images.reshape(-1).tolist()}]}).encode()
+    return json.dumps(
+        {
+            "inputs": [
+                {"name": "image", "shape": list(images.shape), "datatype": "FP32", "data": images.reshape(-1).tolist()}
+            ]
+        }
+    ).encode()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights-dir", default=str(ROOT / "weights"))
-    parser.add_argument("--requests", type=int, default=2000, help="single-image requests per server (batches: a fifth)")
+    parser.add_argument(
+        "--requests", type=int, default=2000, help="single-image requests per server (batches: a fifth)"
+    )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--client", choices=["wrk", "threads"], default="wrk" if shutil.which("wrk") else "threads",
-                        help="load generator: wrk (apt-get install wrk) or this script's http.client threads")
+    parser.add_argument(
+        "--client",
+        choices=["wrk", "threads"],
+        default="wrk" if shutil.which("wrk") else "threads",
+        help="load generator: wrk (apt-get install wrk) or this script's http.client threads",
+    )
     parser.add_argument("--seconds", type=float, default=10, help="length of each wrk run")
     parser.add_argument("--kserve-python", help="a Python with kserve installed, for the KServe baseline")
     parser.add_argument("--overload", action="store_true", help="512 connections, with and without the queue bound")
@@ -238,7 +312,12 @@ def main() -> None:
     requests = {  # kind -> (content type, body, path for zoo, path for the baselines)
         "single PNG": (png, png_of(digits[0].numpy()), f"/v1/models/{MODEL}/predict", None),
         "single v2 JSON": (v2_json, v2_body(images[:1].numpy()), f"/v2/models/{MODEL}/infer", "v2"),
-        f"batch {BATCH} v1 JSON": (v1_json, json.dumps({"pixels": pixels}).encode(), f"/v1/models/{MODEL}/predict", "v1"),
+        f"batch {BATCH} v1 JSON": (
+            v1_json,
+            json.dumps({"pixels": pixels}).encode(),
+            f"/v1/models/{MODEL}/predict",
+            "v1",
+        ),
         f"batch {BATCH} v2 JSON": (v2_json, v2_body(images.numpy()), f"/v2/models/{MODEL}/infer", "v2"),
     }
     zoo_cli = str(Path(sys.executable).with_name("zoo"))
@@ -249,15 +328,45 @@ def main() -> None:
             return overload(weights, Path(scratch), args.seconds, args.workers, requests["single v2 JSON"][1])
         onnx_file = zoo_onnx_file(weights)
         servers = {  # label -> (command, ready path, which requests it takes: v1 baseline / v2 / zoo)
-            "Flask dev server (baseline)": ([sys.executable, __file__, "--weights-dir", str(weights),
-                                             "--baseline-server", "{port}"], "/", "v1"),
-            "zoo serve": ([zoo_cli, "serve", "--port", "{port}", "--weights-dir", str(weights), "--workers",
-                           str(args.workers), "--threads", str(args.threads), "--poll-seconds", "0"], "/v2/health/ready", "zoo"),
+            "Flask dev server (baseline)": (
+                [sys.executable, __file__, "--weights-dir", str(weights), "--baseline-server", "{port}"],
+                "/",
+                "v1",
+            ),
+            "zoo serve": (
+                [
+                    zoo_cli,
+                    "serve",
+                    "--port",
+                    "{port}",
+                    "--weights-dir",
+                    str(weights),
+                    "--workers",
+                    str(args.workers),
+                    "--threads",
+                    str(args.threads),
+                    "--poll-seconds",
+                    "0",
+                ],
+                "/v2/health/ready",
+                "zoo",
+            ),
         }
         if args.kserve_python:
-            servers["KServe ModelServer (onnx)"] = ([args.kserve_python, str(ROOT / "benchmarks" / "kserve_baseline.py"),
-                                                     "--model-file", str(onnx_file), "--name", MODEL, "--port", "{port}"],
-                                                    f"/v2/models/{MODEL}/ready", "v2")
+            servers["KServe ModelServer (onnx)"] = (
+                [
+                    args.kserve_python,
+                    str(ROOT / "benchmarks" / "kserve_baseline.py"),
+                    "--model-file",
+                    str(onnx_file),
+                    "--name",
+                    MODEL,
+                    "--port",
+                    "{port}",
+                ],
+                f"/v2/models/{MODEL}/ready",
+                "v2",
+            )
         for label, (command, ready, takes) in servers.items():
             port = free_port()
             process = start([part.format(port=port) for part in command], port, ready)
@@ -269,8 +378,14 @@ def main() -> None:
                     if args.client == "wrk":
                         result = load_wrk(port, path, body, args.seconds, args.concurrency, Path(scratch), content_type)
                     else:
-                        result = load(port, path, body, args.requests if kind.startswith("single") else
-                                      max(1, args.requests // 5), args.concurrency, content_type)
+                        result = load(
+                            port,
+                            path,
+                            body,
+                            args.requests if kind.startswith("single") else max(1, args.requests // 5),
+                            args.concurrency,
+                            content_type,
+                        )
                     rows.append((label, kind, result))
                     print(f"{label:30} {kind:18} " + "  ".join(f"{k} {v:,.1f}" for k, v in result.items()), flush=True)
             finally:
@@ -280,9 +395,14 @@ def main() -> None:
     print("| server | request | requests/s | p50 ms | p99 ms | errors |")
     print("| --- | --- | --- | --- | --- | --- |")
     for label, kind, result in rows:
-        print(f"| {label} | {kind} | {result['rps']:,.0f} | {result['p50']:.1f} | {result['p99']:.1f} | {result['errors']} |")
-    print(f"\n{os.cpu_count()} CPUs, client {args.client} with {args.concurrency} connections, zoo serve with "
-          f"{args.workers} workers x {args.threads} threads")
+        print(
+            f"| {label} | {kind} | {result['rps']:,.0f} | {result['p50']:.1f} | {result['p99']:.1f} | "
+            f"{result['errors']} |"
+        )
+    print(
+        f"\n{os.cpu_count()} CPUs, client {args.client} with {args.concurrency} connections, zoo serve with "
+        f"{args.workers} workers x {args.threads} threads"
+    )
 
 
 def zoo_onnx_file(weights: Path) -> Path:

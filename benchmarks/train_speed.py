@@ -19,7 +19,7 @@ import os
 import statistics
 import tempfile
 import time
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,14 +40,29 @@ BEFORE = {
 }
 
 
-def document_epoch(data_dir: str, device: torch.device = torch.device("cpu")) -> float:
+CPU = torch.device("cpu")
+
+
+def document_epoch(data_dir: str, device: torch.device = CPU) -> float:
     """One epoch of document 001's loop as written: a DataLoader on the CPU, `.to(device)` per batch."""
     loader = torch.utils.data.DataLoader(
-        datasets.MNIST(data_dir, train=True, download=False,
-                       transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])),
-        batch_size=BATCH, shuffle=True)
-    net = nn.Sequential(nn.Linear(784, 200), nn.ReLU(inplace=True), nn.Linear(200, 200), nn.ReLU(inplace=True),
-                        nn.Linear(200, 10), nn.ReLU(inplace=True)).to(device)
+        datasets.MNIST(
+            data_dir,
+            train=True,
+            download=False,
+            transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]),
+        ),
+        batch_size=BATCH,
+        shuffle=True,
+    )
+    net = nn.Sequential(
+        nn.Linear(784, 200),
+        nn.ReLU(inplace=True),
+        nn.Linear(200, 200),
+        nn.ReLU(inplace=True),
+        nn.Linear(200, 10),
+        nn.ReLU(inplace=True),
+    ).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=LR)
     criteon = nn.CrossEntropyLoss().to(device)
     started = time.perf_counter()
@@ -64,13 +79,17 @@ def document_epoch(data_dir: str, device: torch.device = torch.device("cpu")) ->
     return time.perf_counter() - started
 
 
-def zoo_train(name: str, recipe: str, overrides: Optional[dict[str, Any]] = None, device: str = "cpu") -> dict[str, Any]:
+def zoo_train(name: str, recipe: str, overrides: dict[str, Any] | None = None, device: str = "cpu") -> dict[str, Any]:
     """`zoo train` as a user runs it, into a throwaway weights folder: its manifest's time, epochs and accuracy."""
     with tempfile.TemporaryDirectory() as root:
         result = zoo.train(name, recipe, overrides, device=device, weights_dir=root)
     params = result.manifest["recipe"]["params"]
-    return {"seconds": result.manifest["training_seconds"], "epochs": params["epochs"],
-            "precision": params["precision"], "accuracy": result.metrics["accuracy"]}
+    return {
+        "seconds": result.manifest["training_seconds"],
+        "epochs": params["epochs"],
+        "precision": params["precision"],
+        "accuracy": result.metrics["accuracy"],
+    }
 
 
 def steady_epochs(data_dir: str, epochs: int) -> list[float]:
@@ -88,8 +107,16 @@ def steady_epochs(data_dir: str, epochs: int) -> list[float]:
 
 
 # (m, k, n) of every matrix multiply in one step: three forward, five backward (no gradient for the input).
-STEP_GEMMS = [(BATCH, 784, 200), (BATCH, 200, 200), (BATCH, 200, 10),
-              (10, BATCH, 200), (BATCH, 10, 200), (200, BATCH, 200), (BATCH, 200, 200), (200, BATCH, 784)]
+STEP_GEMMS = [
+    (BATCH, 784, 200),
+    (BATCH, 200, 200),
+    (BATCH, 200, 10),
+    (10, BATCH, 200),
+    (BATCH, 10, 200),
+    (200, BATCH, 200),
+    (BATCH, 200, 200),
+    (200, BATCH, 784),
+]
 
 # About 53 GFLOP an epoch; the often-quoted 72 counts a gradient for the input images too, which nobody needs.
 EPOCH_GFLOP = sum(2 * m * k * n for m, k, n in STEP_GEMMS) * 60_000 / BATCH / 1e9
@@ -131,18 +158,33 @@ def main() -> None:
 
     per_epoch = document_recipe["seconds"] / document_recipe["epochs"]
     baseline = min(document, document_again)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load:.2f} -> {os.getloadavg()[0]:.2f}")
-    print(f"document DataLoader loop        : {document:6.2f} s/epoch, {document_again:.2f} s at the end (ratios use the faster)")
-    print(f"zoo train mnist-mlp document    : {per_epoch:6.3f} s/epoch ({document_recipe['seconds']:.2f} s for "
-          f"{document_recipe['epochs']} epochs, load and test metrics included, {document_recipe['accuracy']:.2f}%): "
-          f"{baseline / per_epoch:.1f}x")
-    print(f"  the loop alone, warm           : {steady:6.3f} s/epoch (median of {args.epochs}): {baseline / steady:.1f}x")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load:.2f} -> "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"document DataLoader loop        : {document:6.2f} s/epoch, {document_again:.2f} s at the end (ratios use "
+        "the faster)"
+    )
+    print(
+        f"zoo train mnist-mlp document    : {per_epoch:6.3f} s/epoch ({document_recipe['seconds']:.2f} s for "
+        f"{document_recipe['epochs']} epochs, load and test metrics included, {document_recipe['accuracy']:.2f}%): "
+        f"{baseline / per_epoch:.1f}x"
+    )
+    print(
+        f"  the loop alone, warm           : {steady:6.3f} s/epoch (median of {args.epochs}): {baseline / steady:.1f}x"
+    )
     for (name, recipe), run in runs.items():
-        print(f"zoo train {name:9} {recipe:7}     : {run['seconds']:6.2f} s, {run['epochs']} epochs {run['precision']}, "
-              f"{run['accuracy']:.2f}% = {run['seconds'] / baseline:.2f} document-loop epochs")
+        print(
+            f"zoo train {name:9} {recipe:7}     : {run['seconds']:6.2f} s, {run['epochs']} epochs {run['precision']}, "
+            f"{run['accuracy']:.2f}% = {run['seconds'] / baseline:.2f} document-loop epochs"
+        )
     for dtype, (bound, gflops) in bounds.items():
-        print(f"matmul bound {str(dtype)[6:]:9}          : {bound:6.3f} s/epoch ({EPOCH_GFLOP:.0f} GFLOP of the step's GEMM "
-              f"shapes at {gflops:.0f} GFLOP/s); the document recipe runs at {bound / per_epoch:.0%} of it")
+        print(
+            f"matmul bound {str(dtype)[6:]:9}          : {bound:6.3f} s/epoch ({EPOCH_GFLOP:.0f} GFLOP of the step's "
+            "GEMM "
+            f"shapes at {gflops:.0f} GFLOP/s); the document recipe runs at {bound / per_epoch:.0%} of it"
+        )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import importlib.metadata
 import json
 import sys
 from enum import Enum
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -101,9 +101,16 @@ ModelArg = Annotated[str, typer.Argument(help="Model name, see `zoo list`.", sho
                                          autocompletion=complete_model)]
 RefArg = Annotated[str, typer.Argument(help="MODEL or MODEL:VERSION (latest when no version).", show_default=False,
                                        autocompletion=complete_ref)]
-WeightsDir = Annotated[Optional[str], typer.Option(
-    help="Weights root; default $ZOO_WEIGHTS_DIR, else your user folder (~/.local/share/zoo/weights) beside the released versions.")]
-DataDir = Annotated[Optional[str], typer.Option(help="Data root holding MNIST/raw; default $ZOO_DATA_DIR, else ~/.cache/zoo/data.")]
+WeightsDir = Annotated[
+    str | None,
+    typer.Option(
+        help="Weights root; default $ZOO_WEIGHTS_DIR, else your user folder (~/.local/share/zoo/weights) beside the "
+             "released versions."
+    ),
+]
+DataDir = Annotated[
+    str | None, typer.Option(help="Data root holding MNIST/raw; default $ZOO_DATA_DIR, else ~/.cache/zoo/data.")
+]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
@@ -139,8 +146,12 @@ def list_command(
     for row in rows:
         latest = row["versions"][-1] if row["versions"] else None
         table.add_row(
-            row["name"], row["task"], f"{row['parameters']:,}", ", ".join(row["recipes"]),
-            str(len(row["versions"])), _metrics_line(latest["metrics"], limit=2) if latest else "-",
+            row["name"],
+            row["task"],
+            f"{row['parameters']:,}",
+            ", ".join(row["recipes"]),
+            str(len(row["versions"])),
+            _metrics_line(latest["metrics"], limit=2) if latest else "-",
         )
     console.print(table)
 
@@ -155,8 +166,10 @@ def info(model: ModelArg, weights_dir: WeightsDir = None, as_json: JsonFlag = Fa
     console.print(f"source: document {row['source']}")
     console.print(f"task: {row['task']}   data: {row['dataset']}   parameters: {row['parameters']:,}")
     if row["input"]:
-        console.print(f"input: {row['input']['name']} {row['input']['shape']} {row['input']['dtype']}"
-                      f" -> output: {row['output']['name']} {row['output']['shape']}")
+        console.print(
+            f"input: {row['input']['name']} {row['input']['shape']} {row['input']['dtype']}"
+            f" -> output: {row['output']['name']} {row['output']['shape']}"
+        )
     console.print(f"preprocessing: {row['preprocessing']}")
     if row["notes"]:
         console.print(f"notes: {row['notes']}")
@@ -168,83 +181,162 @@ def info(model: ModelArg, weights_dir: WeightsDir = None, as_json: JsonFlag = Fa
     console.print(recipes)
     versions = Table("version", "recipe", "metrics", "created", title=f"versions in {row['weights_dir']}")
     for version in row["versions"]:
-        versions.add_row(str(version["version"]), version["recipe"], _metrics_line(version["metrics"]), version["created"])
+        versions.add_row(
+            str(version["version"]), version["recipe"], _metrics_line(version["metrics"]), version["created"]
+        )
     console.print(versions if row["versions"] else f"no trained versions in {row['weights_dir']}")
 
 
 @app.command()
 def train(
     model: ModelArg,
-    recipe: Annotated[Optional[str], typer.Option(help="Recipe name, see `zoo info MODEL`; default: the best one.",
-                                                  autocompletion=complete_recipe)] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(help="Recipe name, see `zoo info MODEL`; default: the best one.", autocompletion=complete_recipe),
+    ] = None,
     device: Device = "auto",
-    epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epochs (steps for single-batch models).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Override the learning rate.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Override the batch size (the global batch over all processes).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Override the seed.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Override the recipe's epochs (steps for single-batch models).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Override the learning rate.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Override the batch size (the global batch over all processes).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
     # A string checked by the recipe, not an Enum: a bad value gets the zoo's one-line error, like --set's.
-    precision: Annotated[Optional[str], typer.Option(
-        help=f"Override the training arithmetic: {', '.join(PRECISIONS)} (fp16 on CUDA only); weights stay float32.",
-        show_default=False)] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any recipe key: --set key=value (repeatable).")] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Override the training arithmetic: {', '.join(PRECISIONS)} (fp16 on CUDA only); weights stay "
+                 "float32.",
+            show_default=False,
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override any recipe key: --set key=value (repeatable).")
+    ] = None,
     data_dir: DataDir = None,
     weights_dir: WeightsDir = None,
     as_json: JsonFlag = False,
-    nproc_per_node: Annotated[int, typer.Option(min=1, help="Processes on this machine, data-parallel through torchrun (DDP: gloo on CPU, nccl on CUDA).")] = 1,
-    nnodes: Annotated[int, typer.Option(min=1, help="Machines in the run; start the same command on each with its --node-rank.")] = 1,
-    node_rank: Annotated[int, typer.Option(min=0, help="This machine's rank, 0 to nnodes-1 (rank 0 publishes the version).")] = 0,
-    master_addr: Annotated[Optional[str], typer.Option(help="Address of node 0, where the ranks meet (several machines).")] = None,
-    master_port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="Port on node 0 where the ranks meet.")] = None,
-    from_: Annotated[Optional[str], typer.Option("--from", help="Fine-tune: start from this stored version's weights "
-                                                 "(MODEL:VERSION of the same model).", autocompletion=complete_ref,
-                                                 show_default=False)] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the same command's killed or crashed run from "
-                                         "its last checkpoint (same weights, bit for bit on CPU).")] = False,
+    nproc_per_node: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Processes on this machine, data-parallel through torchrun (DDP: gloo on CPU, nccl on CUDA)."
+        ),
+    ] = 1,
+    nnodes: Annotated[
+        int, typer.Option(min=1, help="Machines in the run; start the same command on each with its --node-rank.")
+    ] = 1,
+    node_rank: Annotated[
+        int, typer.Option(min=0, help="This machine's rank, 0 to nnodes-1 (rank 0 publishes the version).")
+    ] = 0,
+    master_addr: Annotated[
+        str | None, typer.Option(help="Address of node 0, where the ranks meet (several machines).")
+    ] = None,
+    master_port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port on node 0 where the ranks meet.")
+    ] = None,
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Fine-tune: start from this stored version's weights (MODEL:VERSION of the same model).",
+            autocompletion=complete_ref,
+            show_default=False,
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the same command's killed or crashed run from "
+            "its last checkpoint (same weights, bit for bit on CPU).",
+        ),
+    ] = False,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Write a resumable checkpoint every N epochs.")] = 1,
 ) -> None:
     """Train a model and store the result as a new weights version (on several processes with --nproc-per-node)."""
     overrides: dict[str, Any] = zoo.parse_assignments(set_ or [])
-    for key, value in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size), ("seed", seed), ("precision", precision)):
+    for key, value in (
+        ("epochs", epochs),
+        ("lr", lr),
+        ("batch_size", batch_size),
+        ("seed", seed),
+        ("precision", precision),
+    ):
         if value is not None:
             overrides[key] = value
     topology, world = zoo.Topology(nproc_per_node, nnodes, node_rank, master_addr, master_port), zoo.World.from_env()
     if topology.world_size > 1:
         if world.size > 1:
-            raise zoo.InvalidSettingError(f"--nproc-per-node/--nnodes start a run, but this process is already rank "
-                                          f"{world.rank} of one (WORLD_SIZE is set); drop them")
+            raise zoo.InvalidSettingError(
+                f"--nproc-per-node/--nnodes start a run, but this process is already rank "
+                f"{world.rank} of one (WORLD_SIZE is set); drop them"
+            )
         # The caller's mistakes are refused here, before any process starts; each rank runs this command without them.
         zoo.check_training(model, recipe, overrides, device, topology.world_size)
-        rank_args = ["train", model, "--device", device, *(f"--set={key}={value}" for key, value in overrides.items()),
-                     f"--checkpoint-every={checkpoint_every}", *(["--resume"] if resume else [])]
-        for flag, value in (("--recipe", recipe), ("--data-dir", data_dir), ("--weights-dir", weights_dir),
-                            ("--from", from_)):
+        rank_args = [
+            "train",
+            model,
+            "--device",
+            device,
+            *(f"--set={key}={value}" for key, value in overrides.items()),
+            f"--checkpoint-every={checkpoint_every}",
+            *(["--resume"] if resume else []),
+        ]
+        for flag, value in (
+            ("--recipe", recipe),
+            ("--data-dir", data_dir),
+            ("--weights-dir", weights_dir),
+            ("--from", from_),
+        ):
             rank_args += [flag, value] if value is not None else []
         return zoo.launch(topology, "zoo.cli.main", rank_args + (["--json"] if as_json else []))
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.4g}"), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4g}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=errors, transient=True, disable=as_json or not world.is_main) as bar:
         task = bar.add_task(f"train {model}", total=None, loss=float("nan"))
+
         def resumed(epoch: int, epochs: int) -> None:
             if world.is_main:
                 errors.print(f"resuming {escape(model)} from its checkpoint after epoch {epoch} of {epochs}")
 
         result = zoo.train(
-            model, recipe, overrides, device=device, data_dir=data_dir, weights_dir=weights_dir,
+            model,
+            recipe,
+            overrides,
+            device=device,
+            data_dir=data_dir,
+            weights_dir=weights_dir,
             on_progress=lambda p: bar.update(task, completed=p.step, total=p.total, loss=p.loss),
-            parent=from_, resume=resume, checkpoint_every=checkpoint_every, on_resume=resumed,
+            parent=from_,
+            resume=resume,
+            checkpoint_every=checkpoint_every,
+            on_resume=resumed,
         )
     if result.rank != 0:
         return None
     for failure in result.card_failures:
-        errors.print(f"[bold yellow]warning:[/] the card was published without {escape(failure)}; "
-                     f"`zoo card {model}:{result.version}` draws it again", soft_wrap=True)
+        errors.print(
+            f"[bold yellow]warning:[/] the card was published without {escape(failure)}; "
+            f"`zoo card {model}:{result.version}` draws it again",
+            soft_wrap=True,
+        )
     if as_json:
         return _print_json(result.manifest)
     manifest = result.manifest
     processes = manifest["distributed"]["world_size"]
-    console.print(f"[bold green]{model}[/] version {result.version} ({manifest['recipe']['name']} recipe, "
-                  f"{manifest['device']}{f' x {processes} processes' if processes > 1 else ''}, {manifest['precision']}, "
-                  f"{manifest['training_seconds']:.1f} s) -> {result.path}")
+    console.print(
+        f"[bold green]{model}[/] version {result.version} ({manifest['recipe']['name']} recipe, "
+        f"{manifest['device']}{f' x {processes} processes' if processes > 1 else ''}, {manifest['precision']}, "
+        f"{manifest['training_seconds']:.1f} s) -> {result.path}"
+    )
     if "parent" in manifest:
         parent = manifest["parent"]
         console.print(f"fine-tuned from {parent['ref']} (weights sha256 {parent['sha256'][:12]})")
@@ -274,7 +366,9 @@ def evaluate(
     report = zoo.evaluate(ref, weights_dir=weights_dir, data_dir=data_dir, device=device, backend=backend.value)
     if as_json:
         return _print_json(report)
-    table = Table("metric", "now", "recorded", title=f"{report['model']} version {report['version']} ({report['backend']})")
+    table = Table(
+        "metric", "now", "recorded", title=f"{report['model']} version {report['version']} ({report['backend']})"
+    )
     for key, value in report["metrics"].items():
         table.add_row(key, _fmt(value), _fmt(report["recorded"].get(key, "-")))
     console.print(table)
@@ -283,31 +377,53 @@ def evaluate(
 @app.command()
 def export(
     ref: RefArg,
-    format_: Annotated[list[Format], typer.Option("--format", "-f", help=f"Artifact to write (repeatable): {', '.join(FORMATS)} or all (every lossless one).")] = [Format["onnx"]],  # noqa: B006 (Typer reads it, never mutates it)
-    opset: Annotated[Optional[int], typer.Option(help="ONNX opset; default: the exporter's own.")] = None,
-    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare each artifact with PyTorch eager before keeping it.")] = True,
+    format_: Annotated[
+        list[Format],
+        typer.Option(
+            "--format", "-f", help=f"Artifact to write (repeatable): {', '.join(FORMATS)} or all (every lossless one)."
+        ),
+    ] = [Format["onnx"]],  # noqa: B006 (Typer reads it, never mutates it)
+    opset: Annotated[int | None, typer.Option(help="ONNX opset; default: the exporter's own.")] = None,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Compare each artifact with PyTorch eager before keeping it.")
+    ] = True,
     weights_dir: WeightsDir = None,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Export a version to ONNX (float32, int8, fp16), TorchScript or torch.export files beside its weights, each
     verified: against eager, or for int8 and fp16 on the test split against float32."""
-    report = zoo.export(ref, [f.value for f in format_], opset=opset, verify=verify,
-                        weights_dir=weights_dir, data_dir=data_dir)
+    report = zoo.export(
+        ref, [f.value for f in format_], opset=opset, verify=verify, weights_dir=weights_dir, data_dir=data_dir
+    )
     if as_json:
         return _print_json(report)
-    table = Table("format", "file", "size", "sha256", "max abs diff", "test split", title=f"{report['model']} version {report['version']} -> {report['folder']}")
+    table = Table(
+        "format",
+        "file",
+        "size",
+        "sha256",
+        "max abs diff",
+        "test split",
+        title=f"{report['model']} version {report['version']} -> {report['folder']}",
+    )
     for fmt, entry in report["artifacts"].items():
         check = entry["verification"]
-        table.add_row(fmt, entry["file"], f"{entry['bytes'] / 1024:,.0f} KiB", entry["sha256"][:12],
-                      f"{check['max_abs_diff']:.2g}" if check else "not verified", _task_score(check))
+        table.add_row(
+            fmt,
+            entry["file"],
+            f"{entry['bytes'] / 1024:,.0f} KiB",
+            entry["sha256"][:12],
+            f"{check['max_abs_diff']:.2g}" if check else "not verified",
+            _task_score(check),
+        )
     console.print(table)
     for fmt in report["artifacts"]:
         if zoo.FORMATS[fmt].note:
             console.print(f"note: {zoo.FORMATS[fmt].note}")
 
 
-def _task_score(check: Optional[dict]) -> str:
+def _task_score(check: dict | None) -> str:
     """A lossy file's verification on the test split, e.g. `98.46% (-0.02)`; lossless files answer as eager."""
     if not check or "measure" not in check:
         return "as eager" if check else ""
@@ -326,31 +442,69 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes; each loads its own models.")] = 2,
     threads: Annotated[int, typer.Option(min=1, help="Request threads per worker (1 measured best on 2 cores).")] = 1,
-    backend: Annotated[ServeBackend, typer.Option(
-        help="auto: ONNX Runtime for each version with an ONNX export, PyTorch for one without; or one for all.")
+    backend: Annotated[
+        ServeBackend,
+        typer.Option(
+            help="auto: ONNX Runtime for each version with an ONNX export, PyTorch for one without; or one for all."
+        ),
     ] = ServeBackend["auto"],
     weights_dir: WeightsDir = None,
-    max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body accepted; larger ones get 413.")] = 8 * 1024 * 1024,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body accepted; larger ones get 413.")] = 8
+    * 1024
+    * 1024,
     max_batch: Annotated[int, typer.Option(min=1, help="Most images or values in one request.")] = 256,
-    models: Annotated[Optional[str], typer.Option(help="Comma-separated models to serve; default: every model with a version.")] = None,
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated models to serve; default: every model with a version.")
+    ] = None,
     versions: Annotated[str, typer.Option(help="Version policy: all, latest:N, or numbers like 1,3.")] = "all",
-    poll_seconds: Annotated[float, typer.Option(min=0, help="Look for new and removed versions this often; 0 never.")] = 10,
-    access_log: Annotated[Optional[AccessLog], typer.Option(help="One line per request on stderr: text or json.")] = None,
-    body_timeout: Annotated[float, typer.Option(min=0, help="Seconds for a request's whole body to arrive; "
-                                                "408 and the connection closed after. 0 never.")] = 30,
-    max_queue: Annotated[int, typer.Option(min=0, help="Complete requests waiting in a worker; past it a request "
-                                           "gets 503 with Retry-After at once. 0: no bound.")] = 64,
-    max_in_flight: Annotated[int, typer.Option(min=1, help="Requests a worker reads at once, slow clients "
-                                               "included; more connections wait in the kernel's backlog.")] = 2048,
+    poll_seconds: Annotated[
+        float, typer.Option(min=0, help="Look for new and removed versions this often; 0 never.")
+    ] = 10,
+    access_log: Annotated[AccessLog | None, typer.Option(help="One line per request on stderr: text or json.")] = None,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds for a request's whole body to arrive; 408 and the connection closed after. 0 never."
+        ),
+    ] = 30,
+    max_queue: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Complete requests waiting in a worker; past it a request "
+            "gets 503 with Retry-After at once. 0: no bound.",
+        ),
+    ] = 64,
+    max_in_flight: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Requests a worker reads at once, slow clients "
+            "included; more connections wait in the kernel's backlog.",
+        ),
+    ] = 2048,
 ) -> None:
     """Serve the stored versions of every model that has one over HTTP (granian; drawing page at /, /metrics)."""
     from zoo.serve.wsgi import run
 
     chosen = tuple(filter(None, (name.strip() for name in models.split(",")))) if models is not None else None
-    run(host=host, port=port, workers=workers, threads=threads, backend=backend.value, weights_dir=weights_dir,
-        max_body_bytes=max_body_bytes, max_batch=max_batch, models=chosen, versions=versions,
-        poll_seconds=poll_seconds, access_log=access_log.value if access_log else None, body_timeout=body_timeout,
-        max_queue=max_queue, max_in_flight=max_in_flight)
+    run(
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        backend=backend.value,
+        weights_dir=weights_dir,
+        max_body_bytes=max_body_bytes,
+        max_batch=max_batch,
+        models=chosen,
+        versions=versions,
+        poll_seconds=poll_seconds,
+        access_log=access_log.value if access_log else None,
+        body_timeout=body_timeout,
+        max_queue=max_queue,
+        max_in_flight=max_in_flight,
+    )
 
 
 # More inputs than this show a progress bar (on stderr) while they are read and answered.
@@ -360,12 +514,17 @@ PROGRESS_AFTER = 48
 @app.command()
 def predict(
     ref: RefArg,
-    inputs: Annotated[list[str], typer.Argument(
-        help="PNG/JPEG files, folders (searched recursively), globs, .npy or .json files, - for standard input; "
-             "numbers for value models (1,2,3 for one item of three features; put -- before negative ones).",
-        show_default=False)],
-    backend: Annotated[ServeBackend, typer.Option(
-        help="auto: ONNX Runtime when the version has an ONNX export, else PyTorch; or one backend.")
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="PNG/JPEG files, folders (searched recursively), globs, .npy or .json files, - for standard input; "
+            "numbers for value models (1,2,3 for one item of three features; put -- before negative ones).",
+            show_default=False,
+        ),
+    ],
+    backend: Annotated[
+        ServeBackend,
+        typer.Option(help="auto: ONNX Runtime when the version has an ONNX export, else PyTorch; or one backend."),
     ] = ServeBackend["auto"],
     top_k: Annotated[int, typer.Option(min=1, help="Show the K most probable classes of each input.")] = 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Inputs answered per batch.")] = 256,
@@ -380,10 +539,25 @@ def predict(
     """
     if as_json and as_csv:
         raise zoo.InvalidSettingError("expected one of --json and --csv, got both")
-    run = zoo.predict(ref, inputs, backend=backend.value, weights_dir=weights_dir, device=device,
-                      batch_size=batch_size, stdin=sys.stdin.buffer)
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn(), console=errors, transient=True, disable=len(run.sources) <= PROGRESS_AFTER)
+    run = zoo.predict(
+        ref,
+        inputs,
+        backend=backend.value,
+        weights_dir=weights_dir,
+        device=device,
+        batch_size=batch_size,
+        stdin=sys.stdin.buffer,
+    )
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=errors,
+        transient=True,
+        disable=len(run.sources) <= PROGRESS_AFTER,
+    )
     with bar:
         task = bar.add_task(f"predict {run.runtime.name}:{run.runtime.version}", total=len(run.sources))
         run.on_input = lambda done: bar.update(task, completed=done)
@@ -432,8 +606,18 @@ TritonFormat = Enum("TritonFormat", {name: name for name in TRITON_FORMATS}, typ
 @app.command("triton-repo")
 def triton_repo(
     directory: Annotated[str, typer.Argument(help="New or empty folder for the repository.", show_default=False)],
-    refs: Annotated[Optional[list[str]], typer.Argument(help="MODEL or MODEL:VERSION (latest when no version); default: every exported version.", show_default=False)] = None,
-    format_: Annotated[list[TritonFormat], typer.Option("--format", "-f", help=f"Format(s) to include, each in its own folder: {', '.join(TRITON_FORMATS)}.")] = [TritonFormat["onnx"]],  # noqa: B006 (Typer reads it, never mutates it)
+    refs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="MODEL or MODEL:VERSION (latest when no version); default: every exported version.", show_default=False
+        ),
+    ] = None,
+    format_: Annotated[
+        list[TritonFormat],
+        typer.Option(
+            "--format", "-f", help=f"Format(s) to include, each in its own folder: {', '.join(TRITON_FORMATS)}."
+        ),
+    ] = [TritonFormat["onnx"]],  # noqa: B006 (Typer reads it, never mutates it)
     max_batch_size: Annotated[int, typer.Option(min=1, help="Triton's max_batch_size for every model.")] = 256,
     weights_dir: WeightsDir = None,
     as_json: JsonFlag = False,
@@ -442,10 +626,21 @@ def triton_repo(
     report = zoo.write_triton_repository(directory, refs or [], [f.value for f in format_], max_batch_size, weights_dir)
     if as_json:
         return _print_json(report)
-    table = Table("folder", "platform", "versions", "inputs", "outputs", title=f"Triton repository {report['repository']}")
+    table = Table(
+        "folder", "platform", "versions", "inputs", "outputs", title=f"Triton repository {report['repository']}"
+    )
     for model in report["models"]:
-        tensors = {kind: ", ".join(f"{t['name']} {t['data_type']} {t['dims']}" for t in model[kind]) for kind in ("inputs", "outputs")}
-        table.add_row(model["folder"], model["platform"], ", ".join(map(str, model["versions"])), tensors["inputs"], tensors["outputs"])
+        tensors = {
+            kind: ", ".join(f"{t['name']} {t['data_type']} {t['dims']}" for t in model[kind])
+            for kind in ("inputs", "outputs")
+        }
+        table.add_row(
+            model["folder"],
+            model["platform"],
+            ", ".join(map(str, model["versions"])),
+            tensors["inputs"],
+            tensors["outputs"],
+        )
     console.print(table)
     console.print(f"serve it: tritonserver --model-repository {report['repository']}")
 
@@ -462,17 +657,22 @@ def card(
     report = zoo.draw_card(ref, weights_dir=weights_dir, data_dir=data_dir, device=device)
     if as_json:
         return _print_json(report)
-    console.print(f"[bold green]{report['model']}[/] version {report['version']}: card and "
-                  f"{len(report['figures'])} figures ({', '.join(report['figures'])}) drawn in "
-                  f"{report['drawing_seconds']:.1f} s -> {report['folder']}")
+    console.print(
+        f"[bold green]{report['model']}[/] version {report['version']}: card and "
+        f"{len(report['figures'])} figures ({', '.join(report['figures'])}) drawn in "
+        f"{report['drawing_seconds']:.1f} s -> {report['folder']}"
+    )
 
 
 @app.command()
 def compare(
-    refs: Annotated[list[str], typer.Argument(help="Two or more versions of one model: MODEL:A MODEL:B ...",
-                                              show_default=False)],
-    figure: Annotated[Optional[str], typer.Option(help="Where to write the loss curves' PNG; default: "
-                                                       "MODEL-A-B-loss.png in the current folder.")] = None,
+    refs: Annotated[
+        list[str], typer.Argument(help="Two or more versions of one model: MODEL:A MODEL:B ...", show_default=False)
+    ],
+    figure: Annotated[
+        str | None,
+        typer.Option(help="Where to write the loss curves' PNG; default: MODEL-A-B-loss.png in the current folder."),
+    ] = None,
     weights_dir: WeightsDir = None,
     as_json: JsonFlag = False,
 ) -> None:

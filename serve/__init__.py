@@ -75,13 +75,17 @@ def refuse_encoded_bodies() -> None:
     """A compressed body (Content-Encoding: gzip, ...) is refused with 415 rather than read as if it were plain."""
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
-        raise UnsupportedMediaType(f"expected an uncompressed body (no Content-Encoding), got Content-Encoding {encoding}")
+        raise UnsupportedMediaType(
+            f"expected an uncompressed body (no Content-Encoding), got Content-Encoding {encoding}"
+        )
 
 
 # Pages run only the zoo's own script and style, from this server: a card's markdown can carry no script, and a
 # page cannot be framed or post elsewhere.
-CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                           "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 def protect_pages(response: Response) -> Response:

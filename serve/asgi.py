@@ -22,8 +22,9 @@ import io
 import re
 import struct
 import sys
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import orjson
 from flask import Flask
@@ -135,7 +136,8 @@ class BufferedWSGI:
         return future
 
     async def _run_inline(self) -> None:
-        """Run the queued requests on the loop, all that are queued, then yield so that arrivals join (or are refused)."""
+        """Run the queued requests on the loop, all that are queued, then yield so that arrivals join (or are
+        refused)."""
         while self._inline:
             for _ in range(len(self._inline)):
                 environ, future = self._inline.popleft()
@@ -160,16 +162,30 @@ class BufferedWSGI:
         return b"".join(parts)
 
     @staticmethod
-    async def _answer(send: Send, status: int, document: dict[str, Any], close: bool = False,
-                      extra: list[tuple[str, str]] | None = None) -> None:
+    async def _answer(
+        send: Send,
+        status: int,
+        document: dict[str, Any],
+        close: bool = False,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
         """A JSON answer from the front itself, without the app (liveness, 408, 503)."""
         body = orjson.dumps(document)
-        headers = [("content-type", "application/json"), ("content-length", str(len(body))),
-                   ("x-content-type-options", "nosniff"), *(extra or [])]
+        headers = [
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+            ("x-content-type-options", "nosniff"),
+            *(extra or []),
+        ]
         if close:
             headers.append(("connection", "close"))
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     def _environ(self, scope: dict[str, Any], headers: list[tuple[str, str]], body: bytes) -> dict[str, Any]:

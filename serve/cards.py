@@ -6,8 +6,8 @@ import html
 import re
 
 import markdown
-from markdown.treeprocessors import Treeprocessor
 from flask import Blueprint, current_app, send_from_directory
+from markdown.treeprocessors import Treeprocessor
 from werkzeug.exceptions import NotFound
 
 from zoo.cards import StoredCard, stored_card
@@ -66,10 +66,17 @@ def card_html(card: StoredCard) -> str:
     renderer.inlinePatterns.deregister("html")
     renderer.treeprocessors.register(DropUnsafeLinks(renderer), "drop_unsafe_links", 0)
     body = renderer.convert(FRONT_MATTER.sub("", card.markdown, count=1))
-    versions = " ".join(f'<a href="/models/{card.name}/versions/{v}"{" aria-current=page" if v == card.version else ""}>'
-                        f"{v}</a>" for v in card.versions)
-    return PAGE.format(title=html.escape(f"{card.name} version {card.version}"), name=card.name, version=card.version,
-                       versions=versions, body=body)
+    versions = " ".join(
+        f'<a href="/models/{card.name}/versions/{v}"{" aria-current=page" if v == card.version else ""}>{v}</a>'
+        for v in card.versions
+    )
+    return PAGE.format(
+        title=html.escape(f"{card.name} version {card.version}"),
+        name=card.name,
+        version=card.version,
+        versions=versions,
+        body=body,
+    )
 
 
 def _card(name: str, version: str | None) -> StoredCard:
@@ -91,5 +98,7 @@ def card_figure(name: str, version: str, file: str):
     """One of the card's figures, from the version's folder; any other file, or a path out of it, is a 404."""
     card = _card(name, version)
     if file not in card.figures:
-        raise NotFound(f"{name}:{card.version} has no figure {file!r}; its card shows {', '.join(card.figures) or 'none'}")
+        raise NotFound(
+            f"{name}:{card.version} has no figure {file!r}; its card shows {', '.join(card.figures) or 'none'}"
+        )
     return send_from_directory(card.folder, file, mimetype="image/png", max_age=0)

@@ -16,7 +16,9 @@ from zoo.errors import ZooError
 log = logging.getLogger("zoo.serve")
 
 # An absolute filesystem path (two segments or more, not one of this server's routes), and a sha256 digest.
-_SERVER_PATH = re.compile(r"(?<![\w.:/-])/(?!(?:v1|v2|models|static|metrics|openapi\.json)\b)[^\s/'\"]+(?:/[^\s'\",;]*)+")
+_SERVER_PATH = re.compile(
+    r"(?<![\w.:/-])/(?!(?:v1|v2|models|static|metrics|openapi\.json)\b)[^\s/'\"]+(?:/[^\s'\",;]*)+"
+)
 _DIGEST = re.compile(r"\b[0-9a-f]{64}\b")
 
 

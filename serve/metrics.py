@@ -11,8 +11,8 @@ import functools
 import json
 import logging
 import os
-import time
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,13 +48,27 @@ def instruments() -> Instruments:
     return Instruments(
         requests=Counter("zoo_requests", "HTTP requests answered", ["model", "version", "route", "status"]),
         latency=Histogram("zoo_request_duration_seconds", "Time from request to answer", ["model"], buckets=BUCKETS),
-        inference=Histogram("zoo_inference_duration_seconds", "Time spent in the model's runtime",
-                            ["model", "version", "backend"], buckets=BUCKETS),
-        loaded=Gauge("zoo_models_loaded", "Versions loaded, per model (the most any worker has)", ["model"],
-                     multiprocess_mode="max"),
-        failed=Gauge("zoo_models_failed", "Stored versions that failed to open and are not served, per model",
-                     ["model"], multiprocess_mode="max"),
-        reloads=Counter("zoo_reloads", "Polls of the weights store, by result (changed, unchanged, failed)", ["result"]),
+        inference=Histogram(
+            "zoo_inference_duration_seconds",
+            "Time spent in the model's runtime",
+            ["model", "version", "backend"],
+            buckets=BUCKETS,
+        ),
+        loaded=Gauge(
+            "zoo_models_loaded",
+            "Versions loaded, per model (the most any worker has)",
+            ["model"],
+            multiprocess_mode="max",
+        ),
+        failed=Gauge(
+            "zoo_models_failed",
+            "Stored versions that failed to open and are not served, per model",
+            ["model"],
+            multiprocess_mode="max",
+        ),
+        reloads=Counter(
+            "zoo_reloads", "Polls of the weights store, by result (changed, unchanged, failed)", ["result"]
+        ),
     )
 
 
@@ -121,13 +135,31 @@ def instrument(app: Flask) -> None:
         instruments().requests.labels(model, version, route, str(response.status_code)).inc()
         instruments().latency.labels(model).observe(seconds)
         if log_format == "json":
-            access_log.info(json.dumps({"time": time.time(), "remote": request.remote_addr, "method": request.method,
-                                        "path": request.path, "status": response.status_code, "model": model,
-                                        "version": version, "bytes": response.content_length,
-                                        "latency_ms": round(seconds * 1000, 3)}))
+            access_log.info(
+                json.dumps(
+                    {
+                        "time": time.time(),
+                        "remote": request.remote_addr,
+                        "method": request.method,
+                        "path": request.path,
+                        "status": response.status_code,
+                        "model": model,
+                        "version": version,
+                        "bytes": response.content_length,
+                        "latency_ms": round(seconds * 1000, 3),
+                    }
+                )
+            )
         elif log_format:
-            access_log.info('%s "%s %s" %s %s %.2fms', request.remote_addr, escaped(request.method),
-                            escaped(request.path), response.status_code, response.content_length, seconds * 1000)
+            access_log.info(
+                '%s "%s %s" %s %s %.2fms',
+                request.remote_addr,
+                escaped(request.method),
+                escaped(request.path),
+                response.status_code,
+                response.content_length,
+                seconds * 1000,
+            )
         return response
 
 

@@ -47,11 +47,13 @@ class VersionPolicy:
         numbers = [version_number(part.strip()) for part in text.split(",")]
         if all(number is not None for number in numbers):
             return cls(specific=tuple(sorted({number for number in numbers if number is not None})))
-        raise InvalidSettingError(f"--versions expects all, latest:N (N >= 1) or version numbers like 1,3; got {text!r}")
+        raise InvalidSettingError(
+            f"--versions expects all, latest:N (N >= 1) or version numbers like 1,3; got {text!r}"
+        )
 
     def choose(self, versions: list[int]) -> list[int]:
         if self.latest is not None:
-            return versions[-self.latest:]
+            return versions[-self.latest :]
         if self.specific:
             return [v for v in versions if v in self.specific]
         return versions
@@ -63,8 +65,9 @@ class VersionPolicy:
 ALL_VERSIONS = VersionPolicy()
 
 
-def plan_versions(models: Iterable[str] | None, weights_dir: str | None, backend: str = AUTO,
-                  policy: VersionPolicy = ALL_VERSIONS) -> dict[str, dict[int, str]]:
+def plan_versions(
+    models: Iterable[str] | None, weights_dir: str | None, backend: str = AUTO, policy: VersionPolicy = ALL_VERSIONS
+) -> dict[str, dict[int, str]]:
     """Each model's versions to serve under `policy`, with the backend each answers on, checked without loading.
 
     `models` None means every registered model that runs on inputs; models without a servable version are
@@ -92,18 +95,32 @@ def plan_versions(models: Iterable[str] | None, weights_dir: str | None, backend
                 unexported.append(f"{name}:{versions[-1]}")
             elif len(chosen) != len(versions):
                 skipped = ", ".join(str(v) for v in versions if v not in chosen)
-                log.warning("%s: not serving version(s) %s on %s: no %s export yet (zoo export %s:%s --format %s)",
-                            name, skipped, backend, backend, name, versions[-1], backend)
+                log.warning(
+                    "%s: not serving version(s) %s on %s: no %s export yet (zoo export %s:%s --format %s)",
+                    name,
+                    skipped,
+                    backend,
+                    backend,
+                    name,
+                    versions[-1],
+                    backend,
+                )
         if chosen:
             plan[name] = chosen
         elif named and not unexported:
-            raise UnknownVersionError(f"cannot serve {name}: no trained versions in {store.where} "
-                                      f"under version policy {policy} (zoo train {name})")
+            raise UnknownVersionError(
+                f"cannot serve {name}: no trained versions in {store.where} "
+                f"under version policy {policy} (zoo train {name})"
+            )
     if unexported and (named or not plan):
         commands = ", ".join(f"`zoo export {ref} --format {backend}`" for ref in unexported)
-        raise MissingArtifactError(f"no {backend} export to serve for {', '.join(unexported)}; create it with {commands}")
+        raise MissingArtifactError(
+            f"no {backend} export to serve for {', '.join(unexported)}; create it with {commands}"
+        )
     for ref in unexported:
-        log.warning("not serving %s on %s: no %s export (zoo export %s --format %s)", ref, backend, backend, ref, backend)
+        log.warning(
+            "not serving %s on %s: no %s export (zoo export %s --format %s)", ref, backend, backend, ref, backend
+        )
     if not plan:
         raise UnknownVersionError(
             f"nothing to serve: no trained versions of {', '.join(names)} in {store.where}; "
@@ -139,8 +156,14 @@ class ServedModels:
     one damaged version never takes the server down.
     """
 
-    def __init__(self, models: Iterable[str] | None, weights_dir: str | None, backend: str = AUTO,
-                 policy: VersionPolicy = ALL_VERSIONS, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        models: Iterable[str] | None,
+        weights_dir: str | None,
+        backend: str = AUTO,
+        policy: VersionPolicy = ALL_VERSIONS,
+        threads: int | None = None,
+    ) -> None:
         self.models = None if models is None else tuple(models)
         self.weights_dir, self.backend, self.policy, self.threads = weights_dir, backend, policy, threads
         self.runtimes: dict[str, dict[int, Runtime]] = {}
@@ -158,8 +181,7 @@ class ServedModels:
         plan = plan_versions(self.models, self.weights_dir, self.backend, self.policy)
         self.refresh(plan)
         for name, versions in self.runtimes.items():
-            log.info("serving %s version(s) %s", name,
-                     ", ".join(f"{v} on {r.backend}" for v, r in versions.items()))
+            log.info("serving %s version(s) %s", name, ", ".join(f"{v} on {r.backend}" for v, r in versions.items()))
         self.opened = True
         return self
 
@@ -207,16 +229,22 @@ class ServedModels:
                     del fresh[name]
             planned = {(name, v) for name, versions in plan.items() for v in versions}
             self.failed = {key: reason for key, reason in self.failed.items() if key in planned}
-            removed = [f"{name}:{v}" for name, versions in current.items() for v in versions
-                       if v not in fresh.get(name, {})]
+            removed = [
+                f"{name}:{v}" for name, versions in current.items() for v in versions if v not in fresh.get(name, {})
+            ]
             self.runtimes = fresh
         if self.opened and (added or removed):
-            log.info("reload: now serving %s (added %s; removed %s)", self.describe(), ", ".join(added) or "none",
-                     ", ".join(removed) or "none")
+            log.info(
+                "reload: now serving %s (added %s; removed %s)",
+                self.describe(),
+                ", ".join(added) or "none",
+                ", ".join(removed) or "none",
+            )
         return added, removed
 
     def poll(self, seconds: float, on_reload=None) -> threading.Thread:
         """Refresh every `seconds` in a daemon thread; `on_reload(result)` hears "changed", "unchanged" or "failed"."""
+
         def loop() -> None:
             while True:
                 time.sleep(seconds)
@@ -251,8 +279,9 @@ class ServedModels:
         if versions is None:
             served = ", ".join(runtimes) or "none"
             if any(model == name for model, _ in self.failed):
-                raise UnknownModelError(f"model {name!r} failed to open on this server (its log says why); "
-                                        f"this server serves {served}")
+                raise UnknownModelError(
+                    f"model {name!r} failed to open on this server (its log says why); this server serves {served}"
+                )
             raise UnknownModelError(f"unknown model {name[:100]!r}: this server serves {served}")
         return versions
 
@@ -271,8 +300,9 @@ class ServedModels:
         if number is None or number not in versions:
             have = ", ".join(map(str, versions))
             if (name, number) in self.failed:
-                raise UnknownVersionError(f"{name} version {number} failed to open on this server (its log says "
-                                          f"why); versions served: {have}")
+                raise UnknownVersionError(
+                    f"{name} version {number} failed to open on this server (its log says why); versions served: {have}"
+                )
             raise UnknownVersionError(f"{name} has no version {version[:40]!r} on this server; versions served: {have}")
         return versions[number]
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import orjson
@@ -69,7 +70,8 @@ def check_keys(document: dict[str, Any], allowed: set[str], what: str) -> None:
 
 
 def digit_batch(request: Request, spec: ModelSpec) -> tuple[np.ndarray, bool]:
-    """A digit request as an [N, 1, 28, 28] batch and whether it came as a batch: PNG/JPEG body or file, or JSON pixels."""
+    """A digit request as an [N, 1, 28, 28] batch and whether it came as a batch: PNG/JPEG body or file, or JSON
+    pixels."""
     max_pixels = current_app.config["MAX_IMAGE_PIXELS"]
     if request.mimetype in IMAGE_TYPES:
         return image_to_batch(request.get_data(cache=False), max_pixels), False
@@ -79,7 +81,9 @@ def digit_batch(request: Request, spec: ModelSpec) -> tuple[np.ndarray, bool]:
             raise InvalidInputError("expected a multipart file field (e.g. curl -F image=@digit.png), got no file")
         return image_to_batch(upload.read(), max_pixels), False
     if request.mimetype == "application/json":
-        return checked_batch(*pixels_to_batch(json_field(request, "pixels", '{"pixels": [[0, ...28 values], ...28 rows]}')))
+        return checked_batch(
+            *pixels_to_batch(json_field(request, "pixels", '{"pixels": [[0, ...28 values], ...28 rows]}'))
+        )
     raise UnsupportedMediaType(
         f"expected image/png, image/jpeg, multipart/form-data or application/json, got {_got(request)}"
     )
@@ -131,10 +135,14 @@ def _pixels_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
     pixel = {"type": "number", "minimum": 0, "maximum": 255}
     image = [_array(_array(pixel, 28), 28), _array(pixel, 784)]
     batch = _array({"anyOf": [*image, _array(_array(_array(pixel, 28), 28), 1)]}, 1, max_batch)
-    return {"type": "object", "required": ["pixels"], "additionalProperties": False,
-            "description": "one 28x28 or 784-value image, or a batch ([N,28,28], [N,784], [N,1,28,28]); "
-                           "values 0-255 or 0-1; white on black or black on white",
-            "properties": {"pixels": {"anyOf": [*image, batch]}}}
+    return {
+        "type": "object",
+        "required": ["pixels"],
+        "additionalProperties": False,
+        "description": "one 28x28 or 784-value image, or a batch ([N,28,28], [N,784], [N,1,28,28]); "
+        "values 0-255 or 0-1; white on black or black on white",
+        "properties": {"pixels": {"anyOf": [*image, batch]}},
+    }
 
 
 def _values_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
@@ -143,16 +151,26 @@ def _values_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
         accepted = [NUMBER, _array(NUMBER, 1, max_batch), _array(_array(NUMBER, 1), 1, max_batch)]
     else:
         accepted = [_array(NUMBER, features), _array(_array(NUMBER, features), 1, max_batch)]
-    return {"type": "object", "required": [spec.input.name], "additionalProperties": False,
-            "description": value_example(spec), "properties": {spec.input.name: {"anyOf": accepted}}}
+    return {
+        "type": "object",
+        "required": [spec.input.name],
+        "additionalProperties": False,
+        "description": value_example(spec),
+        "properties": {spec.input.name: {"anyOf": accepted}},
+    }
 
 
 _BINARY = {"type": "string", "format": "binary"}
 FORMS: dict[InputForm, RequestForm] = {
-    InputForm.DIGITS: RequestForm(digit_batch, digit_answer, _pixels_schema, {
-        **{kind: {"schema": _BINARY} for kind in IMAGE_TYPES},
-        "multipart/form-data": {"schema": {"type": "object", "properties": {"image": _BINARY}}},
-    }),
+    InputForm.DIGITS: RequestForm(
+        digit_batch,
+        digit_answer,
+        _pixels_schema,
+        {
+            **{kind: {"schema": _BINARY} for kind in IMAGE_TYPES},
+            "multipart/form-data": {"schema": {"type": "object", "properties": {"image": _BINARY}}},
+        },
+    ),
     InputForm.VALUES: RequestForm(value_batch, value_answer, _values_schema, {}),
 }
 
@@ -177,6 +195,8 @@ V2_DATATYPES = {"float32": "FP32"}
 def v2_datatype(tensor: TensorSpec) -> str:
     """The v2 protocol's datatype of `tensor` (FP32 for float32)."""
     return V2_DATATYPES[tensor.dtype]
+
+
 # A byte count in a header: ASCII digits, short enough that int() is cheap (str.isdigit takes "²" and "١").
 _BYTE_COUNT = re.compile(r"0|[1-9][0-9]{0,17}")
 
@@ -194,8 +214,15 @@ def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
-             float: "a number", type(None): "null"}
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -214,13 +241,16 @@ def v2_request(request: Request, runtime: Runtime) -> tuple[np.ndarray, dict[str
     binary = b""
     if header_length is not None:
         if not _BYTE_COUNT.fullmatch(header_length) or int(header_length) > len(body):
-            raise InvalidInputError(f"{V2_HEADER_LENGTH} must be a byte count within the {len(body)}-byte body, "
-                                    f"got {header_length[:40]!r}")
-        body, binary = body[:int(header_length)], body[int(header_length):]
+            raise InvalidInputError(
+                f"{V2_HEADER_LENGTH} must be a byte count within the {len(body)}-byte body, got {header_length[:40]!r}"
+            )
+        body, binary = body[: int(header_length)], body[int(header_length) :]
     document = json_body(request, body)
     expected = runtime.spec.input
-    example = (f'{{"inputs": [{{"name": "{expected.name}", "shape": {v2_shape(expected.shape)}, '
-               f'"datatype": "{v2_datatype(expected)}", "data": [...]}}]}}')
+    example = (
+        f'{{"inputs": [{{"name": "{expected.name}", "shape": {v2_shape(expected.shape)}, '
+        f'"datatype": "{v2_datatype(expected)}", "data": [...]}}]}}'
+    )
     inputs = document.get("inputs") if isinstance(document, dict) else None
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise InvalidInputError(f"expected a v2 infer request with one input, like {example}")
@@ -228,24 +258,32 @@ def v2_request(request: Request, runtime: Runtime) -> tuple[np.ndarray, dict[str
     _field(document, "id", str, "the request's", "a string")
     _field(document, "model_version", str, "the request's", "a string")
     if _field(document, "model_name", str, "the request's", "a string") not in (None, runtime.name):
-        raise InvalidInputError(f"expected 'model_name' {runtime.name!r}, the model of this route, "
-                                f"got {_shown(document['model_name'])}")
+        raise InvalidInputError(
+            f"expected 'model_name' {runtime.name!r}, the model of this route, got {_shown(document['model_name'])}"
+        )
     _parameters(document, "the request's")
-    _field(document, "outputs", list, "the request's", "an array of {\"name\": ...} objects")
+    _field(document, "outputs", list, "the request's", 'an array of {"name": ...} objects')
     tensor = inputs[0]
     check_keys(tensor, V2_TENSOR_KEYS, f"input {expected.name!r}")
     if tensor.get("name") != expected.name:
         raise InvalidInputError(f"expected input named {expected.name!r}, got {_shown(tensor.get('name'))}")
     if tensor.get("datatype") != v2_datatype(expected):
-        raise InvalidInputError(f"expected input {expected.name!r} with datatype {v2_datatype(expected)}, "
-                                f"got {_shown(tensor.get('datatype'))}")
+        raise InvalidInputError(
+            f"expected input {expected.name!r} with datatype {v2_datatype(expected)}, "
+            f"got {_shown(tensor.get('datatype'))}"
+        )
     shape = v2_tensor_shape(tensor.get("shape"), expected.name)
     binary_size = _parameters(tensor, f"input {expected.name!r}'s").get("binary_data_size")
     if binary_size is not None:
-        if not isinstance(binary_size, int) or isinstance(binary_size, bool) or binary_size != len(binary) \
-                or binary_size % 4:
-            raise InvalidInputError(f"expected {_shown(binary_size)} bytes of FP32 binary data after the JSON header, "
-                                    f"got {len(binary)}")
+        if (
+            not isinstance(binary_size, int)
+            or isinstance(binary_size, bool)
+            or binary_size != len(binary)
+            or binary_size % 4
+        ):
+            raise InvalidInputError(
+                f"expected {_shown(binary_size)} bytes of FP32 binary data after the JSON header, got {len(binary)}"
+            )
         array = np.frombuffer(binary, dtype="<f4").copy()  # torch wants a writable buffer
         if not np.isfinite(array).all():
             raise InvalidInputError(f"expected finite values in input {expected.name!r}, got NaN or infinity")
@@ -255,8 +293,10 @@ def v2_request(request: Request, runtime: Runtime) -> tuple[np.ndarray, dict[str
         raise InvalidInputError(f"expected input {expected.name!r} to carry 'data' (or binary_data_size), got neither")
     count = math.prod(shape)  # Python integers: a numpy product of huge dimensions could wrap to 0
     if array.size != count:
-        raise InvalidInputError(f"expected the values input {expected.name!r} of shape {shape} needs: it needs "
-                                f"{count} values, got {array.size}")
+        raise InvalidInputError(
+            f"expected the values input {expected.name!r} of shape {shape} needs: it needs "
+            f"{count} values, got {array.size}"
+        )
     batch = array.reshape(shape)
     checked_batch(batch, True)
     return batch, document  # Runtime.run checks its shape and dtype
@@ -265,9 +305,13 @@ def v2_request(request: Request, runtime: Runtime) -> tuple[np.ndarray, dict[str
 def v2_tensor_shape(shape: Any, name: str) -> list[int]:
     """A v2 tensor's `shape` checked: a list of at most MAX_DIMENSIONS non-negative integers."""
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise InvalidInputError(f"expected input {name!r} 'shape' as a list of non-negative integers, got {_shown(shape)}")
+        raise InvalidInputError(
+            f"expected input {name!r} 'shape' as a list of non-negative integers, got {_shown(shape)}"
+        )
     if len(shape) > MAX_DIMENSIONS:
-        raise InvalidInputError(f"expected input {name!r} 'shape' of at most {MAX_DIMENSIONS} dimensions, got {len(shape)}")
+        raise InvalidInputError(
+            f"expected input {name!r} 'shape' of at most {MAX_DIMENSIONS} dimensions, got {len(shape)}"
+        )
     return shape
 
 
@@ -285,14 +329,20 @@ def v2_shape(shape: tuple[Any, ...]) -> list[int]:
 def v2_output_binary(document: dict[str, Any], output_name: str) -> bool:
     """Whether the request asked for `output_name` as binary data; a request for an unknown output is a 400."""
     requested = document.get("outputs")
-    default = _field(_parameters(document, "the request's"), "binary_data_output", bool, "the request's parameter",
-                     "true or false")
+    default = _field(
+        _parameters(document, "the request's"), "binary_data_output", bool, "the request's parameter", "true or false"
+    )
     if not requested:
         return bool(default)
     if any(not isinstance(o, dict) or o.get("name") != output_name for o in requested):
         raise InvalidInputError(f"expected 'outputs' to request only {output_name!r}, got {_shown(requested)}")
     for output in requested:
         check_keys(output, {"name", "parameters"}, f"output {output_name!r}")
-    chosen = _field(_parameters(requested[0], f"output {output_name!r}'s"), "binary_data", bool,
-                    f"output {output_name!r}'s parameter", "true or false")
+    chosen = _field(
+        _parameters(requested[0], f"output {output_name!r}'s"),
+        "binary_data",
+        bool,
+        f"output {output_name!r}'s parameter",
+        "true or false",
+    )
     return bool(default) if chosen is None else chosen

@@ -44,7 +44,8 @@ def server_metadata():
 @v2.get("/models/<name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None):
     runtime = served_runtime(name, version)
-    tensor = lambda spec: {"name": spec.name, "datatype": v2_datatype(spec), "shape": v2_shape(spec.shape)}
+    def tensor(spec):
+        return {"name": spec.name, "datatype": v2_datatype(spec), "shape": v2_shape(spec.shape)}
     return jsonify(
         name=name,
         versions=[str(v) for v in served_models().versions(name)],

@@ -122,7 +122,8 @@ def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
             raise AssertionError(f"connection closed before the end of the response head: {data!r}")
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    lengths = [line.split(b":", 1)[1] for line in head.split(b"\r\n")[1:] if line.lower().startswith(b"content-length:")]
+    lines = head.split(b"\r\n")[1:]
+    lengths = [line.split(b":", 1)[1] for line in lines if line.lower().startswith(b"content-length:")]
     length = int(lengths[0]) if lengths else None
     while length is None or len(body) < length:
         chunk = sock.recv(65536)

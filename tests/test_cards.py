@@ -132,7 +132,8 @@ def test_bad_card_and_compare_input_exits_2_in_one_line(weights_dir, monkeypatch
     zoo.train("linear-regression", "document", device="cpu")
     result = cli(*args)
     assert result.exit_code == 2, result.output
-    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("name", ["mnist-mlp", "lenet", "linear-regression"])
@@ -150,7 +151,9 @@ def test_released_cards_are_what_zoo_card_draws_today(tmp_path, data_dir):
     result = cli("card", "linear-regression:1", "--weights-dir", tmp_path)
     assert result.exit_code == 0, result.output
     for file in ("README.md", "loss.png", "fitted_line.png"):
-        assert (tmp_path / "linear-regression" / "1" / file).read_bytes() == (RELEASED_WEIGHTS / "linear-regression" / "1" / file).read_bytes()
+        assert (tmp_path / "linear-regression" / "1" / file).read_bytes() == (
+            RELEASED_WEIGHTS / "linear-regression" / "1" / file
+        ).read_bytes()
 
 
 def test_a_version_without_a_card_says_how_to_draw_one(weights_dir):

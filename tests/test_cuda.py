@@ -36,7 +36,9 @@ def trained_on_cuda(cuda_root, data_dir):
     runs = {}
     for name in MODELS:
         for recipe in zoo.get_model(name).recipes:
-            runs[name, recipe] = zoo.train(name, recipe, device="cuda", data_dir=str(data_dir), weights_dir=str(cuda_root))
+            runs[name, recipe] = zoo.train(
+                name, recipe, device="cuda", data_dir=str(data_dir), weights_dir=str(cuda_root)
+            )
     return runs
 
 
@@ -94,16 +96,23 @@ def test_a_cuda_trained_version_is_served(trained_on_cuda, cuda_root, data_dir):
 
 @pytest.mark.parametrize("name", ["mnist-mlp", "lenet"])
 def test_same_seed_on_the_same_gpu_gives_the_same_metrics(cuda_root, data_dir, name):
-    runs = [zoo.train(name, overrides={"epochs": 2}, device="cuda", data_dir=str(data_dir), weights_dir=str(cuda_root))
-            for _ in range(2)]
+    runs = [
+        zoo.train(name, overrides={"epochs": 2}, device="cuda", data_dir=str(data_dir), weights_dir=str(cuda_root))
+        for _ in range(2)
+    ]
     assert runs[0].metrics == runs[1].metrics
     assert runs[0].manifest["loss_history"] == runs[1].manifest["loss_history"]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_every_precision_trains_on_cuda_and_keeps_the_bar(cuda_root, data_dir, precision):
-    result = zoo.train("mnist-mlp", overrides={"precision": precision}, device="cuda", data_dir=str(data_dir),
-                       weights_dir=str(cuda_root))
+    result = zoo.train(
+        "mnist-mlp",
+        overrides={"precision": precision},
+        device="cuda",
+        data_dir=str(data_dir),
+        weights_dir=str(cuda_root),
+    )
     assert result.manifest["precision"] == precision
     assert result.metrics["accuracy"] >= BARS["mnist-mlp"]
 
@@ -118,8 +127,13 @@ def test_training_steps_never_wait_for_the_gpu(cuda_root, data_dir, precision):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            zoo.train("mnist-mlp", overrides=recipe.to_dict(), device="cuda", data_dir=str(data_dir),
-                      weights_dir=str(cuda_root))
+            zoo.train(
+                "mnist-mlp",
+                overrides=recipe.to_dict(),
+                device="cuda",
+                data_dir=str(data_dir),
+                weights_dir=str(cuda_root),
+            )
     finally:
         torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "synchronizing" in str(w.message)]

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from serving import ZOO, free_port
 from typer.testing import CliRunner
 
 import zoo
 from zoo.cli.main import app
-from serving import ZOO, free_port
 
 PYTHON = sys.executable
 
@@ -80,7 +80,12 @@ def test_two_gloo_processes_match_one_process_on_mnist(tmp_path, data_dir):
     two = run_zoo(*common, "--weights-dir", double, "--nproc-per-node", 2, "--json")
     assert two.returncode == 0, two.stderr
     manifest = json.loads(two.stdout)
-    assert manifest["distributed"] == {"world_size": 2, "backend": "gloo", "global_batch": 200, "per_rank_batch": [100, 100]}
+    assert manifest["distributed"] == {
+        "world_size": 2,
+        "backend": "gloo",
+        "global_batch": 200,
+        "per_rank_batch": [100, 100],
+    }
     assert versions_in(double, "mnist-mlp") == ["1"]  # only rank 0 published
     # DDP averages the two ranks' gradients of their 100-image means: the gradient of the 200-image mean, up to
     # float summation order (measured: 3e-5 after 300 steps).
@@ -91,19 +96,37 @@ def test_two_gloo_processes_match_one_process_on_mnist(tmp_path, data_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model,recipe,overrides,shards", [
-    ("linear-regression", "document", [], [6, 5]),            # mean loss, 11 samples: uneven shards
-    ("two-layer-net", "document", ["--epochs", 50], [32, 32]),  # loss summed over the batch
-])
+@pytest.mark.parametrize(
+    "model,recipe,overrides,shards",
+    [
+        ("linear-regression", "document", [], [6, 5]),  # mean loss, 11 samples: uneven shards
+        ("two-layer-net", "document", ["--epochs", 50], [32, 32]),  # loss summed over the batch
+    ],
+)
 def test_torchrun_starting_the_train_entry_directly_matches_one_process(model, recipe, overrides, shards, tmp_path):
     """As a SLURM or Kubernetes job would: torchrun (or anything setting RANK, WORLD_SIZE) runs `zoo train` itself."""
     single, double = tmp_path / "one", tmp_path / "two"
     args = ["train", model, "--recipe", recipe, "--device", "cpu", *overrides]
     assert run_zoo(*args, "--weights-dir", single).returncode == 0
     direct = subprocess.run(
-        [PYTHON, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={free_port()}",
-         "-m", "zoo.cli.main", *map(str, args), "--weights-dir", str(double), "--json"],
-        capture_output=True, text=True, timeout=300, check=False)
+        [
+            PYTHON,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node=2",
+            f"--master-port={free_port()}",
+            "-m",
+            "zoo.cli.main",
+            *map(str, args),
+            "--weights-dir",
+            str(double),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert direct.returncode == 0, direct.stderr
     manifest = json.loads(direct.stdout)  # rank 0 alone printed it
     assert manifest["distributed"]["per_rank_batch"] == shards
@@ -129,8 +152,23 @@ def rank_pid(parent: int, local_rank: int, deadline: float) -> int:
 def test_a_killed_rank_fails_the_run_and_publishes_nothing(tmp_path, data_dir):
     """SIGKILL one rank mid-run (what the OOM killer does): exit 1, the message names the rank, no version."""
     root = tmp_path / "weights"
-    command = [str(ZOO), "train", "mnist-mlp", "--recipe", "document", "--epochs", "50", "--device", "cpu",
-               "--data-dir", str(data_dir), "--weights-dir", str(root), "--nproc-per-node", "2"]
+    command = [
+        str(ZOO),
+        "train",
+        "mnist-mlp",
+        "--recipe",
+        "document",
+        "--epochs",
+        "50",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(data_dir),
+        "--weights-dir",
+        str(root),
+        "--nproc-per-node",
+        "2",
+    ]
     launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         victim = rank_pid(launcher.pid, 1, time.monotonic() + 60)
@@ -152,12 +190,39 @@ def test_a_node_without_the_data_fails_with_its_error_on_two_nodes(tmp_path, dat
     """Two machines' commands (here on one host): node 1's data folder is empty, as on a machine never given MNIST."""
     root, empty, port = tmp_path / "weights", tmp_path / "empty", free_port()
     empty.mkdir()
-    common = [str(ZOO), "train", "mnist-mlp", "--recipe", "document", "--epochs", "1", "--device", "cpu",
-              "--weights-dir", str(root), "--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port", str(port)]
-    nodes = [subprocess.Popen([*common, "--node-rank", "0", "--data-dir", str(data_dir)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True),
-             subprocess.Popen([*common, "--node-rank", "1", "--data-dir", str(empty)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)]
+    common = [
+        str(ZOO),
+        "train",
+        "mnist-mlp",
+        "--recipe",
+        "document",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--weights-dir",
+        str(root),
+        "--nnodes",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(port),
+    ]
+    nodes = [
+        subprocess.Popen(
+            [*common, "--node-rank", "0", "--data-dir", str(data_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
+        subprocess.Popen(
+            [*common, "--node-rank", "1", "--data-dir", str(empty)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
+    ]
     outputs = [node.communicate(timeout=240)[1] for node in nodes]
     assert [node.returncode for node in nodes] == [1, 1], outputs
     assert f"error: rank 1 of 2 failed: DataNotFoundError: MNIST is not in {empty}" in outputs[1]

@@ -14,8 +14,8 @@ from safetensors import SafetensorError
 from typer.testing import CliRunner
 
 import zoo
-from zoo.cli.main import app
 from zoo import formats, store
+from zoo.cli.main import app
 
 runner = CliRunner()
 
@@ -52,16 +52,25 @@ SPOILED = [
     (without("weights"), ["has no 'weights' key"], True),
     (lambda text: "[1, 2]", ["must hold a JSON object"], True),
     (lambda text: json.dumps({**json.loads(text), "metrics": [1]}), ["'metrics' must be a JSON dict"], True),
-    (lambda text: json.dumps({**json.loads(text), "recipe": {"name": "fast", "params": {}}}), ["names recipe 'fast'"], False),
-    (lambda text: json.dumps({**json.loads(text), "recipe": {"name": "default", "params": {"lr": "fast"}}}),
-     ["recipe parameters that linear-regression does not accept"], False),
+    (
+        lambda text: json.dumps({**json.loads(text), "recipe": {"name": "fast", "params": {}}}),
+        ["names recipe 'fast'"],
+        False,
+    ),
+    (
+        lambda text: json.dumps({**json.loads(text), "recipe": {"name": "default", "params": {"lr": "fast"}}}),
+        ["recipe parameters that linear-regression does not accept"],
+        False,
+    ),
     (without("recipe"), ["has no 'recipe' key"], False),
 ]
 
 
 @pytest.mark.parametrize("spoil, words, listings_fail", SPOILED)
-@pytest.mark.parametrize("command", [("evaluate", "linear-regression"), ("export", "linear-regression"),
-                                     ("info", "linear-regression"), ("list",)])
+@pytest.mark.parametrize(
+    "command",
+    [("evaluate", "linear-regression"), ("export", "linear-regression"), ("info", "linear-regression"), ("list",)],
+)
 def test_a_hand_edited_manifest_is_a_one_line_error_naming_the_file(trained, spoil, words, listings_fail, command):
     manifest = trained / "linear-regression" / "1" / "manifest.json"
     manifest.write_text(spoil(manifest.read_text()))
@@ -101,8 +110,12 @@ def test_a_full_disk_during_export_names_the_path_and_changes_nothing(trained, m
     monkeypatch.setitem(formats.FORMATS, "pt2", dataclasses.replace(formats.FORMATS["pt2"], export=full))
     result = zoo_cli("export", "linear-regression", "-f", "onnx", "-f", "pt2")
     assert result.exit_code == 1
-    one_line_error(result, "could not write the export of linear-regression:1", str(trained / "linear-regression" / "1"),
-                   "No space left")
+    one_line_error(
+        result,
+        "could not write the export of linear-regression:1",
+        str(trained / "linear-regression" / "1"),
+        "No space left",
+    )
     after = {p: p.read_bytes() for p in (trained / "linear-regression" / "1").rglob("*") if p.is_file()}
     assert after.keys() - {trained / "linear-regression" / "1" / ".manifest.lock"} == before.keys()
     assert all(after[p] == data for p, data in before.items())
@@ -121,11 +134,30 @@ def test_export_without_format_writes_onnx(trained):
 
 
 def test_every_error_kind_says_whose_fault_it_is():
-    caller = {zoo.UnknownModelError, zoo.UnknownRecipeError, zoo.UnknownVersionError, zoo.InvalidOverrideError,
-              zoo.DeviceUnavailableError, zoo.InvalidInputError, zoo.NotExportableError, zoo.InvalidSettingError,
-              zoo.ReadOnlyVersionError, zoo.NotDataParallelError, zoo.ComparisonError, zoo.MissingCardError}
-    disk = {zoo.DataNotFoundError, zoo.IntegrityError, zoo.StorageError, zoo.MissingArtifactError,
-            zoo.VerificationError, zoo.ExportError, zoo.DistributedRunError, zoo.DrawingError}
+    caller = {
+        zoo.UnknownModelError,
+        zoo.UnknownRecipeError,
+        zoo.UnknownVersionError,
+        zoo.InvalidOverrideError,
+        zoo.DeviceUnavailableError,
+        zoo.InvalidInputError,
+        zoo.NotExportableError,
+        zoo.InvalidSettingError,
+        zoo.ReadOnlyVersionError,
+        zoo.NotDataParallelError,
+        zoo.ComparisonError,
+        zoo.MissingCardError,
+    }
+    disk = {
+        zoo.DataNotFoundError,
+        zoo.IntegrityError,
+        zoo.StorageError,
+        zoo.MissingArtifactError,
+        zoo.VerificationError,
+        zoo.ExportError,
+        zoo.DistributedRunError,
+        zoo.DrawingError,
+    }
     assert all(kind.caller_error for kind in caller) and not any(kind.caller_error for kind in disk)
     # Every kind the zoo defines is in one of the two sets: a new kind must say whose fault it is.
     kinds = {kind for kind in vars(zoo.errors).values() if isinstance(kind, type) and issubclass(kind, zoo.ZooError)}
@@ -148,8 +180,10 @@ def test_tampered_weights_found_while_serving_are_a_500_with_a_log_line(trained,
     answer = response.get_json()["error"]
     assert "does not match its manifest" in answer
     assert str(trained) not in answer and "<server path>" in answer  # the client never learns the server's paths
-    assert any(f"{trained}/linear-regression/1/model.safetensors does not match its manifest" in record.getMessage()
-               for record in caplog.records)
+    assert any(
+        f"{trained}/linear-regression/1/model.safetensors does not match its manifest" in record.getMessage()
+        for record in caplog.records
+    )
 
 
 def test_a_backend_is_scored_on_its_own_outputs(weights_dir, data_dir):

@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 import zoo
-from zoo.cli.main import app
 from zoo import exporter, formats
+from zoo.cli.main import app
 from zoo.store import sha256_file
 
 EXPORTABLE = ["mnist-mlp", "lenet", "linear-regression", "two-layer-net", "tiny-fnn"]
@@ -63,7 +63,9 @@ def test_every_format_is_written_and_recorded(exported, name):
         assert entry["verification"]["batches"] == [1, 1000]
         assert entry["exporter"].startswith(EXPORTERS[fmt])
     assert manifest["artifacts"]["onnx"]["opset"] == 20
-    assert (folder / "test_data_set_0" / "input_0.pb").is_file() and (folder / "test_data_set_0" / "output_0.pb").is_file()
+    assert (folder / "test_data_set_0" / "input_0.pb").is_file() and (
+        folder / "test_data_set_0" / "output_0.pb"
+    ).is_file()
     assert not [p for p in folder.iterdir() if p.name.startswith(".") and p.name != ".manifest.lock"]
 
 
@@ -131,8 +133,13 @@ want = numpy_helper.to_array(load_tensor(folder + "/test_data_set_0/output_0.pb"
 assert got.shape == want.shape, (got.shape, want.shape)
 print(float(np.abs(got - want).max()))
 """
-    done = subprocess.run([sys.executable, "-W", "ignore::FutureWarning", "-c", script],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore::FutureWarning", "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert float(done.stdout.strip()) < 1e-5
 
@@ -158,13 +165,17 @@ def test_reexport_overwrites_in_place(weights_copy, data_dir):
 
 
 def test_no_verify_records_that_it_was_not_verified(weights_copy, data_dir):
-    report = zoo.export("linear-regression", ["torchscript"], verify=False, weights_dir=str(weights_copy), data_dir=str(data_dir))
+    report = zoo.export(
+        "linear-regression", ["torchscript"], verify=False, weights_dir=str(weights_copy), data_dir=str(data_dir)
+    )
     assert report["artifacts"]["torchscript"]["verification"] is None
 
 
 def test_cli_export_prints_table_and_one_deprecation_note(weights_copy, data_dir):
-    result = CliRunner().invoke(app, ["export", "two-layer-net", "--format", "all",
-                                      "--weights-dir", str(weights_copy), "--data-dir", str(data_dir)])
+    result = CliRunner().invoke(
+        app,
+        ["export", "two-layer-net", "--format", "all", "--weights-dir", str(weights_copy), "--data-dir", str(data_dir)],
+    )
     assert result.exit_code == 0, result.output
     for file in FILES.values():
         assert file in result.output
@@ -172,7 +183,9 @@ def test_cli_export_prints_table_and_one_deprecation_note(weights_copy, data_dir
 
 
 def test_cli_export_json(weights_copy, data_dir):
-    result = CliRunner().invoke(app, ["export", "tiny-fnn:1", "-f", "onnx", "--json", "--weights-dir", str(weights_copy)])
+    result = CliRunner().invoke(
+        app, ["export", "tiny-fnn:1", "-f", "onnx", "--json", "--weights-dir", str(weights_copy)]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["artifacts"]["onnx"]["file"] == "model.onnx"
@@ -200,8 +213,9 @@ def test_failed_verification_leaves_nothing_behind(weights_copy, data_dir, monke
     zoo.export("mnist-mlp", ["onnx"], weights_dir=str(weights_copy), data_dir=str(data_dir))
     before = snapshot(weights_copy)
     monkeypatch.setattr(exporter, "TOLERANCE", 0.0)  # no float comparison passes a zero tolerance
-    result = CliRunner().invoke(app, ["export", "mnist-mlp", "-f", "all", "--weights-dir", str(weights_copy),
-                                      "--data-dir", str(data_dir)])
+    result = CliRunner().invoke(
+        app, ["export", "mnist-mlp", "-f", "all", "--weights-dir", str(weights_copy), "--data-dir", str(data_dir)]
+    )
     assert result.exit_code == 1
     assert "does not match PyTorch eager" in result.output
     assert snapshot(weights_copy) == before
@@ -224,8 +238,20 @@ def test_failure_in_a_later_format_keeps_the_earlier_ones_out(weights_copy, data
 @pytest.mark.parametrize("name", ["mnist-mlp", "linear-regression"])
 def test_cli_evaluate_through_a_backend_matches_torch(exported, data_dir, name, backend):
     def scores(which: str) -> dict:
-        result = CliRunner().invoke(app, ["evaluate", name, "--backend", which, "--json",
-                                          "--weights-dir", str(exported), "--data-dir", str(data_dir)])
+        result = CliRunner().invoke(
+            app,
+            [
+                "evaluate",
+                name,
+                "--backend",
+                which,
+                "--json",
+                "--weights-dir",
+                str(exported),
+                "--data-dir",
+                str(data_dir),
+            ],
+        )
         assert result.exit_code == 0, result.output
         report = json.loads(result.output)
         assert report["backend"] == which

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import resource
 import shutil
 import subprocess
 import sys
@@ -127,8 +126,8 @@ def test_header_lengths_must_be_ascii_digits(client, length):
 @pytest.mark.parametrize("version", ["١", "²", "1" * 5000, "01", "1.0", "+1"])
 def test_versions_must_be_ascii_digits_without_leading_zeros(client, version):
     """A version in Arabic-Indic digits was once served as version 1."""
-    assert client.post(f"/v2/models/linear-regression/versions/{version}/infer",
-                       json={"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [1]}]}).status_code == 404
+    one = {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [1]}]}
+    assert client.post(f"/v2/models/linear-regression/versions/{version}/infer", json=one).status_code == 404
     assert client.get(f"/v2/models/linear-regression/versions/{version}/ready").status_code == 404
     assert client.get(f"/models/linear-regression/versions/{version}").status_code == 404
     assert version_number(version) is None
@@ -150,8 +149,11 @@ def test_ascii_version_numbers_still_work(client):
 
 
 def test_answers_name_no_server_path_or_hash(client, served_weights):
-    answers = [client.get("/models/mnist-mlp/versions/99"), client.get("/models/two-layer-net"),
-               client.get("/v2/models/mnist-mlp/versions/99")]
+    answers = [
+        client.get("/models/mnist-mlp/versions/99"),
+        client.get("/models/two-layer-net"),
+        client.get("/v2/models/mnist-mlp/versions/99"),
+    ]
     for response in answers:
         assert response.status_code == 404
         text = response.get_data(as_text=True)
@@ -160,10 +162,14 @@ def test_answers_name_no_server_path_or_hash(client, served_weights):
 
 def test_public_messages_keep_routes_and_drop_paths_and_hashes():
     digest = "ab" * 32
-    assert public(f"/srv/weights/a/1/model.onnx does not match: expected sha256 {digest}") == \
-        "<server path> does not match: expected sha256 <sha256>"
-    assert public("call /v1/models/mnist-mlp/predict or /models/lenet/versions/1") == \
-        "call /v1/models/mnist-mlp/predict or /models/lenet/versions/1"
+    assert (
+        public(f"/srv/weights/a/1/model.onnx does not match: expected sha256 {digest}")
+        == "<server path> does not match: expected sha256 <sha256>"
+    )
+    assert (
+        public("call /v1/models/mnist-mlp/predict or /models/lenet/versions/1")
+        == "call /v1/models/mnist-mlp/predict or /models/lenet/versions/1"
+    )
 
 
 def test_the_text_access_log_cannot_be_forged(served_weights, caplog):
@@ -172,7 +178,7 @@ def test_the_text_access_log_cannot_be_forged(served_weights, caplog):
         app.test_client().get('/v1/models/x%0A127.0.0.1 "GET /v1/models" 200 5 0.1ms%1b[2J')
     lines = [record.getMessage() for record in caplog.records if record.name == "zoo.access"]
     assert len(lines) == 1 and "\n" not in lines[0] and "\x1b" not in lines[0]
-    assert '/v1/models/x\\x0a127.0.0.1 \\x22GET' in lines[0]
+    assert "/v1/models/x\\x0a127.0.0.1 \\x22GET" in lines[0]
 
 
 # --- 9. card pages
@@ -188,9 +194,11 @@ def test_pages_send_a_content_security_policy_and_nosniff(client):
 
 
 def test_card_links_keep_only_safe_schemes(tmp_path):
-    markdown = ("[a](javascript:alert(1)) [b](JaVaScRiPt:alert(2)) [c](java\tscript:alert(3)) [d](data:text/html,x) "
-                "[e](https://example.org) [f](mailto:a@b.c) [g](loss.png) ![h](javascript:alert(4)) "
-                "<javascript:alert(5)>")
+    markdown = (
+        "[a](javascript:alert(1)) [b](JaVaScRiPt:alert(2)) [c](java\tscript:alert(3)) [d](data:text/html,x) "
+        "[e](https://example.org) [f](mailto:a@b.c) [g](loss.png) ![h](javascript:alert(4)) "
+        "<javascript:alert(5)>"
+    )
     page = card_html(StoredCard("mnist-mlp", 1, tmp_path, markdown, (), (1,)))
     assert "javascript" not in page.lower().replace("javascript:alert(5)&gt;", "")  # shown as text, never a link
     assert "data:text" not in page
@@ -204,8 +212,9 @@ def test_card_links_keep_only_safe_schemes(tmp_path):
 def canvas_digit(side: int, mode: str) -> bytes:
     """A ring drawn on transparency (as a drawing app saves it), in `mode`, as a PNG."""
     image = Image.new("RGBA", (side, side), (0, 0, 0, 0))
-    ImageDraw.Draw(image).ellipse((side // 4, side // 6, 3 * side // 4, 5 * side // 6), outline=(255, 255, 255, 255),
-                                  width=side // 20)
+    ImageDraw.Draw(image).ellipse(
+        (side // 4, side // 6, 3 * side // 4, 5 * side // 6), outline=(255, 255, 255, 255), width=side // 20
+    )
     options = {}
     if mode == "P":
         image = image.convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
@@ -223,8 +232,10 @@ def test_a_large_picture_is_shrunk_first_and_read_as_a_small_one(client, mode):
     large, small = canvas_digit(4096, mode), canvas_digit(512, mode)
     batches = [zoo.imaging.image_to_batch(data) for data in (large, small)]
     assert np.abs(batches[0] - batches[1]).max() < 0.15
-    answers = [client.post("/v1/models/mnist-mlp/predict", data=data, content_type="image/png").get_json()
-               for data in (large, small)]
+    answers = [
+        client.post("/v1/models/mnist-mlp/predict", data=data, content_type="image/png").get_json()
+        for data in (large, small)
+    ]
     assert answers[0]["digit"] == answers[1]["digit"]
 
 
@@ -285,8 +296,11 @@ def test_damaged_versions_are_left_out_at_start_with_one_log_line_each(damaged_r
     assert len(failures) == 2 and "lenet:2" in failures[0] and "lenet:3" in failures[1]
     for version in (2, 3):
         response = client.get(f"/v2/models/lenet/versions/{version}/ready")
-        assert response.status_code == 503 and response.get_json() == {"name": "lenet", "version": str(version),
-                                                                       "ready": False}
+        assert response.status_code == 503 and response.get_json() == {
+            "name": "lenet",
+            "version": str(version),
+            "ready": False,
+        }
         assert "failed to open" in client.get(f"/v2/models/lenet/versions/{version}").get_json()["error"]
     assert client.get("/v2/models/lenet/versions/1/ready").get_json()["ready"] is True
     assert client.post("/v1/models/lenet/predict", json={"pixels": [[0] * 28] * 28}).get_json()["version"] == 1

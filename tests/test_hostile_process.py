@@ -104,7 +104,10 @@ def test_a_damaged_version_at_start_is_left_out_and_the_server_runs(damaged_weig
     process, url = start_server(damaged_weights, tmp_path, "--workers", "2", "--poll-seconds", "0")
     try:
         assert call(url, "/v2/health/ready")[0] == 200
-        assert call(url, "/v2/models/lenet/versions/2/ready") == (503, {"name": "lenet", "version": "2", "ready": False})
+        assert call(url, "/v2/models/lenet/versions/2/ready") == (
+            503,
+            {"name": "lenet", "version": "2", "ready": False},
+        )
         assert call(url, "/v2/models/lenet/versions/1/ready")[1]["ready"] is True
         images, labels = serving.mnist_digits(data_dir, 1)
         status, answer = call(url, "/v1/models/lenet/predict", json.dumps({"pixels": images[0].tolist()}).encode())

@@ -24,30 +24,53 @@ def plugin(tmp_path_factory, data_dir) -> tuple[dict[str, str], Path]:
     folder = tmp_path_factory.mktemp("plugins")
     (folder / "plane_model.py").write_text(PLANE)
     copied = (REPO / "zoo" / "models" / "mnist_mlp.py").read_text()
-    (folder / "my_mlp.py").write_text(copied.replace('name="mnist-mlp"', 'name="my-mlp"').replace("def mnist_mlp()", "def my_mlp()"))
+    (folder / "my_mlp.py").write_text(
+        copied.replace('name="mnist-mlp"', 'name="my-mlp"').replace("def mnist_mlp()", "def my_mlp()")
+    )
     weights = tmp_path_factory.mktemp("plugin-weights")
-    env = {**os.environ, "PYTHONPATH": str(folder), "ZOO_MODEL_MODULES": "plane_model, my_mlp",
-           "ZOO_WEIGHTS_DIR": str(weights), "ZOO_DATA_DIR": str(data_dir)}
-    for args in (["train", "plane"], ["train", "my-mlp", "--epochs", "1"], ["export", "plane", "-f", "all"],
-                 ["export", "my-mlp"]):
-        result = subprocess.run([str(ZOO), *args], env=env, cwd=folder, capture_output=True, text=True, timeout=300,
-                                check=False)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(folder),
+        "ZOO_MODEL_MODULES": "plane_model, my_mlp",
+        "ZOO_WEIGHTS_DIR": str(weights),
+        "ZOO_DATA_DIR": str(data_dir),
+    }
+    for args in (
+        ["train", "plane"],
+        ["train", "my-mlp", "--epochs", "1"],
+        ["export", "plane", "-f", "all"],
+        ["export", "my-mlp"],
+    ):
+        result = subprocess.run(
+            [str(ZOO), *args], env=env, cwd=folder, capture_output=True, text=True, timeout=300, check=False
+        )
         assert result.returncode == 0, (args, result.stdout, result.stderr)
     return env, weights
 
 
 def test_the_plugin_is_listed_trained_exported_and_evaluated_on_its_own_outputs(plugin):
     env, weights = plugin
-    listing = json.loads(subprocess.run([str(ZOO), "list", "--json"], env=env, capture_output=True, text=True,
-                                        timeout=120, check=True).stdout)
+    listing = json.loads(
+        subprocess.run(
+            [str(ZOO), "list", "--json"], env=env, capture_output=True, text=True, timeout=120, check=True
+        ).stdout
+    )
     rows = {row["name"]: row for row in listing}
     assert rows["plane"]["form"] == "values" and rows["my-mlp"]["form"] == "digits"
     assert rows["plane"]["versions"][0]["artifacts"] == ["onnx", "pt2", "torchscript"]
     manifest = json.loads((weights / "plane" / "1" / "manifest.json").read_text())
     assert all(entry["verification"]["passed"] for entry in manifest["artifacts"].values())
     assert manifest["metrics"]["test_mse"] < 0.01
-    report = json.loads(subprocess.run([str(ZOO), "evaluate", "plane", "--backend", "onnx", "--json"], env=env,
-                                       capture_output=True, text=True, timeout=120, check=True).stdout)
+    report = json.loads(
+        subprocess.run(
+            [str(ZOO), "evaluate", "plane", "--backend", "onnx", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+    )
     assert report["metrics"]["test_mse"] == pytest.approx(manifest["metrics"]["test_mse"], abs=1e-4)
 
 
@@ -72,11 +95,17 @@ def test_zoo_serve_serves_the_plugins_on_v1_v2_and_openapi(plugin, tmp_path, dat
         status, answer = call(url, "/v1/models/my-mlp/predict", json.dumps({"pixels": digits.tolist()}).encode())
         assert status == 200 and (np.array([p["digit"] for p in answer["predictions"]]) == labels).mean() >= 0.8
         status, document = call(url, "/openapi.json")
-        assert {"/v1/models/plane/predict", "/v1/models/my-mlp/predict", "/v2/models/plane/infer"} <= set(document["paths"])
+        assert {"/v1/models/plane/predict", "/v1/models/my-mlp/predict", "/v2/models/plane/infer"} <= set(
+            document["paths"]
+        )
         body = document["paths"]["/v1/models/plane/predict"]["post"]["requestBody"]["content"]["application/json"]
         assert body["schema"]["required"] == ["x"] and "[3 numbers]" in body["schema"]["description"]
-        assert "pixels" in document["paths"]["/v1/models/my-mlp/predict"]["post"]["requestBody"]["content"][
-            "application/json"]["schema"]["properties"]
+        assert (
+            "pixels"
+            in document["paths"]["/v1/models/my-mlp/predict"]["post"]["requestBody"]["content"]["application/json"][
+                "schema"
+            ]["properties"]
+        )
     finally:
         log = stop_server(process)
     assert "Traceback" not in log, log

@@ -43,13 +43,17 @@ def from_schema(schema: dict) -> st.SearchStrategy:
             return st.tuples(*head).map(list)
         low, high = schema.get("minItems", 0), schema.get("maxItems", 8)
         items = from_schema(schema["items"]) if "items" in schema else st.integers()
-        return st.tuples(*head).flatmap(lambda start: st.lists(items, min_size=max(0, low - len(start)),
-                                                               max_size=max(0, high - len(start))).map(lambda rest: [*start, *rest]))
+        return st.tuples(*head).flatmap(
+            lambda start: st.lists(items, min_size=max(0, low - len(start)), max_size=max(0, high - len(start))).map(
+                lambda rest: [*start, *rest]
+            )
+        )
     if kind == "integer":
         return st.integers(schema.get("minimum"), schema.get("maximum", 10_000))
     if kind == "number":
-        return st.floats(schema.get("minimum"), schema.get("maximum"), allow_nan=False, allow_infinity=False) | \
-            st.integers(int(max(schema.get("minimum", -1e6), -1e6)), int(min(schema.get("maximum", 1e6), 1e6)))
+        return st.floats(
+            schema.get("minimum"), schema.get("maximum"), allow_nan=False, allow_infinity=False
+        ) | st.integers(int(max(schema.get("minimum", -1e6), -1e6)), int(min(schema.get("maximum", 1e6), 1e6)))
     if kind == "boolean":
         return st.booleans()
     if kind == "string":
@@ -104,12 +108,25 @@ def v2_bodies(document: dict, name: str) -> st.SearchStrategy:
         count *= dim
     number = tensor["properties"]["data"]["items"]["anyOf"][0]
     values = from_schema(number)
-    return st.integers(batch["minimum"], batch["maximum"]).flatmap(lambda n: st.fixed_dictionaries({
-        "id": st.text(max_size=8),
-        "inputs": st.just(n).flatmap(lambda n: st.lists(values, min_size=n * count, max_size=n * count).map(
-            lambda data: [{"name": tensor["properties"]["name"]["const"], "datatype": "FP32", "shape": [n, *dims],
-                           "data": data}])),
-    }))
+    return st.integers(batch["minimum"], batch["maximum"]).flatmap(
+        lambda n: st.fixed_dictionaries(
+            {
+                "id": st.text(max_size=8),
+                "inputs": st.just(n).flatmap(
+                    lambda n: st.lists(values, min_size=n * count, max_size=n * count).map(
+                        lambda data: [
+                            {
+                                "name": tensor["properties"]["name"]["const"],
+                                "datatype": "FP32",
+                                "shape": [n, *dims],
+                                "data": data,
+                            }
+                        ]
+                    )
+                ),
+            }
+        )
+    )
 
 
 @pytest.mark.parametrize("name", SERVED)
@@ -132,7 +149,11 @@ def test_any_version_number_is_answered_or_not_found(client, document, name):
     served = versions(client, name)
 
     @FUZZ
-    @given(version=from_schema(document["paths"][f"/v2/models/{name}/versions/{{version}}"]["get"]["parameters"][0]["schema"]))
+    @given(
+        version=from_schema(
+            document["paths"][f"/v2/models/{name}/versions/{{version}}"]["get"]["parameters"][0]["schema"]
+        )
+    )
     def check(version):
         response = client.get(f"/v2/models/{name}/versions/{version}")
         assert response.status_code == (200 if version in served else 404)
@@ -140,21 +161,30 @@ def test_any_version_number_is_answered_or_not_found(client, document, name):
     check()
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
-                    max_leaves=12)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
 MEDIA = st.sampled_from(["application/json", "image/png", "text/plain", "multipart/form-data", ""])
 
 
-@pytest.mark.parametrize("path", [f"/v1/models/{name}/predict" for name in SERVED] +
-                         [f"/v2/models/{name}/infer" for name in SERVED] +
-                         [f"/v1/models/{name}/versions/{{version}}/predict" for name in SERVED])
+@pytest.mark.parametrize(
+    "path",
+    [f"/v1/models/{name}/predict" for name in SERVED]
+    + [f"/v2/models/{name}/infer" for name in SERVED]
+    + [f"/v1/models/{name}/versions/{{version}}/predict" for name in SERVED],
+)
 def test_any_request_gets_a_documented_status_and_never_a_5xx(client, document, path):
     documented = statuses(document, path, "post")
 
     @FUZZ
-    @given(body=JSON, media=MEDIA, version=st.integers(-2, 5).map(str) | st.text(max_size=4),
-           encoding=st.sampled_from([None, "gzip", "identity"]))
+    @given(
+        body=JSON,
+        media=MEDIA,
+        version=st.integers(-2, 5).map(str) | st.text(max_size=4),
+        encoding=st.sampled_from([None, "gzip", "identity"]),
+    )
     def check(body, media, version, encoding):
         headers = {"Content-Encoding": encoding} if encoding else {}
         target = path.replace("{version}", version or "1")
@@ -167,13 +197,48 @@ def test_any_request_gets_a_documented_status_and_never_a_5xx(client, document, 
 
 
 # Where a v2 body can be type-confused, and what can be put there: any JSON value, or an out-of-range one.
-V2_FIELDS = [("parameters",), ("id",), ("outputs",), ("outputs", 0), ("outputs", 0, "parameters"),
-             ("outputs", 0, "parameters", "binary_data"), ("parameters", "binary_data_output"),
-             ("inputs",), ("inputs", 0), ("inputs", 0, "name"), ("inputs", 0, "datatype"), ("inputs", 0, "shape"),
-             ("inputs", 0, "shape", 0), ("inputs", 0, "data"), ("inputs", 0, "data", 0), ("inputs", 0, "parameters"),
-             ("inputs", 0, "parameters", "binary_data_size")]
-OUT_OF_RANGE = st.sampled_from([3.5e38, -3.5e38, 1e308, 2**64, -(2**63), 2**32, -1, 0, [1] * 9, [2**32, 2**32],
-                                [10**30], "", "١", "²", "FP32", "FP64", {"binary_data": 1}, [[]], True])
+V2_FIELDS = [
+    ("parameters",),
+    ("id",),
+    ("outputs",),
+    ("outputs", 0),
+    ("outputs", 0, "parameters"),
+    ("outputs", 0, "parameters", "binary_data"),
+    ("parameters", "binary_data_output"),
+    ("inputs",),
+    ("inputs", 0),
+    ("inputs", 0, "name"),
+    ("inputs", 0, "datatype"),
+    ("inputs", 0, "shape"),
+    ("inputs", 0, "shape", 0),
+    ("inputs", 0, "data"),
+    ("inputs", 0, "data", 0),
+    ("inputs", 0, "parameters"),
+    ("inputs", 0, "parameters", "binary_data_size"),
+]
+OUT_OF_RANGE = st.sampled_from(
+    [
+        3.5e38,
+        -3.5e38,
+        1e308,
+        2**64,
+        -(2**63),
+        2**32,
+        -1,
+        0,
+        [1] * 9,
+        [2**32, 2**32],
+        [10**30],
+        "",
+        "١",
+        "²",
+        "FP32",
+        "FP64",
+        {"binary_data": 1},
+        [[]],
+        True,
+    ]
+)
 
 
 def confused(body: dict, where: tuple, value) -> dict:

@@ -84,7 +84,7 @@ def test_predict_reads_a_picture_exactly_as_the_server_does(tmp_path, data_dir):
         (tmp_path / f"photo{i}.png").write_bytes(photo)
     cli = json_lines(run_predict("lenet:1", *(tmp_path / f"photo{i}.png" for i in range(3)), "--json"))
     client = create_app({"WEIGHTS_DIR": str(RELEASED), "MODELS": ("lenet",)}).test_client()
-    for photo, answer in zip(photos, cli):
+    for photo, answer in zip(photos, cli, strict=True):
         served = client.post("/v1/models/lenet/predict", data=photo, content_type="image/png").get_json()
         assert served["backend"] == "onnx"
         assert (answer["digit"], answer["probabilities"]) == (served["digit"], served["probabilities"])
@@ -96,7 +96,7 @@ def test_numbers_answer_a_values_model_in_the_documents_units():
     answers = json_lines(result)
     metrics = json.loads((RELEASED / "linear-regression" / "1" / "manifest.json").read_text())["metrics"]
     assert [a["input"] for a in answers] == ["0", "10", "100"]
-    for x, answer in zip((0, 10, 100), answers):
+    for x, answer in zip((0, 10, 100), answers, strict=True):
         assert answer["y"] == pytest.approx(metrics["intercept"] + metrics["slope"] * x, abs=1e-3)
 
 

@@ -45,8 +45,8 @@ def test_run_is_safe_from_many_threads(lenet_weights, digits):
         runtime = zoo.open_runtime("lenet", backend, weights_dir=str(lenet_weights))
         alone = [runtime.run(images[i:i + 1]) for i in range(len(images))]
         with ThreadPoolExecutor(8) as pool:
-            together = list(pool.map(lambda i: runtime.run(images[i:i + 1]), range(len(images))))
-        for a, b in zip(alone, together):
+            together = list(pool.map(lambda i, runtime=runtime: runtime.run(images[i:i + 1]), range(len(images))))
+        for a, b in zip(alone, together, strict=True):
             np.testing.assert_array_equal(a, b)
 
 

@@ -108,7 +108,7 @@ def test_multipart_upload(client, data_dir):
 def test_transparent_canvas_drawing(client, data_dir):
     digits, labels = mnist_digits(data_dir, 10)
     correct = 0
-    for digit, label in zip(digits, labels):
+    for digit, label in zip(digits, labels, strict=True):
         big = np.asarray(Image.fromarray(digit).resize((200, 200)))
         rgba = np.zeros((200, 200, 4), np.uint8)
         rgba[..., 3] = big  # black strokes whose opacity is the ink, on transparency
@@ -296,7 +296,12 @@ BAD_REQUESTS = [
     ("mnist-mlp", {"json": {"pixels": [["a"] * 28] * 28}}, 400, ["numbers", "strings"]),
     ("mnist-mlp", {"json": {"pixels": [[0] * 28] * 27 + [[0] * 27]}}, 400, ["ragged"]),
     ("mnist-mlp", {"data": '{"pixels": [NaN' + ", 0" * 783 + "]}", "content_type": "application/json"}, 400, ["NaN"]),
-    ("mnist-mlp", {"data": '{"pixels": [Infinity' + ", 0" * 783 + "]}", "content_type": "application/json"}, 400, ["infinity"]),
+    (
+        "mnist-mlp",
+        {"data": '{"pixels": [Infinity' + ", 0" * 783 + "]}", "content_type": "application/json"},
+        400,
+        ["infinity"],
+    ),
     ("mnist-mlp", {"json": {"pixels": [1e39] * 784}}, 400, ["finite"]),
     ("mnist-mlp", {"json": {"pixels": [-3] * 784}}, 400, ["0-255", "-3"]),
     ("mnist-mlp", {"json": {"image": []}}, 400, ['{"pixels"', "keys ['image']"]),
@@ -382,7 +387,7 @@ def test_onnx_backend_answers_like_torch(served_weights, data_dir):
         client = create_app({"WEIGHTS_DIR": str(served_weights), "BACKEND": backend}).test_client()
         answers[backend] = predict(client, "lenet", json=body).get_json()
         assert answers[backend]["backend"] == backend
-    for a, b in zip(answers["torch"]["predictions"], answers["onnx"]["predictions"]):
+    for a, b in zip(answers["torch"]["predictions"], answers["onnx"]["predictions"], strict=True):
         assert a["digit"] == b["digit"]
         np.testing.assert_allclose(a["probabilities"], b["probabilities"], atol=1e-5)
 
@@ -406,8 +411,10 @@ def test_shipped_mnist_weights_score_their_recorded_accuracy_through_the_server(
         recorded = meta["versions"][-1]["metrics"]["accuracy"]
         correct = 0
         for start in range(0, 10_000, 1000):
-            answer = predict(client, name, json={"pixels": digits[start:start + 1000].tolist()}).get_json()
-            correct += sum(p["digit"] == y for p, y in zip(answer["predictions"], labels[start:start + 1000]))
+            answer = predict(client, name, json={"pixels": digits[start : start + 1000].tolist()}).get_json()
+            correct += sum(
+                p["digit"] == y for p, y in zip(answer["predictions"], labels[start : start + 1000], strict=True)
+            )
         assert abs(100.0 * correct / 10_000 - recorded) < 0.02, (name, correct, recorded)
 
 
@@ -472,8 +479,11 @@ def test_metrics_count_requests_by_model_version_route_and_status(client):
 
     def count(**labels) -> float:
         families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))}
-        return sum(s.value for s in families["zoo_requests"].samples
-                   if s.name == "zoo_requests_total" and all(s.labels.get(k) == v for k, v in labels.items()))
+        return sum(
+            s.value
+            for s in families["zoo_requests"].samples
+            if s.name == "zoo_requests_total" and all(s.labels.get(k) == v for k, v in labels.items())
+        )
 
     before = count(model="linear-regression", version="2", status="200")
     for _ in range(3):
@@ -482,6 +492,11 @@ def test_metrics_count_requests_by_model_version_route_and_status(client):
     assert count(model="linear-regression", version="2", status="200") == before + 3
     assert count(model="linear-regression", route="/v1/models/<name>/predict", status="400") >= 1
     families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))}
-    assert {"zoo_request_duration_seconds", "zoo_inference_duration_seconds", "zoo_models_loaded", "zoo_reloads"} <= set(families)
+    assert {
+        "zoo_request_duration_seconds",
+        "zoo_inference_duration_seconds",
+        "zoo_models_loaded",
+        "zoo_reloads",
+    } <= set(families)
     loaded = {s.labels["model"]: s.value for s in families["zoo_models_loaded"].samples}
     assert loaded["linear-regression"] == 2

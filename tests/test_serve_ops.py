@@ -61,7 +61,9 @@ class Load:
     def __init__(self, url: str, path: str, body: bytes, threads: int = 4) -> None:
         self.outcomes: list[tuple[float, object]] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(url + path, body), daemon=True) for _ in range(threads)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(url + path, body), daemon=True) for _ in range(threads)
+        ]
 
     def _run(self, url: str, body: bytes) -> None:
         while not self._stop.is_set():
@@ -96,7 +98,9 @@ def served_versions(url: str, name: str, field=lambda version: version["version"
     return [field(v) for v in call(url, f"/v1/models/{name}")[1]["versions"]]
 
 
-def wait_for(url: str, name: str, expected: list, field=lambda version: version["version"], timeout: float = 30) -> float:
+def wait_for(
+    url: str, name: str, expected: list, field=lambda version: version["version"], timeout: float = 30
+) -> float:
     """Seconds until every worker serves `expected` versions (or `field` of them): six answers in a row agree."""
     started, agreeing = time.monotonic(), 0
     while time.monotonic() - started < timeout:
@@ -135,24 +139,43 @@ def test_metrics_add_up_every_worker(root, tmp_path):
     process, url = start_server(root, tmp_path, "--workers", "2")
     try:
         with ThreadPoolExecutor(8) as pool:
-            statuses = list(pool.map(lambda _: call(url, "/v1/models/lenet/versions/1/predict",
-                                                    json.dumps({"pixels": [0] * 783 + [255]}).encode())[0], range(60)))
+            statuses = list(
+                pool.map(
+                    lambda _: call(
+                        url, "/v1/models/lenet/versions/1/predict", json.dumps({"pixels": [0] * 783 + [255]}).encode()
+                    )[0],
+                    range(60),
+                )
+            )
         assert statuses == [200] * 60
         with urllib.request.urlopen(url + "/metrics") as response:
             families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
     finally:
         stop_server(process)
-    served = sum(s.value for s in families["zoo_requests"].samples if s.name == "zoo_requests_total"
-                 and s.labels == {"model": "lenet", "version": "1", "status": "200",
-                                  "route": "/v1/models/<name>/versions/<version>/predict"})
+    served = sum(
+        s.value
+        for s in families["zoo_requests"].samples
+        if s.name == "zoo_requests_total"
+        and s.labels
+        == {"model": "lenet", "version": "1", "status": "200", "route": "/v1/models/<name>/versions/<version>/predict"}
+    )
     assert served == 60
-    latency = [s for s in families["zoo_request_duration_seconds"].samples
-               if s.name == "zoo_request_duration_seconds_count" and s.labels["model"] == "lenet"]
+    latency = [
+        s
+        for s in families["zoo_request_duration_seconds"].samples
+        if s.name == "zoo_request_duration_seconds_count" and s.labels["model"] == "lenet"
+    ]
     assert sum(s.value for s in latency) >= 60
-    inference = [s for s in families["zoo_inference_duration_seconds"].samples
-                 if s.name == "zoo_inference_duration_seconds_count" and s.labels.get("backend") == "onnx"]
+    inference = [
+        s
+        for s in families["zoo_inference_duration_seconds"].samples
+        if s.name == "zoo_inference_duration_seconds_count" and s.labels.get("backend") == "onnx"
+    ]
     assert sum(s.value for s in inference) == 60
-    assert {s.labels["model"]: s.value for s in families["zoo_models_loaded"].samples} == {"lenet": 1, "linear-regression": 2}
+    assert {s.labels["model"]: s.value for s in families["zoo_models_loaded"].samples} == {
+        "lenet": 1,
+        "linear-regression": 2,
+    }
 
 
 @pytest.mark.parametrize("threads", ["1", "2"])  # requests run on the event loop itself, or on a pool
@@ -166,8 +189,10 @@ def test_slow_clients_do_not_block_anyone(root, tmp_path, threads):
             if index % 2:  # half their headers
                 sock.sendall(b"POST /v1/models/linear-regression/predict HTTP/1.1\r\nHost: x\r\nContent-Ty")
             else:  # all headers, part of the body
-                sock.sendall(b"POST /v1/models/linear-regression/predict HTTP/1.1\r\nHost: x\r\n"
-                             b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"x\": ")
+                sock.sendall(
+                    b"POST /v1/models/linear-regression/predict HTTP/1.1\r\nHost: x\r\n"
+                    b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"x": '
+                )
             trickling.append(sock)
         times = []
         for _ in range(5):

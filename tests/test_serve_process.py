@@ -1,4 +1,5 @@
-"""The README's `zoo serve` as a real process (granian workers) on loopback: HTTP clients, tritonclient, headless Chromium."""
+"""The README's `zoo serve` as a real process (granian workers) on loopback: HTTP clients, tritonclient,
+headless Chromium."""
 
 from __future__ import annotations
 
@@ -59,8 +60,11 @@ def test_a_body_over_the_limit_is_refused_from_its_headers(server):
     """413 as soon as Content-Length says 9 MiB (the limit is 8 MiB), before the body is sent."""
     host, port = server.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(f"POST /v1/models/mnist-mlp/predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\n"
-                     f"Content-Length: {9 << 20}\r\n\r\n".encode() + b"\x89PNG")
+        sock.sendall(
+            f"POST /v1/models/mnist-mlp/predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\n"
+            f"Content-Length: {9 << 20}\r\n\r\n".encode()
+            + b"\x89PNG"
+        )
         head, body = read_response(sock)
     assert head.startswith(b"HTTP/1.1 413") and b"Too Large" in body
     assert call(server, "/v2/health/ready")[0] == 200
@@ -101,8 +105,13 @@ def test_tritonclient_calls_the_zoo_as_it_would_call_triton(server, data_dir):
 
 
 def test_missing_onnx_exports_stop_zoo_serve_with_the_export_command(trained_weights, tmp_path):
-    result = subprocess.run([str(ZOO), "serve", "--port", str(free_port()), "--weights-dir", str(trained_weights),
-                             "--backend", "onnx"], capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [str(ZOO), "serve", "--port", str(free_port()), "--weights-dir", str(trained_weights), "--backend", "onnx"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 1
     assert "zoo export mnist-mlp:1 --format onnx" in result.stderr and "Traceback" not in result.stderr
 
@@ -112,8 +121,10 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 
 # Outside CI a machine without Chromium skips the browser tests; in CI a missing browser is a failure.
-needs_chromium = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
-                                    reason="needs Debian's chromium and chromium-driver (tests/run.sh installs them)")
+needs_chromium = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
+    reason="needs Debian's chromium and chromium-driver (tests/run.sh installs them)",
+)
 
 
 @needs_chromium
@@ -154,7 +165,10 @@ def fill_share(bar) -> float:
     """How much of a bar's grey track its coloured fill covers, as the browser rendered it."""
     from selenium.webdriver.common.by import By
 
-    return bar.find_element(By.CSS_SELECTOR, ".fill").rect["width"] / bar.find_element(By.CSS_SELECTOR, ".track").rect["width"]
+    return (
+        bar.find_element(By.CSS_SELECTOR, ".fill").rect["width"]
+        / bar.find_element(By.CSS_SELECTOR, ".track").rect["width"]
+    )
 
 
 def shown_share(bar) -> float:
@@ -188,9 +202,19 @@ def chromium(tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=900,800"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+        "--window-size=900,800",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
@@ -202,8 +226,9 @@ def test_a_card_page_shows_every_figure_of_the_version(served_weights, tmp_path)
 
     with browsing(served_weights, tmp_path) as (browser, url):
         browser.get(url + "/models/lenet/versions/1")
-        WebDriverWait(browser, 20).until(lambda b: b.execute_script(
-            "return [...document.images].every((image) => image.complete)"))
+        WebDriverWait(browser, 20).until(
+            lambda b: b.execute_script("return [...document.images].every((image) => image.complete)")
+        )
         images = browser.find_elements(By.TAG_NAME, "img")
         figures = zoo.WeightsStore(served_weights).manifest("lenet", 1)["card"]["figures"]
         assert sorted(image.get_attribute("src").rsplit("/", 1)[1] for image in images) == sorted(figures)

@@ -69,7 +69,8 @@ def test_tampered_weights_are_refused(weights_dir):
 
 
 @pytest.mark.parametrize(
-    "ref,expected", [("mnist-mlp", ("mnist-mlp", None)), ("mnist-mlp:3", ("mnist-mlp", 3)), ("lenet:latest", ("lenet", None))]
+    "ref,expected",
+    [("mnist-mlp", ("mnist-mlp", None)), ("mnist-mlp:3", ("mnist-mlp", 3)), ("lenet:latest", ("lenet", None))],
 )
 def test_refs_parse(ref, expected):
     assert parse_ref(ref) == expected

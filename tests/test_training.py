@@ -14,10 +14,12 @@ def test_tiny_fnn_document_starts_at_0_2097_and_falls_every_step(weights_dir):
     history = result.manifest["loss_history"]
     assert len(history) == 10
     assert history[0] == pytest.approx(0.20971, abs=5e-6)
-    assert all(later < earlier for earlier, later in zip(history, history[1:]))
+    assert all(later < earlier for earlier, later in zip(history, history[1:], strict=False))
 
 
-@pytest.mark.parametrize("overrides", [{"activation": "relu"}, {"loss": "bce"}, {"optimizer": "adam", "lr": 0.1}, {"init": "none"}])
+@pytest.mark.parametrize(
+    "overrides", [{"activation": "relu"}, {"loss": "bce"}, {"optimizer": "adam", "lr": 0.1}, {"init": "none"}]
+)
 def test_tiny_fnn_exercises_train(weights_dir, overrides):
     result = train("tiny-fnn", weights_dir=weights_dir, **overrides)
     assert result.manifest["recipe"]["params"].items() >= overrides.items()
@@ -41,7 +43,7 @@ def test_linear_regression_recovers_the_line(weights_dir, recipe):
 def test_himmelblau_document_ends_where_the_document_says(weights_dir):
     points = train("himmelblau", weights_dir=weights_dir).metrics["points"]
     expected = [(3, 2), (3, 2), (-3.779, -3.283), (3.584, -1.848)]
-    for point, target in zip(points, expected):
+    for point, target in zip(points, expected, strict=True):
         assert point == pytest.approx(target, abs=2e-3)
 
 
@@ -63,8 +65,22 @@ def test_same_seed_same_metrics_and_weights(weights_dir):
 
 def test_manifest_records_how_the_weights_were_made(weights_dir):
     manifest = train("linear-regression", weights_dir=weights_dir, lr=0.02).manifest
-    assert manifest["recipe"] == {"name": "document", "params": zoo.get_model("linear-regression").recipe("document", {"lr": 0.02}).to_dict()}
-    for key in ("seed", "metrics", "parameters", "torch", "torchvision", "device", "data", "weights", "created", "training_seconds"):
+    assert manifest["recipe"] == {
+        "name": "document",
+        "params": zoo.get_model("linear-regression").recipe("document", {"lr": 0.02}).to_dict(),
+    }
+    for key in (
+        "seed",
+        "metrics",
+        "parameters",
+        "torch",
+        "torchvision",
+        "device",
+        "data",
+        "weights",
+        "created",
+        "training_seconds",
+    ):
         assert key in manifest
     assert manifest["data"]["fingerprint"].startswith("sha256:")
     assert manifest["parameters"] == 2 and manifest["device"] == "cpu"
@@ -81,7 +97,13 @@ def test_unavailable_device_fails_before_writing_anything(weights_dir, monkeypat
 
 def test_missing_mnist_names_the_directory_and_files(tmp_path, weights_dir):
     with pytest.raises(zoo.DataNotFoundError) as info:
-        zoo.train("mnist-mlp", overrides={"epochs": 1}, device="cpu", data_dir=str(tmp_path / "nowhere"), weights_dir=str(weights_dir))
+        zoo.train(
+            "mnist-mlp",
+            overrides={"epochs": 1},
+            device="cpu",
+            data_dir=str(tmp_path / "nowhere"),
+            weights_dir=str(weights_dir),
+        )
     message = str(info.value)
     assert str(tmp_path / "nowhere") in message and "train-images-idx3-ubyte" in message
     assert not (weights_dir / "mnist-mlp").exists()

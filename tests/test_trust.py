@@ -283,7 +283,8 @@ def test_a_plugin_that_fails_to_import_is_one_warning_line_and_the_rest_of_the_z
         if not imports_models:  # a fast start imports no model module, so it meets no broken plugin
             assert warnings == [], warnings
             return result
-        assert len(warnings) == 4 and all(line.startswith(f"warning: {want}") for line, want in zip(warnings, expected))
+        assert len(warnings) == 4
+        assert all(line.startswith(f"warning: {want}") for line, want in zip(warnings, expected, strict=True))
         return result
 
     version = run("--version", imports_models=False)
@@ -303,10 +304,12 @@ def test_a_plugin_that_fails_to_import_is_one_warning_line_and_the_rest_of_the_z
 
 def test_failed_plugins_are_listed_in_python_with_their_error(tmp_path):
     env = broken_plugins(tmp_path)
-    script = ("import json, zoo.registry as r; print(json.dumps(r.failed_plugins())); "
-              "print('good-fnn' in r.list_models())")
-    result = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
-                            timeout=120, check=True)
+    script = (
+        "import json, zoo.registry as r; print(json.dumps(r.failed_plugins())); print('good-fnn' in r.list_models())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True
+    )
     failed, good = result.stdout.splitlines()
     assert json.loads(failed)["module 'raising_plugin' (in $ZOO_MODEL_MODULES)"] == "RuntimeError: the plugin is broken"
     assert good == "True"
@@ -322,8 +325,10 @@ def shadowing_folder(folder: Path) -> Path:
     """A folder whose torch.py and zoo.py, if ever imported, write a marker and stop the process."""
     for file, name in SHADOWS.items():
         marker = str(folder / f"{name}.imported")
-        (folder / file).write_text(f"from pathlib import Path\nPath({marker!r}).write_text('x')\n"
-                                   f"raise SystemExit('the {file} of the current folder was imported')\n")
+        (folder / file).write_text(
+            f"from pathlib import Path\nPath({marker!r}).write_text('x')\n"
+            f"raise SystemExit('the {file} of the current folder was imported')\n"
+        )
     return folder
 
 
@@ -338,18 +343,29 @@ def test_a_rank_command_never_imports_from_the_current_folder(tmp_path, has_safe
     assert result.returncode == 0 and result.stdout.startswith("zoo "), result.stderr
     assert not list(folder.glob("*.imported"))
     # The same command without the guard does import them: the folder really is hostile.
-    plain = subprocess.run([sys.executable, "-m", "zoo.cli.main", "--version"], cwd=folder, capture_output=True,
-                           text=True, timeout=120, check=False)
+    plain = subprocess.run(
+        [sys.executable, "-m", "zoo.cli.main", "--version"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert plain.returncode != 0 and "of the current folder was imported" in plain.stderr
 
 
 @pytest.mark.slow
 def test_training_ranks_started_from_a_hostile_folder_import_the_real_torch_and_zoo(tmp_path, weights_dir):
     folder = shadowing_folder(tmp_path)
-    result = subprocess.run([str(ZOO), "train", MODEL_FOR_RANKS, "--device", "cpu", "--nproc-per-node", "2", "--json"],
-                            cwd=folder, capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [str(ZOO), "train", MODEL_FOR_RANKS, "--device", "cpu", "--nproc-per-node", "2", "--json"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout)["distributed"]["world_size"] == 2
     assert not list(folder.glob("*.imported"))
     assert WeightsStore(weights_dir).versions(MODEL_FOR_RANKS) == [1]
-

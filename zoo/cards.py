@@ -14,15 +14,15 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from zoo.data import DataContext, resolve_data_dir
 from zoo.devices import resolve_device
 from zoo.errors import DrawingError, MissingCardError, ZooError
 from zoo.figures import Drawing, card_figures, draw_figure, recipe_changes, recipe_label
+from zoo.files import CARD_STAGING_PREFIX, replace_file
 from zoo.formats import FORMATS
 from zoo.loading import load_version
-from zoo.files import CARD_STAGING_PREFIX, replace_file
 from zoo.manifest import CardRecord, Manifest, version_file
 from zoo.registry import get_model
 from zoo.spec import InputForm, ModelSpec
@@ -54,7 +54,7 @@ def publish_card(folder: Path, drawing: Drawing) -> CardRecord:
     return record
 
 
-def draw_card(ref: str, weights_dir: Optional[str] = None, data_dir: Optional[str] = None,
+def draw_card(ref: str, weights_dir: str | None = None, data_dir: str | None = None,
               device: str = "cpu") -> dict[str, Any]:
     """Write or rewrite the card and figures of a stored version: every figure is drawn before any file moves, so a
     failure changes nothing. Released versions are read-only (name their folder with `weights_dir` to redraw them)."""
@@ -69,7 +69,9 @@ def draw_card(ref: str, weights_dir: Optional[str] = None, data_dir: Optional[st
     try:
         staging = Path(tempfile.mkdtemp(dir=folder, prefix=CARD_STAGING_PREFIX))
     except OSError as error:
-        raise DrawingError(f"could not write the card of {name}:{loaded.version} in {folder}: {error.strerror}") from None
+        raise DrawingError(
+            f"could not write the card of {name}:{loaded.version} in {folder}: {error.strerror}"
+        ) from None
     try:
         figures = []
         for figure in card_figures(drawing.spec):
@@ -78,8 +80,10 @@ def draw_card(ref: str, weights_dir: Optional[str] = None, data_dir: Optional[st
             except ZooError:
                 raise
             except Exception as error:
-                raise DrawingError(f"could not draw {figure.file} for {name}:{loaded.version}: "
-                                   f"{type(error).__name__}: {_first_line(error)}") from error
+                raise DrawingError(
+                    f"could not draw {figure.file} for {name}:{loaded.version}: "
+                    f"{type(error).__name__}: {_first_line(error)}"
+                ) from error
             figures.append(figure.file)
         record: CardRecord = {"file": CARD_FILE, "figures": figures, "failures": [], "drawing_seconds": 0.0}
         write_text(staging / CARD_FILE, card_text(drawing, record))
@@ -103,7 +107,7 @@ class StoredCard:
     versions: tuple[int, ...]
 
 
-def stored_card(name: str, version: Optional[int], weights_dir: Optional[str] = None) -> StoredCard:
+def stored_card(name: str, version: int | None, weights_dir: str | None = None) -> StoredCard:
     """The card of `name` at `version` (latest when None); MissingCardError when that version has none."""
     get_model(name)
     store = WeightsStore(weights_dir)
@@ -112,10 +116,14 @@ def stored_card(name: str, version: Optional[int], weights_dir: Optional[str] = 
     record = store.manifest(name, version).get("card") or {}
     path = version_file(folder, record.get("file") or CARD_FILE, "card.file")
     if not record.get("file") or not path.is_file():
-        raise MissingCardError(f"{name}:{version} has no model card in {folder}; draw it with `zoo card {name}:{version}`")
+        raise MissingCardError(
+            f"{name}:{version} has no model card in {folder}; draw it with `zoo card {name}:{version}`"
+        )
     # Checked here so that whoever serves a figure by its name (the server's card pages) serves a file of the folder.
-    figures = tuple(version_file(folder, figure, f"card.figures[{index}]").name
-                    for index, figure in enumerate(record.get("figures", [])))
+    figures = tuple(
+        version_file(folder, figure, f"card.figures[{index}]").name
+        for index, figure in enumerate(record.get("figures", []))
+    )
     return StoredCard(name, version, folder, path.read_text(encoding="utf-8"), figures, tuple(store.versions(name)))
 
 
@@ -148,8 +156,11 @@ def card_text(drawing: Drawing, record: CardRecord) -> str:
 
 def scalar_metrics(manifest: Manifest) -> dict[str, float]:
     """The version's metrics that are single numbers (lists such as himmelblau's points are left out)."""
-    return {key: value for key, value in manifest.get("metrics", {}).items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    return {
+        key: value
+        for key, value in manifest.get("metrics", {}).items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
 
 
 def front_matter(spec: ModelSpec, manifest: Manifest) -> dict[str, Any]:
@@ -162,15 +173,22 @@ def front_matter(spec: ModelSpec, manifest: Manifest) -> dict[str, Any]:
         "tags": ["zoo", "pytorch", spec.task],
         "datasets": [spec.dataset],
         "metrics": list(metrics),
-        "model-index": [{
-            "name": f"{spec.name}:{manifest['version']}",
-            "results": [{
-                "task": {"type": spec.task, "name": spec.summary},
-                "dataset": {"name": spec.dataset, "type": spec.dataset,
-                            "split": manifest.get("data", {}).get("description", "")},
-                "metrics": [{"type": key, "value": value, "name": key} for key, value in metrics.items()],
-            }],
-        }],
+        "model-index": [
+            {
+                "name": f"{spec.name}:{manifest['version']}",
+                "results": [
+                    {
+                        "task": {"type": spec.task, "name": spec.summary},
+                        "dataset": {
+                            "name": spec.dataset,
+                            "type": spec.dataset,
+                            "split": manifest.get("data", {}).get("description", ""),
+                        },
+                        "metrics": [{"type": key, "value": value, "name": key} for key, value in metrics.items()],
+                    }
+                ],
+            }
+        ],
     }
 
 
@@ -231,9 +249,11 @@ def _about(drawing: Drawing) -> str:
         f"- parameters: {parameters:,}" if isinstance(parameters, int) else "- parameters: unknown",
     ]
     if spec.interface is not None:
-        lines += [f"- input: `{spec.input.name}` {_shape(spec.input.shape)} {spec.input.dtype} -> "
-                  f"output: `{spec.output.name}` {_shape(spec.output.shape)}",
-                  f"- preprocessing: {spec.preprocessing}"]
+        lines += [
+            f"- input: `{spec.input.name}` {_shape(spec.input.shape)} {spec.input.dtype} -> "
+            f"output: `{spec.output.name}` {_shape(spec.output.shape)}",
+            f"- preprocessing: {spec.preprocessing}",
+        ]
     else:
         lines.append("- input: none; the module's parameters are the answer")
     lines += ["", "```", str(drawing.model), "```"]
@@ -244,26 +264,37 @@ def _recipe(drawing: Drawing) -> str:
     manifest = drawing.manifest
     record = manifest.get("recipe", {})
     changed = recipe_changes(drawing.spec, manifest)
-    rows = [f"| `{key}` | `{json.dumps(value)}` |{' changed' if key in changed else ''} |"
-            for key, value in record.get("params", {}).items()]
+    rows = [
+        f"| `{key}` | `{json.dumps(value)}` |{' changed' if key in changed else ''} |"
+        for key, value in record.get("params", {}).items()
+    ]
     data = manifest.get("data", {})
-    return "\n".join([
-        "## Training recipe",
-        "",
-        f"The `{record.get('name')}` recipe (`zoo info {manifest['model']}` shows every recipe); "
-        "values marked *changed* were overridden on the command line.",
-        "",
-        "| hyperparameter | value | |",
-        "| --- | --- | --- |",
-        *rows,
-        "",
-        f"- data: {data.get('description', 'unknown')} (fingerprint `{data.get('fingerprint', '-')}`)",
-        f"- trained on {manifest.get('device', '?')} with torch {manifest.get('torch', '?')} in "
-        f"{manifest.get('training_seconds', float('nan')):.1f} s, {manifest.get('created', '?')}",
-        f"- weights: `{manifest['weights']['file']}`, sha256 `{manifest['weights']['sha256']}`",
-        *([f"- fine-tuned from `{manifest['parent']['ref']}` (its weights' sha256 `{manifest['parent']['sha256']}`), "
-           "not from a fresh initialisation"] if "parent" in manifest else []),
-    ])
+    return "\n".join(
+        [
+            "## Training recipe",
+            "",
+            f"The `{record.get('name')}` recipe (`zoo info {manifest['model']}` shows every recipe); "
+            "values marked *changed* were overridden on the command line.",
+            "",
+            "| hyperparameter | value | |",
+            "| --- | --- | --- |",
+            *rows,
+            "",
+            f"- data: {data.get('description', 'unknown')} (fingerprint `{data.get('fingerprint', '-')}`)",
+            f"- trained on {manifest.get('device', '?')} with torch {manifest.get('torch', '?')} in "
+            f"{manifest.get('training_seconds', float('nan')):.1f} s, {manifest.get('created', '?')}",
+            f"- weights: `{manifest['weights']['file']}`, sha256 `{manifest['weights']['sha256']}`",
+            *(
+                [
+                    f"- fine-tuned from `{manifest['parent']['ref']}` (its weights' sha256 "
+                    f"`{manifest['parent']['sha256']}`), "
+                    "not from a fresh initialisation"
+                ]
+                if "parent" in manifest
+                else []
+            ),
+        ]
+    )
 
 
 def _results(drawing: Drawing, record: CardRecord) -> str:
@@ -293,27 +324,34 @@ def export_table(manifest: Manifest) -> str:
         if float32_bytes and fmt != "onnx" and fmt in FORMATS and FORMATS[fmt].derived_from == "onnx":
             size += f" ({entry['bytes'] / float32_bytes:.2f}x float32's)"
         if "accuracy" in check:
-            score = (f"{check['accuracy']:.2f}% accuracy, {check['accuracy_drop']:.2f} points below float32's "
-                     f"(at most {check['max_accuracy_drop']:g} allowed)")
+            score = (
+                f"{check['accuracy']:.2f}% accuracy, {check['accuracy_drop']:.2f} points below float32's "
+                f"(at most {check['max_accuracy_drop']:g} allowed)"
+            )
         elif "relative_error" in check:
-            score = (f"outputs {check['relative_error']:.2g} from float32's, relative RMS "
-                     f"(at most {check['max_relative_error']:g} allowed)")
+            score = (
+                f"outputs {check['relative_error']:.2g} from float32's, relative RMS "
+                f"(at most {check['max_relative_error']:g} allowed)"
+            )
         elif check:
             score = "as eager (outputs within " + f"{check['tolerance']:g})"
         else:
             score = "not verified"
         diff = f"{check['max_abs_diff']:.3g}" if "max_abs_diff" in check else "-"
         rows.append(f"| {fmt} | `{entry.get('file')}` | {size} | {score} | {diff} |")
-    return "\n".join([
-        "## Exported files",
-        "",
-        "Beside the weights, each verified before it was kept: lossless files against PyTorch eager, int8 and float16 "
-        "on the test split against the float32 ONNX file.",
-        "",
-        "| format | file | size | on the task | max abs difference from eager |",
-        "| --- | --- | --- | --- | --- |",
-        *rows,
-    ])
+    return "\n".join(
+        [
+            "## Exported files",
+            "",
+            "Beside the weights, each verified before it was kept: lossless files against PyTorch eager, int8 and "
+            "float16 "
+            "on the test split against the float32 ONNX file.",
+            "",
+            "| format | file | size | on the task | max abs difference from eager |",
+            "| --- | --- | --- | --- | --- |",
+            *rows,
+        ]
+    )
 
 
 def _number(value: Any) -> str:
@@ -326,45 +364,96 @@ def _usage(spec: ModelSpec, manifest: Manifest) -> str:
     ref, name, version = _ref(manifest), spec.name, manifest["version"]
     lines = ["## How to use", "", "Command line:", "", "```bash", f"zoo evaluate {ref}"]
     if spec.interface is None:
-        lines += ["```", "", "Python: the answer is the module's parameters.", "", "```python", "import zoo", "",
-                  f"model = zoo.load_model({name!r}, {version}).model",
-                  "print({key: value.tolist() for key, value in model.named_parameters()})", "```", "",
-                  "It takes no inputs, so it is neither exported nor served."]
+        lines += [
+            "```",
+            "",
+            "Python: the answer is the module's parameters.",
+            "",
+            "```python",
+            "import zoo",
+            "",
+            f"model = zoo.load_model({name!r}, {version}).model",
+            "print({key: value.tolist() for key, value in model.named_parameters()})",
+            "```",
+            "",
+            "It takes no inputs, so it is neither exported nor served.",
+        ]
         return "\n".join(lines)
     input_name = spec.input.name
-    lines += [f"zoo export {ref}    # ONNX beside the weights (--format all for every format)",
-              "zoo serve    # HTTP on localhost:8000 (a drawing page at / for digit models)", "```", ""]
+    lines += [
+        f"zoo export {ref}    # ONNX beside the weights (--format all for every format)",
+        "zoo serve    # HTTP on localhost:8000 (a drawing page at / for digit models)",
+        "```",
+        "",
+    ]
     if spec.interface.form is InputForm.DIGITS:
-        python = [f'model = zoo.load_model({name!r}, {version})',
-                  'with torch.no_grad():',
-                  '    logits = model.model(model.preprocess(Image.open("digit.png")))',
-                  'print(model.categories[logits.argmax(1).item()])']
-        http = f"curl -s -X POST localhost:8000/v1/models/{name}/versions/{version}/predict " \
-               "-H 'Content-Type: image/png' --data-binary @digit.png"
-        example = f"rng.random((1, {', '.join(map(str, spec.input.features))}), dtype=np.float32)  # raw pixels in [0, 1]"
+        python = [
+            f"model = zoo.load_model({name!r}, {version})",
+            "with torch.no_grad():",
+            '    logits = model.model(model.preprocess(Image.open("digit.png")))',
+            "print(model.categories[logits.argmax(1).item()])",
+        ]
+        http = (
+            f"curl -s -X POST localhost:8000/v1/models/{name}/versions/{version}/predict "
+            "-H 'Content-Type: image/png' --data-binary @digit.png"
+        )
+        example = (
+            f"rng.random((1, {', '.join(map(str, spec.input.features))}), dtype=np.float32)  # raw pixels in [0, 1]"
+        )
         imports = ["import torch, zoo", "from PIL import Image"]
     else:
         features = spec.input.features[0]
         values = list(range(1, features + 1)) if features <= 4 else None
         body = json.dumps({input_name: [values]}) if values else f'{{"{input_name}": [[{features} numbers]]}}'
-        python = [f"model = zoo.load_model({name!r}, {version})",
-                  "with torch.no_grad():",
-                  f"    print(model.model(torch.tensor([{values}], dtype=torch.float32)))" if values else
-                  f"    print(model.model(torch.randn(1, {features})))"]
-        http = f"curl -s -X POST localhost:8000/v1/models/{name}/versions/{version}/predict " \
-               f"-H 'Content-Type: application/json' -d '{body}'"
-        example = f"np.array([{values}], dtype=np.float32)" if values else \
-            f"rng.standard_normal((1, {features}), dtype=np.float32)"
+        python = [
+            f"model = zoo.load_model({name!r}, {version})",
+            "with torch.no_grad():",
+            f"    print(model.model(torch.tensor([{values}], dtype=torch.float32)))"
+            if values
+            else f"    print(model.model(torch.randn(1, {features})))",
+        ]
+        http = (
+            f"curl -s -X POST localhost:8000/v1/models/{name}/versions/{version}/predict "
+            f"-H 'Content-Type: application/json' -d '{body}'"
+        )
+        example = (
+            f"np.array([{values}], dtype=np.float32)"
+            if values
+            else f"rng.standard_normal((1, {features}), dtype=np.float32)"
+        )
         imports = ["import torch, zoo"]
     onnx_file = FORMATS["onnx"].file
-    lines += ["Python:", "", "```python", *imports, "", *python, "```", "", "HTTP (`zoo serve`):", "", "```bash", http,
-              "```", "",
-              (f"ONNX Runtime, with the `{onnx_file}` beside the weights" if "onnx" in manifest.get("artifacts", {})
-               else f"ONNX Runtime, once `zoo export {ref}` has written `{onnx_file}` beside the weights")
-              + " (the preprocessing is inside the graph):", "",
-              "```python", "import numpy as np, onnxruntime", "", "rng = np.random.default_rng(0)",
-              f'session = onnxruntime.InferenceSession("{onnx_file}")', f"{input_name} = {example}",
-              f'print(session.run(None, {{"{input_name}": {input_name}}})[0])', "```"]
+    lines += [
+        "Python:",
+        "",
+        "```python",
+        *imports,
+        "",
+        *python,
+        "```",
+        "",
+        "HTTP (`zoo serve`):",
+        "",
+        "```bash",
+        http,
+        "```",
+        "",
+        (
+            f"ONNX Runtime, with the `{onnx_file}` beside the weights"
+            if "onnx" in manifest.get("artifacts", {})
+            else f"ONNX Runtime, once `zoo export {ref}` has written `{onnx_file}` beside the weights"
+        )
+        + " (the preprocessing is inside the graph):",
+        "",
+        "```python",
+        "import numpy as np, onnxruntime",
+        "",
+        "rng = np.random.default_rng(0)",
+        f'session = onnxruntime.InferenceSession("{onnx_file}")',
+        f"{input_name} = {example}",
+        f'print(session.run(None, {{"{input_name}": {input_name}}})[0])',
+        "```",
+    ]
     return "\n".join(lines)
 
 
@@ -373,12 +462,16 @@ def _limits(spec: ModelSpec, manifest: Manifest) -> str:
     if spec.notes:
         lines.append(f"- {spec.notes}")
     if spec.interface is None:
-        lines.append("- Its answer is where this recipe's descent ended: other starting parameters, steps or learning "
-                     "rates can end elsewhere.")
+        lines.append(
+            "- Its answer is where this recipe's descent ended: other starting parameters, steps or learning "
+            "rates can end elsewhere."
+        )
     else:
-        lines.append(f"- Its metrics are measured on {manifest.get('data', {}).get('description', 'its held-out data')};"
-                     " other data, or inputs prepared differently from what the preprocessing above says, will score "
-                     "otherwise.")
+        lines.append(
+            f"- Its metrics are measured on {manifest.get('data', {}).get('description', 'its held-out data')};"
+            " other data, or inputs prepared differently from what the preprocessing above says, will score "
+            "otherwise."
+        )
     lines += [
         f"- Trained once, with seed {manifest.get('seed', '?')} on {manifest.get('device', '?')}: another seed, "
         "device or torch version gives slightly different weights.",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from zoo.errors import UnknownModelError
 from zoo.manifest import version_summary
@@ -10,7 +10,7 @@ from zoo.registry import get_model, model_catalog
 from zoo.store import WeightsStore
 
 
-def describe_model(name: str, weights_dir: Optional[str] = None) -> dict[str, Any]:
+def describe_model(name: str, weights_dir: str | None = None) -> dict[str, Any]:
     """Everything `zoo info` shows about a model, as JSON-ready data (no torch needed once the catalog is cached)."""
     catalog = model_catalog()
     if name not in catalog:

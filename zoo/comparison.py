@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from zoo.errors import ComparisonError, StorageError
-from zoo.figures import json_ready, draw_loss_comparison, recipe_label, spec_loss_curve
+from zoo.figures import draw_loss_comparison, json_ready, recipe_label, spec_loss_curve
 from zoo.registry import get_model
 from zoo.store import WeightsStore, parse_ref
 
 
-def compare(refs: Sequence[str], weights_dir: Optional[str] = None, figure: Optional[str] = None) -> dict[str, Any]:
+def compare(refs: Sequence[str], weights_dir: str | None = None, figure: str | None = None) -> dict[str, Any]:
     """Metrics and recipe differences of two or more versions of one model, and a PNG of their loss curves at
     `figure` (default: MODEL-A-B-loss.png in the current folder)."""
     parsed = [parse_ref(ref) for ref in refs]
@@ -34,7 +35,7 @@ def compare(refs: Sequence[str], weights_dir: Optional[str] = None, figure: Opti
     param_keys = list(dict.fromkeys(key for p in params for key in p))
     recipe = {key: [json_ready(p.get(key)) for p in params] for key in param_keys}
     path = Path(figure or f"{name}-{'-'.join(map(str, versions))}-loss.png").expanduser()
-    labels = [f"{name}:{version} ({recipe_label(spec, m)})" for version, m in zip(versions, manifests)]
+    labels = [f"{name}:{version} ({recipe_label(spec, m)})" for version, m in zip(versions, manifests, strict=True)]
     try:
         draw_loss_comparison(spec_loss_curve(spec), manifests, labels, f"{name}: training loss of versions "
                              f"{', '.join(map(str, versions))}", path)

@@ -7,7 +7,6 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import platformdirs
 import torch
@@ -42,7 +41,7 @@ class DataContext:
     device: torch.device
 
 
-def resolve_data_dir(data_dir: Optional[os.PathLike | str] = None) -> Path:
+def resolve_data_dir(data_dir: os.PathLike | str | None = None) -> Path:
     """`data_dir`, else $ZOO_DATA_DIR, else the per-user cache folder (~/.cache/zoo/data on Linux)."""
     if data_dir:
         return Path(data_dir).expanduser()
@@ -71,7 +70,8 @@ def _mnist_uint8(root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, 
         except Exception as exc:  # torchvision raises plain RuntimeError / URLError when offline
             expected = ", ".join(str(root / "MNIST" / "raw" / name) for name in MNIST_FILES)
             raise DataNotFoundError(
-                f"MNIST is not in {root} and could not be downloaded ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                f"MNIST is not in {root} and could not be downloaded ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0]}); "
                 f"expected the files {expected} (set --data-dir or ZOO_DATA_DIR to a folder that has them)"
             ) from None
     test = datasets.MNIST(str(root), train=False, download=False)

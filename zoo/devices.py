@@ -23,7 +23,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise DeviceUnavailableError(f"unsupported device {device!r}: expected auto, cpu, cuda or cuda:N")
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
-        raise DeviceUnavailableError(f"device {device!r} requested but CUDA is not available on this machine; use --device cpu")
+        raise DeviceUnavailableError(
+            f"device {device!r} requested but CUDA is not available on this machine; use --device cpu"
+        )
     if resolved.index is not None and resolved.index >= count:
-        raise DeviceUnavailableError(f"device {device!r} requested but this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}")
+        raise DeviceUnavailableError(
+            f"device {device!r} requested but this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}"
+        )
     return resolved

@@ -13,8 +13,9 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -35,8 +36,9 @@ class World:
     local_rank: int = 0
 
     @classmethod
-    def from_env(cls) -> "World":
-        """The world torchrun, SLURM or Kubernetes described in RANK, WORLD_SIZE and LOCAL_RANK; one process without them."""
+    def from_env(cls) -> World:
+        """The world torchrun, SLURM or Kubernetes described in RANK, WORLD_SIZE and LOCAL_RANK; one process
+        without them."""
         size = int(os.environ.get("WORLD_SIZE", "1"))
         if size <= 1:
             return cls()
@@ -80,7 +82,7 @@ def rank_device(device: torch.device, world: World) -> torch.device:
 
 
 @contextlib.contextmanager
-def process_group(world: World, device: torch.device) -> Iterator[Optional[str]]:
+def process_group(world: World, device: torch.device) -> Iterator[str | None]:
     """Join the run's process group for the block (yields its backend; None for a single process), then leave it."""
     if world.size <= 1:
         yield None
@@ -88,8 +90,9 @@ def process_group(world: World, device: torch.device) -> Iterator[Optional[str]]
     backend = backend_for(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend, rank=world.rank, world_size=world.size,
-                            device_id=device if device.type == "cuda" else None)
+    dist.init_process_group(
+        backend, rank=world.rank, world_size=world.size, device_id=device if device.type == "cuda" else None
+    )
     try:
         yield backend
     finally:
@@ -144,8 +147,8 @@ class Topology:
     nproc_per_node: int = 1
     nnodes: int = 1
     node_rank: int = 0
-    master_addr: Optional[str] = None
-    master_port: Optional[int] = None
+    master_addr: str | None = None
+    master_port: int | None = None
 
     @property
     def world_size(self) -> int:
@@ -153,8 +156,12 @@ class Topology:
 
     def torchrun_args(self) -> list[str]:
         """The torchrun options that start this topology (no rendezvous options: a free local port on one machine)."""
-        args = [f"--nproc-per-node={self.nproc_per_node}", f"--nnodes={self.nnodes}", f"--node-rank={self.node_rank}",
-                "--max-restarts=0"]
+        args = [
+            f"--nproc-per-node={self.nproc_per_node}",
+            f"--nnodes={self.nnodes}",
+            f"--node-rank={self.node_rank}",
+            "--max-restarts=0",
+        ]
         if self.master_addr is not None:
             args.append(f"--master-addr={self.master_addr}")
         if self.master_port is not None:
@@ -197,18 +204,20 @@ def launch(topology: Topology, module: str, args: Sequence[str]) -> None:
         run(parse_args(argv))
     except ChildFailedError as error:
         rank, failure = root_cause(error.failures)
-        raise DistributedRunError(f"rank {rank} of {topology.world_size} failed: {describe(failure)}; "
-                                  "no version was published") from None
+        raise DistributedRunError(
+            f"rank {rank} of {topology.world_size} failed: {describe(failure)}; no version was published"
+        ) from None
 
 
-def root_cause(failures: dict[int, "ProcessFailure"]) -> tuple[int, "ProcessFailure"]:
+def root_cause(failures: dict[int, ProcessFailure]) -> tuple[int, ProcessFailure]:
     """The failure that started it: a rank that recorded its error, else one killed by a signal, else one that
     crashed, and last one the launcher stopped (SIGTERM); the earliest and lowest rank of a kind.
 
     When one rank dies its peers fail too: in their next collective (recording nothing), or stopped by the
     launcher's SIGTERM, often within the same second, so those never outrank the cause.
     """
-    def rank_of(item: tuple[int, "ProcessFailure"]) -> tuple[int, int, int]:
+
+    def rank_of(item: tuple[int, ProcessFailure]) -> tuple[int, int, int]:
         rank, failure = item
         if recorded(failure):
             kind = 0
@@ -221,12 +230,12 @@ def root_cause(failures: dict[int, "ProcessFailure"]) -> tuple[int, "ProcessFail
     return min(failures.items(), key=rank_of)
 
 
-def recorded(failure: "ProcessFailure") -> bool:
+def recorded(failure: ProcessFailure) -> bool:
     """Whether the rank wrote its error file (record_failure) before it exited."""
     return os.path.isfile(failure.error_file)
 
 
-def describe(failure: "ProcessFailure") -> str:
+def describe(failure: ProcessFailure) -> str:
     """A failed rank in one line: its recorded error, the signal that killed it, or its exit code."""
     if recorded(failure):
         message = failure.message

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from zoo.data import DataContext, resolve_data_dir
 from zoo.devices import resolve_device
@@ -12,8 +12,8 @@ from zoo.runtimes import check_backend, open_runtime
 
 def evaluate(
     ref: str,
-    weights_dir: Optional[str] = None,
-    data_dir: Optional[str] = None,
+    weights_dir: str | None = None,
+    data_dir: str | None = None,
     device: str = "cpu",
     backend: str = "torch",
 ) -> dict[str, Any]:

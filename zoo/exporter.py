@@ -13,8 +13,9 @@ import datetime as dt
 import functools
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,12 +24,12 @@ from zoo.cards import card_text
 from zoo.data import DataContext, Splits, resolve_data_dir
 from zoo.errors import NotExportableError, StorageError, VerificationError, ZooError
 from zoo.figures import Drawing
+from zoo.files import publish_mode
 from zoo.formats import FORMATS, LOSSLESS_FORMATS, load_onnx
 from zoo.loading import LoadedModel, load_version
-from zoo.files import publish_mode
 from zoo.manifest import ArtifactRecord, Manifest
-from zoo.runtimes import exportable_model
 from zoo.quantize import Calibration, draw_calibration
+from zoo.runtimes import exportable_model
 from zoo.store import WeightsStore, check_sha256, parse_ref, sha256_file
 
 DEFAULT_FORMATS = ("onnx",)
@@ -43,10 +44,10 @@ TEST_DATA_DIR, TEST_DATA_BATCH = "test_data_set_0", 4
 def export(
     ref: str,
     formats: Sequence[str] = DEFAULT_FORMATS,
-    opset: Optional[int] = None,
+    opset: int | None = None,
     verify: bool = True,
-    weights_dir: Optional[str] = None,
-    data_dir: Optional[str] = None,
+    weights_dir: str | None = None,
+    data_dir: str | None = None,
     max_accuracy_drop: float = MAX_ACCURACY_DROP,
     max_relative_error: float = MAX_RELATIVE_ERROR,
 ) -> dict[str, Any]:
@@ -151,7 +152,7 @@ class _TaskData:
         return draw_calibration(splits.train_x, self.loaded.recipe.seed, splits.description)
 
 
-def _source_file(loaded: LoadedModel, fmt: str, opset: Optional[int], verify: bool, inputs: torch.Tensor,
+def _source_file(loaded: LoadedModel, fmt: str, opset: int | None, verify: bool, inputs: torch.Tensor,
                  expected: dict[int, np.ndarray], scratch: list[Path]) -> Path:
     """The float32 file a lossy format is made from: the version's own when it has one (sha256-checked, and of the
     opset asked for, if any), else a fresh export to a temp file that is verified against eager and never kept."""
@@ -174,7 +175,9 @@ def _differences(fmt: str, predict: Any, inputs: torch.Tensor, expected: dict[in
     for batch, want in expected.items():
         got = predict(inputs[:batch].numpy())
         if got.shape != want.shape:
-            raise VerificationError(f"{fmt} export gives shape {list(got.shape)} at batch {batch}: expected {list(want.shape)}")
+            raise VerificationError(
+                f"{fmt} export gives shape {list(got.shape)} at batch {batch}: expected {list(want.shape)}"
+            )
         diffs[batch] = float(np.abs(got - want).max())
     return diffs
 
@@ -188,8 +191,13 @@ def _verify(fmt: str, path: Path, inputs: torch.Tensor, expected: dict[int, np.n
             f"{fmt} export does not match PyTorch eager: max abs difference {worst:.3g}, expected under {TOLERANCE:g}; "
             "nothing was written"
         )
-    return {"passed": True, "max_abs_diff": worst, "tolerance": TOLERANCE, "batches": list(diffs),
-            "against": "PyTorch eager"}
+    return {
+        "passed": True,
+        "max_abs_diff": worst,
+        "tolerance": TOLERANCE,
+        "batches": list(diffs),
+        "against": "PyTorch eager",
+    }
 
 
 def _torch_predictor(predict: Any) -> Any:
@@ -197,8 +205,15 @@ def _torch_predictor(predict: Any) -> Any:
     return lambda x: torch.from_numpy(predict(np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)))
 
 
-def _verify_on_task(fmt: str, path: Path, source: Path, task: _TaskData, inputs: torch.Tensor,
-                    expected: dict[int, np.ndarray], bounds: dict[str, float]) -> dict[str, Any]:
+def _verify_on_task(
+    fmt: str,
+    path: Path,
+    source: Path,
+    task: _TaskData,
+    inputs: torch.Tensor,
+    expected: dict[int, np.ndarray],
+    bounds: dict[str, float],
+) -> dict[str, Any]:
     """Score the lossy file and the float32 file it came from on the test split; a score beyond the bound raises.
 
     A classifier (its metrics have an accuracy) compares accuracy in points; any other model compares outputs:
@@ -211,37 +226,53 @@ def _verify_on_task(fmt: str, path: Path, source: Path, task: _TaskData, inputs:
         metrics = spec.objective.metrics(_torch_predictor(lossy), splits, recipe)
         float32_metrics = spec.objective.metrics(_torch_predictor(reference), splits, recipe)
     result: dict[str, Any] = {
-        "passed": True, "against": f"the float32 ONNX file ({FORMATS['onnx'].file}) on the test split",
-        "metrics": metrics, "float32_metrics": float32_metrics,
-        "max_abs_diff": max(diffs.values()), "batches": list(diffs), "max_abs_diff_against": "PyTorch eager",
+        "passed": True,
+        "against": f"the float32 ONNX file ({FORMATS['onnx'].file}) on the test split",
+        "metrics": metrics,
+        "float32_metrics": float32_metrics,
+        "max_abs_diff": max(diffs.values()),
+        "batches": list(diffs),
+        "max_abs_diff_against": "PyTorch eager",
     }
     if "accuracy" in float32_metrics:
         drop = round(float32_metrics["accuracy"] - metrics["accuracy"], 4)
         bound = bounds["max_accuracy_drop"]
-        result.update(measure="accuracy", accuracy=metrics["accuracy"], float32_accuracy=float32_metrics["accuracy"],
-                      accuracy_drop=drop, bound=f"accuracy at most {bound:g} points below float32's",
-                      max_accuracy_drop=bound)
+        result.update(
+            measure="accuracy",
+            accuracy=metrics["accuracy"],
+            float32_accuracy=float32_metrics["accuracy"],
+            accuracy_drop=drop,
+            bound=f"accuracy at most {bound:g} points below float32's",
+            max_accuracy_drop=bound,
+        )
         if not drop <= bound:
             raise VerificationError(
                 f"{fmt} export scores {metrics['accuracy']:.2f}% test accuracy, {drop:.2f} points below the float32 "
                 f"ONNX file's {float32_metrics['accuracy']:.2f}%: expected at most {bound:g} points below; "
-                "nothing was written")
+                "nothing was written"
+            )
         return result
     test_x = np.ascontiguousarray(splits.test_x.cpu().numpy(), dtype=np.float32)
     want, got = reference(test_x), lossy(test_x)
-    error = float(np.sqrt(np.mean((got - want) ** 2)) / max(float(np.sqrt(np.mean(want ** 2))), 1e-12))
+    error = float(np.sqrt(np.mean((got - want) ** 2)) / max(float(np.sqrt(np.mean(want**2))), 1e-12))
     bound = bounds["max_relative_error"]
-    result.update(measure="relative error", relative_error=round(error, 8),
-                  bound=f"test-split outputs within {bound:g} relative RMS of float32's", max_relative_error=bound)
+    result.update(
+        measure="relative error",
+        relative_error=round(error, 8),
+        bound=f"test-split outputs within {bound:g} relative RMS of float32's",
+        max_relative_error=bound,
+    )
     if not error <= bound:
         raise VerificationError(
             f"{fmt} export's test-split outputs differ from the float32 ONNX file's by {error:.3g} (relative RMS): "
-            f"expected at most {bound:g}; nothing was written")
+            f"expected at most {bound:g}; nothing was written"
+        )
     return result
 
 
-def _stage_card(loaded: LoadedModel, context: DataContext, entries: dict[str, ArtifactRecord],
-                staged: dict[Path, Path]) -> None:
+def _stage_card(
+    loaded: LoadedModel, context: DataContext, entries: dict[str, ArtifactRecord], staged: dict[Path, Path]
+) -> None:
     """The version's card rewritten with its export table as it will be, in a temp file added to `staged`
     (a version drawn without a card is left without one)."""
     record = loaded.manifest.get("card")
@@ -274,7 +305,8 @@ def _artifact_entry(loaded: LoadedModel, final: Path, temp: Path, details: dict[
 
 
 def _stage_test_data(loaded: LoadedModel, inputs: torch.Tensor, outputs: np.ndarray, staged: dict[Path, Path]) -> None:
-    """An input/output pair as the ONNX model zoo stores it, in temp files added to `staged` for the caller to move in."""
+    """An input/output pair as the ONNX model zoo stores it, in temp files added to `staged` for the caller to
+    move in."""
     from onnx import numpy_helper
 
     folder, spec = loaded.stored.path, loaded.spec

@@ -8,9 +8,10 @@ matplotlib is imported only when something is drawn, so importing the zoo stays 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -127,7 +128,7 @@ def card_figures(spec: ModelSpec) -> tuple[CardFigure, ...]:
     return spec.figures if spec.figures is not None else (loss_curve(),)
 
 
-def plot_losses(axes: Axes, curves: Sequence[tuple[Optional[str], Sequence[int], Sequence[float]]], unit: str,
+def plot_losses(axes: Axes, curves: Sequence[tuple[str | None, Sequence[int], Sequence[float]]], unit: str,
                 markers: bool = False) -> None:
     """Loss curves (label, positions, losses) on one axes; log scale when the positive losses span decades."""
     from matplotlib.ticker import MaxNLocator
@@ -236,8 +237,14 @@ def draw_loss_comparison(curve: LossCurve, manifests: Sequence[Manifest], labels
     """The loss curves of several versions of one model overlaid on one axes, written to `path`."""
     def draw(figure: Figure) -> None:
         axes = figure.subplots()
-        plot_losses(axes, [(label, curve.positions(m), m.get("loss_history", [])) for label, m in zip(labels, manifests)],
-                    curve.unit)
+        plot_losses(
+            axes,
+            [
+                (label, curve.positions(m), m.get("loss_history", []))
+                for label, m in zip(labels, manifests, strict=True)
+            ],
+            curve.unit,
+        )
         axes.set_title(title)
 
     render(COMPARISON_SIZE, draw, path)

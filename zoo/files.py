@@ -15,8 +15,9 @@ import shutil
 import stat
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Callable, Iterable, Optional
+from typing import IO
 
 # tempfile creates private (0600/0700) entries; published files get the modes the umask allows,
 # so that, say, a server running as another user can read them.
@@ -109,7 +110,7 @@ def is_leftover(name: str, prefixes: Iterable[str] = (), patterns: Iterable[str]
 
 
 def remove_stale(folder: Path, prefixes: Iterable[str] = (), patterns: Iterable[str] = TEMP_FILE_PATTERNS,
-                 older_than: float = STALE_SECONDS, now: Optional[float] = None) -> list[Path]:
+                 older_than: float = STALE_SECONDS, now: float | None = None) -> list[Path]:
     """Remove the entries of `folder` that a crashed writer left (`is_leftover` names) and that have not changed for
     `older_than` seconds; return them. Symlinks are removed, never followed; what cannot be removed is left."""
     prefixes, patterns = tuple(prefixes), tuple(patterns)

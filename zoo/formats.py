@@ -13,9 +13,10 @@ import os
 import re
 import warnings
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import IntegrityError, VerificationError
 
@@ -44,7 +45,7 @@ def quiet_torchscript() -> Iterator[None]:
 
 
 def torch_predict(module: Callable[[torch.Tensor], torch.Tensor],
-                  device: Optional[torch.device] = None) -> NumpyPredict:
+                  device: torch.device | None = None) -> NumpyPredict:
     """A predictor over a torch callable (on `device`, default CPU): numpy in, numpy out, under inference_mode."""
     import torch
 
@@ -78,7 +79,7 @@ def _dynamic_batch() -> tuple[dict[int, Any]]:
 # --- ONNX
 
 
-def export_onnx(model: nn.Module, interface: Interface, path: Path, opset: Optional[int]) -> dict[str, Any]:
+def export_onnx(model: nn.Module, interface: Interface, path: Path, opset: int | None) -> dict[str, Any]:
     """torch.onnx.export through the dynamo exporter, as one self-contained file, then onnx.checker in full."""
     import onnx
     import torch
@@ -114,7 +115,7 @@ def onnx_session_options(threads: int):
     return options
 
 
-def load_onnx(path: Path, threads: Optional[int] = None) -> NumpyPredict:
+def load_onnx(path: Path, threads: int | None = None) -> NumpyPredict:
     """A predictor over an ONNX file in ONNX Runtime (InferenceSession.run is thread-safe).
 
     With `threads` None it keeps two sessions: one thread for small batches, where a thread pool costs more
@@ -122,7 +123,7 @@ def load_onnx(path: Path, threads: Optional[int] = None) -> NumpyPredict:
     """
     import onnxruntime
 
-    def session(count: int) -> "onnxruntime.InferenceSession":
+    def session(count: int) -> onnxruntime.InferenceSession:
         return onnxruntime.InferenceSession(str(path), onnx_session_options(count), providers=["CPUExecutionProvider"])
 
     small = session(threads or 1)
@@ -139,7 +140,7 @@ def load_onnx(path: Path, threads: Optional[int] = None) -> NumpyPredict:
 # --- TorchScript
 
 
-def export_torchscript(model: nn.Module, interface: Interface, path: Path, opset: Optional[int]) -> dict[str, Any]:
+def export_torchscript(model: nn.Module, interface: Interface, path: Path, opset: int | None) -> dict[str, Any]:
     """torch.jit.trace (the models have no data-dependent control flow) and torch.jit.save."""
     import torch
 
@@ -152,7 +153,7 @@ def export_torchscript(model: nn.Module, interface: Interface, path: Path, opset
             "opset": None}
 
 
-def load_torchscript(path: Path, threads: Optional[int] = None) -> NumpyPredict:
+def load_torchscript(path: Path, threads: int | None = None) -> NumpyPredict:
     """A predictor over a saved TorchScript module (thread-safe: a scripted module's forward holds no state)."""
     import torch
 
@@ -164,7 +165,7 @@ def load_torchscript(path: Path, threads: Optional[int] = None) -> NumpyPredict:
 # --- torch.export
 
 
-def export_pt2(model: nn.Module, interface: Interface, path: Path, opset: Optional[int]) -> dict[str, Any]:
+def export_pt2(model: nn.Module, interface: Interface, path: Path, opset: int | None) -> dict[str, Any]:
     """torch.export.export with a dynamic batch, saved by torch.export.save."""
     import torch
 
@@ -175,7 +176,7 @@ def export_pt2(model: nn.Module, interface: Interface, path: Path, opset: Option
     return {"exporter": f"torch.export.export, torch {torch.__version__}", "opset": None}
 
 
-def load_pt2(path: Path, threads: Optional[int] = None) -> NumpyPredict:
+def load_pt2(path: Path, threads: int | None = None) -> NumpyPredict:
     """A predictor over a saved torch.export ExportedProgram, loaded without unpickling anything.
 
     torch.export.load unpickles in full (weights_only=False) any weight or constant its archive marks as pickled,
@@ -274,20 +275,20 @@ class Format:
     name: str
     file: str
     platform: str
-    export: Optional[Callable[[nn.Module, Interface, Path, Optional[int]], dict[str, Any]]]
-    load: Callable[[Path, Optional[int]], NumpyPredict]
+    export: Callable[[nn.Module, Interface, Path, int | None], dict[str, Any]] | None
+    load: Callable[[Path, int | None], NumpyPredict]
     note: str = ""  # what a user should know after exporting to it
     # Whether Triton Inference Server's backend for `platform` loads the file as it is (zoo triton-repo).
     triton: bool = False
-    derived_from: Optional[str] = None
-    convert: Optional[Callable[[Path, Path, Interface, Any], dict[str, Any]]] = None
+    derived_from: str | None = None
+    convert: Callable[[Path, Path, Interface, Any], dict[str, Any]] | None = None
     # Whether `convert` needs calibration inputs (a zoo.quantize.Calibration) drawn from the training split.
     calibrated: bool = False
     # A lossy file answers differently from eager (beyond 1e-5): it is verified on the task against the file it is
     # derived from, and never chosen unasked (`all`, the server's `auto`).
     lossy: bool = False
     # The file's name in a Triton model version folder, where each format has a folder of its own.
-    triton_file: Optional[str] = None
+    triton_file: str | None = None
 
     @property
     def repository_file(self) -> str:
@@ -297,21 +298,52 @@ class Format:
 
 # File names are the ones a Triton model repository expects (model.pt2 is torch.export's own); the low-precision
 # files are named apart from model.onnx so all three can sit beside the weights, and take model.onnx in Triton.
-FORMATS: dict[str, Format] = {f.name: f for f in (
-    Format("onnx", "model.onnx", "onnxruntime_onnx", export_onnx, load_onnx, triton=True),
-    Format("torchscript", "model.pt", TORCH_PLATFORM, export_torchscript, load_torchscript,
-           note="TorchScript is deprecated in PyTorch; model.pt2 (--format pt2, torch.export) is its supported successor.",
-           triton=True),
-    Format("pt2", "model.pt2", TORCH_PLATFORM, export_pt2, load_pt2),
-    Format("onnx-int8", "model.int8.onnx", "onnxruntime_onnx", None, load_onnx, triton=True, derived_from="onnx",
-           convert=convert_int8, calibrated=True, lossy=True, triton_file="model.onnx",
-           note="int8 answers differ from float32's: it was kept because its test-set score is within the bound "
-                "recorded in the manifest (verification)."),
-    Format("onnx-fp16", "model.fp16.onnx", "onnxruntime_onnx", None, load_onnx, triton=True, derived_from="onnx",
-           convert=convert_fp16, lossy=True, triton_file="model.onnx",
-           note="float16 pays on GPUs; on a CPU ONNX Runtime mostly casts back to float32, so it is slower there "
-                "(benchmarks/README.md)."),
-)}
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("onnx", "model.onnx", "onnxruntime_onnx", export_onnx, load_onnx, triton=True),
+        Format(
+            "torchscript",
+            "model.pt",
+            TORCH_PLATFORM,
+            export_torchscript,
+            load_torchscript,
+            note="TorchScript is deprecated in PyTorch; model.pt2 (--format pt2, torch.export) is its supported "
+                 "successor.",
+            triton=True,
+        ),
+        Format("pt2", "model.pt2", TORCH_PLATFORM, export_pt2, load_pt2),
+        Format(
+            "onnx-int8",
+            "model.int8.onnx",
+            "onnxruntime_onnx",
+            None,
+            load_onnx,
+            triton=True,
+            derived_from="onnx",
+            convert=convert_int8,
+            calibrated=True,
+            lossy=True,
+            triton_file="model.onnx",
+            note="int8 answers differ from float32's: it was kept because its test-set score is within the bound "
+            "recorded in the manifest (verification).",
+        ),
+        Format(
+            "onnx-fp16",
+            "model.fp16.onnx",
+            "onnxruntime_onnx",
+            None,
+            load_onnx,
+            triton=True,
+            derived_from="onnx",
+            convert=convert_fp16,
+            lossy=True,
+            triton_file="model.onnx",
+            note="float16 pays on GPUs; on a CPU ONNX Runtime mostly casts back to float32, so it is slower there "
+            "(benchmarks/README.md).",
+        ),
+    )
+}
 # What `all` exports: every format whose file answers as eager does (the lossy ones are asked for by name).
 LOSSLESS_FORMATS = tuple(name for name, fmt in FORMATS.items() if not fmt.lossy)
 # The formats a Triton model repository can hold (Triton's libtorch backend runs TorchScript, not torch.export).
@@ -325,6 +357,6 @@ def platform_of(backend: str) -> str:
     return FORMATS[backend].platform if backend in FORMATS else TORCH_PLATFORM
 
 
-def file_of(backend: str) -> Optional[str]:
+def file_of(backend: str) -> str | None:
     """The file beside the weights that answers for `backend` (None for eager PyTorch, which reads the weights)."""
     return FORMATS[backend].file if backend in FORMATS else None

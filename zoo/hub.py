@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 from torch import nn
 
@@ -13,19 +13,22 @@ from zoo.registry import get_model
 from zoo.store import RELEASED_WEIGHTS, WeightsStore
 from zoo.training import build
 
-Weights = Union[None, str, int]
+Weights = str | int | None
 
 
 def released_default(name: str) -> int:
     """The version `weights="DEFAULT"` means: the latest released one."""
     released = WeightsStore(RELEASED_WEIGHTS).versions(name)
     if not released:
-        raise UnknownVersionError(f"{name} has no released weights; pass weights=N for a version you trained, or weights=None")
+        raise UnknownVersionError(
+            f"{name} has no released weights; pass weights=N for a version you trained, or weights=None"
+        )
     return released[-1]
 
 
-def build_pretrained(name: str, weights: Weights = None, weights_dir: Optional[str] = None,
-                     device: str = "cpu") -> nn.Module:
+def build_pretrained(
+    name: str, weights: Weights = None, weights_dir: str | None = None, device: str = "cpu"
+) -> nn.Module:
     """The eval-mode module of `name`: released weights ("DEFAULT"), version N (an int), or untrained (None)."""
     if weights is None:
         spec = get_model(name)
@@ -41,16 +44,18 @@ def entrypoint(name: str) -> Callable[..., nn.Module]:
     """A torch.hub entry point for `name`, with a docstring that torch.hub.help shows."""
     spec = get_model(name)
 
-    def load(weights: Weights = None, weights_dir: Optional[str] = None, device: str = "cpu") -> nn.Module:
+    def load(weights: Weights = None, weights_dir: str | None = None, device: str = "cpu") -> nn.Module:
         return build_pretrained(name, weights, weights_dir, device)
 
     load.__name__ = load.__qualname__ = name.replace("-", "_")
     load.__doc__ = (
         f"{spec.summary} (zoo model {name!r}, document {spec.source}).\n\n"
-        f"Input: {spec.input.name} {list(spec.input.shape)} float32 -> output: {spec.output.name} {list(spec.output.shape)}; "
+        f"Input: {spec.input.name} {list(spec.input.shape)} float32 -> output: {spec.output.name} "
+        f"{list(spec.output.shape)}; "
         f"preprocessing: {spec.preprocessing}.\n\n"
         "Args:\n"
-        "    weights: \"DEFAULT\" for the latest released weights, N for version N (yours or released), None (default) for untrained.\n"
+        '    weights: "DEFAULT" for the latest released weights, N for version N (yours or released), None (default) '
+        'for untrained.\n'
         "    weights_dir: the weights root for weights=N (default: $ZOO_WEIGHTS_DIR, else your user folder).\n"
         "    device: cpu, cuda or cuda:N.\n\n"
         "Returns the nn.Module in eval mode."

@@ -57,7 +57,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
             f"expected a PNG or JPEG image, got {len(data)} bytes that are neither (starting {data[:8]!r})"
         ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise InvalidInputError(f"expected an image of at most {max_pixels} pixels, got a decompression bomb ({error})") from None
+        raise InvalidInputError(
+            f"expected an image of at most {max_pixels} pixels, got a decompression bomb ({error})"
+        ) from None
     except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for truncated or corrupt files
         raise InvalidInputError(f"expected a complete PNG or JPEG image, got a damaged one: {error}") from None
     return _greyscale(image)
@@ -92,14 +94,15 @@ def _greyscale(image: Image.Image) -> np.ndarray:
 
 
 def mnist_from_image(grey: np.ndarray) -> np.ndarray:
-    """A greyscale picture of one digit as a [1, 28, 28] MNIST-style image: white on black, box 20x20, centred by mass."""
+    """A greyscale picture of one digit as a [1, 28, 28] MNIST-style image: white on black, box 20x20, centred
+    by mass."""
     ink = white_on_black(grey)
     low, high = float(np.median(_border(ink))), float(ink.max())
     if high - low < 1e-3:
         raise InvalidInputError(f"expected a picture of a digit, got a blank {grey.shape[1]}x{grey.shape[0]} image")
     ink = np.clip((ink - low) / (high - low), 0.0, 1.0)
     rows, cols = np.nonzero(ink > INK_THRESHOLD)
-    digit = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    digit = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     height, width = digit.shape
     scale = BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -118,7 +121,7 @@ def _place_by_mass(fitted: np.ndarray) -> np.ndarray:
     top = int(np.clip(round((SIDE - 1) / 2 - centre_y), 0, SIDE - height))
     left = int(np.clip(round((SIDE - 1) / 2 - centre_x), 0, SIDE - width))
     out = np.zeros((SIDE, SIDE), dtype=np.float32)
-    out[top:top + height, left:left + width] = fitted
+    out[top : top + height, left : left + width] = fitted
     return out
 
 
@@ -190,14 +193,20 @@ def numeric_array(values: Any, what: str) -> np.ndarray:
     while isinstance(leaf, list) and leaf:
         leaf = leaf[0]
     if isinstance(leaf, (bool, str)):  # numpy would quietly read True as 1 and "7" as 7
-        raise InvalidInputError(f"expected {what} as numbers, got {'booleans' if isinstance(leaf, bool) else 'strings'}")
+        raise InvalidInputError(
+            f"expected {what} as numbers, got {'booleans' if isinstance(leaf, bool) else 'strings'}"
+        )
     try:
         with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused below
             array = np.asarray(values, dtype=np.float32)
     except (ValueError, TypeError, OverflowError):
-        raise InvalidInputError(f"expected {what} as a rectangular array of numbers, got {_what_came(values)}") from None
+        raise InvalidInputError(
+            f"expected {what} as a rectangular array of numbers, got {_what_came(values)}"
+        ) from None
     if array.size == 0:
-        raise InvalidInputError(f"expected {what} with at least one value, got an empty array of shape {list(array.shape)}")
+        raise InvalidInputError(
+            f"expected {what} with at least one value, got an empty array of shape {list(array.shape)}"
+        )
     if not np.isfinite(array).all():
         raise InvalidInputError(f"expected finite {what}, got NaN or infinity (or a number too large for float32)")
     return array

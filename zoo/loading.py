@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -75,14 +75,14 @@ def stored_recipe(spec: ModelSpec, stored: StoredVersion) -> Recipe:
         raise IntegrityError(f"{where} has recipe parameters that {spec.name} does not accept: {error}") from None
 
 
-def load_model(name: str, version: Optional[int] = None, weights_dir: Optional[str] = None,
+def load_model(name: str, version: int | None = None, weights_dir: str | None = None,
                device: str = "cpu") -> LoadedModel:
     """A model with trained weights, like torchvision's `weights=`: the latest version unless one is named
     (yours first, then the released ones); `.model` is the eval-mode module, `.preprocess` its input."""
     return load_version(name if version is None else f"{name}:{version}", weights_dir, device)
 
 
-def load_version(ref: str, weights_dir: Optional[str] = None, device: str = "cpu") -> LoadedModel:
+def load_version(ref: str, weights_dir: str | None = None, device: str = "cpu") -> LoadedModel:
     """Load `MODEL[:VERSION]` (latest when no version): sha256-checked safetensors into a fresh module."""
     name, version = parse_ref(ref)
     spec = get_model(name)
@@ -93,6 +93,8 @@ def load_version(ref: str, weights_dir: Optional[str] = None, device: str = "cpu
     try:
         model.load_state_dict(stored.state_dict, strict=True)
     except RuntimeError as error:
-        raise IntegrityError(f"{stored.path} holds weights that do not fit {name}: {str(error).splitlines()[0]}") from None
+        raise IntegrityError(
+            f"{stored.path} holds weights that do not fit {name}: {str(error).splitlines()[0]}"
+        ) from None
     model.eval()
     return LoadedModel(spec, recipe, model, stored)

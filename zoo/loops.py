@@ -7,10 +7,12 @@ import io
 import math
 import os
 import random
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,7 +64,7 @@ class MixedPrecision:
         # fp16's narrow exponent underflows small gradients without loss scaling; bf16 has float32's range.
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
-    def autocast(self) -> ContextManager:
+    def autocast(self) -> AbstractContextManager:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
@@ -91,7 +93,7 @@ class Checkpointing:
     path: Path
     model: str  # the model's name, for messages
     every: int = 1
-    resume_from: Optional[dict[str, Any]] = None
+    resume_from: dict[str, Any] | None = None
     writer: bool = True
 
     def due(self, epoch: int, epochs: int) -> bool:
@@ -114,11 +116,11 @@ class Checkpointing:
                                f"{error.strerror or error}") from None
 
 
-_CHECKPOINTING: ContextVar[Optional[Checkpointing]] = ContextVar("zoo_checkpointing", default=None)
+_CHECKPOINTING: ContextVar[Checkpointing | None] = ContextVar("zoo_checkpointing", default=None)
 
 
 @contextlib.contextmanager
-def checkpointing(run: Optional[Checkpointing]) -> Iterator[None]:
+def checkpointing(run: Checkpointing | None) -> Iterator[None]:
     """Have the loops started in this block write (and resume from) `run`'s checkpoints."""
     token = _CHECKPOINTING.set(run)
     try:
@@ -132,7 +134,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def rng_state(shuffle: Optional[torch.Generator]) -> dict[str, Any]:
+def rng_state(shuffle: torch.Generator | None) -> dict[str, Any]:
     """Every random generator of this process, as tensors and plain values."""
     kind, keys, position, has_gauss, gauss = np.random.get_state()
     state = {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), position, has_gauss, gauss],
@@ -142,7 +144,7 @@ def rng_state(shuffle: Optional[torch.Generator]) -> dict[str, Any]:
     return state
 
 
-def set_rng_state(state: dict[str, Any], shuffle: Optional[torch.Generator]) -> None:
+def set_rng_state(state: dict[str, Any], shuffle: torch.Generator | None) -> None:
     torch.set_rng_state(state["torch"])
     kind, keys, position, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
@@ -163,8 +165,8 @@ def gather_from_ranks(value: Any) -> list[Any]:
 
 
 def _checkpoint(run: Checkpointing, epoch: int, step: int, history: list[float], model: nn.Module,
-                optimizer: torch.optim.Optimizer, schedule: Any, precision: "MixedPrecision",
-                shuffle: Optional[torch.Generator]) -> None:
+                optimizer: torch.optim.Optimizer, schedule: Any, precision: MixedPrecision,
+                shuffle: torch.Generator | None) -> None:
     """Every rank's generators to rank 0, which writes the whole state."""
     rngs = gather_from_ranks(rng_state(shuffle))
     if not run.writer:
@@ -177,7 +179,7 @@ def _checkpoint(run: Checkpointing, epoch: int, step: int, history: list[float],
 
 
 def _restore(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any,
-             precision: "MixedPrecision", shuffle: Optional[torch.Generator]) -> tuple[int, int, list[float]]:
+             precision: MixedPrecision, shuffle: torch.Generator | None) -> tuple[int, int, list[float]]:
     """Put a checkpoint's state back; returns the epoch it was taken after, the step and the loss history."""
     world = current_world()
     rngs = state["rng"]
@@ -202,7 +204,9 @@ def make_optimizer(recipe: Recipe, params: Iterable[nn.Parameter]) -> torch.opti
     """
     params = [p for p in params if p.requires_grad]
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=recipe.lr, weight_decay=recipe.weight_decay, momentum=recipe.momentum, fused=True)
+        return torch.optim.SGD(
+            params, lr=recipe.lr, weight_decay=recipe.weight_decay, momentum=recipe.momentum, fused=True
+        )
     if recipe.optimizer == "adam":
         return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True)
     return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True)
@@ -219,7 +223,7 @@ def fit(
     recipe: Recipe,
     splits: Splits,
     loss_fn: LossFn,
-    on_progress: Optional[ProgressCallback] = None,
+    on_progress: ProgressCallback | None = None,
     loss_reduction: str = "mean",
 ) -> list[float]:
     """Minibatch training over index permutations of device tensors; returns the mean loss of each epoch.
@@ -255,7 +259,7 @@ def fit(
             if order is None:
                 batch_x, batch_y = x, y
             else:
-                index, weight = world.shard(order[start:start + recipe.batch_size], loss_reduction)
+                index, weight = world.shard(order[start : start + recipe.batch_size], loss_reduction)
                 batch_x, batch_y = x.index_select(0, index), y.index_select(0, index)
             with precision.autocast():
                 loss = loss_fn(model(batch_x), batch_y)
@@ -277,7 +281,7 @@ def fit(
     return history
 
 
-def minimise(model: nn.Module, recipe: Recipe, on_progress: Optional[ProgressCallback] = None) -> list[float]:
+def minimise(model: nn.Module, recipe: Recipe, on_progress: ProgressCallback | None = None) -> list[float]:
     """Minimise the sum of `model()` over its own parameters for `recipe.epochs` steps; the loss of each step."""
     optimizer = make_optimizer(recipe, model.parameters())
     schedule = make_schedule(recipe, optimizer, recipe.epochs)

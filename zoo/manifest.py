@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional, TypedDict
+from typing import Any, TypedDict
 
 from zoo.errors import IntegrityError, StorageError
 from zoo.files import replace, stage_beside
@@ -42,7 +42,7 @@ class DistributedRecord(TypedDict):
     the global batch and each rank's part of it."""
 
     world_size: int
-    backend: Optional[str]
+    backend: str | None
     global_batch: int
     per_rank_batch: list[int]
 
@@ -52,20 +52,20 @@ class ArtifactRecord(TypedDict, total=False):
     sha256: str
     bytes: int
     exporter: str
-    opset: Optional[int]
+    opset: int | None
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
     batch: str
     preprocessing: str
     test_data: str
-    verification: Optional[dict[str, Any]]
+    verification: dict[str, Any] | None
     created: str
 
 
 class CardRecord(TypedDict):
     """The model card drawn for a version: its file, the figures drawn, those that failed and the drawing time."""
 
-    file: Optional[str]
+    file: str | None
     figures: list[str]
     failures: list[str]
     drawing_seconds: float
@@ -76,7 +76,7 @@ class ParentRecord(TypedDict):
 
     ref: str
     sha256: str
-    recipe: Optional[str]
+    recipe: str | None
 
 
 class Manifest(TypedDict, total=False):

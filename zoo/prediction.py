@@ -14,9 +14,10 @@ import io
 import json
 import math
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,15 +53,15 @@ class Prediction:
 
     input: str
     answer: Any = None  # a digit classifier's class index; a values model's output (a float, or a list)
-    probabilities: Optional[list[float]] = None  # per class, for classifiers
-    error: Optional[str] = None
+    probabilities: list[float] | None = None  # per class, for classifiers
+    error: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     @property
-    def probability(self) -> Optional[float]:
+    def probability(self) -> float | None:
         """The probability of the answer, for classifiers."""
         return self.probabilities[self.answer] if self.probabilities is not None else None
 
@@ -83,7 +84,7 @@ class Prediction:
                 "top_k": [{"digit": digit, "probability": p} for digit, p in self.top(top_k)]}
 
 
-def resolve_backend(name: str, version: int, backend: str, weights_dir: Optional[str] = None) -> str:
+def resolve_backend(name: str, version: int, backend: str, weights_dir: str | None = None) -> str:
     """`backend` itself, or for "auto" onnx when the version has an ONNX export and torch when it has none."""
     if backend != AUTO:
         return check_backend(backend)
@@ -91,7 +92,7 @@ def resolve_backend(name: str, version: int, backend: str, weights_dir: Optional
     return FASTEST if FASTEST in artifacts else "torch"
 
 
-def gather_inputs(items: Sequence[str], spec: ModelSpec, stdin: Optional[io.BufferedIOBase] = None) -> list[Source]:
+def gather_inputs(items: Sequence[str], spec: ModelSpec, stdin: io.BufferedIOBase | None = None) -> list[Source]:
     """The inputs named by `items`, in order: files, folders (recursively, sorted), globs, "-" for `stdin`, and
     for values models plain numbers ("3.5", or "1,2,3" for a model of three features). A name that is none
     of these is a Source whose read raises, so it is reported in its place."""
@@ -143,7 +144,7 @@ def _walk(folder: Path, spec: ModelSpec) -> list[Path]:
     return found
 
 
-def _numbers(text: str, spec: ModelSpec) -> Optional[list[float]]:
+def _numbers(text: str, spec: ModelSpec) -> list[float] | None:
     """`text` as one item of numbers for a values model ("3.5", "1,2,3"), else None."""
     if spec.interface.form is not InputForm.VALUES:
         return None
@@ -166,7 +167,7 @@ def _read_file(path: Path, spec: ModelSpec) -> Any:
         raise InvalidInputError(f"could not read the file: {error.strerror or error}") from None
 
 
-def _read_stdin(stdin: Optional[io.BufferedIOBase], spec: ModelSpec) -> Any:
+def _read_stdin(stdin: io.BufferedIOBase | None, spec: ModelSpec) -> Any:
     data = stdin.read() if stdin is not None else b""
     if not data.strip():
         raise InvalidInputError("expected an image, an .npy array, JSON or numbers on standard input, got nothing")
@@ -224,14 +225,14 @@ class PredictionRun:
     runtime: Runtime
     sources: list[Source]
     batch_size: int = DEFAULT_BATCH
-    on_input: Optional[Callable[[int], None]] = None  # called with the number of inputs read so far
+    on_input: Callable[[int], None] | None = None  # called with the number of inputs read so far
 
     @property
     def spec(self) -> ModelSpec:
         return self.runtime.spec
 
     def __iter__(self) -> Iterator[Prediction]:
-        pending: list[tuple[str, Optional[np.ndarray], Optional[str]]] = []  # in order; errors hold their place
+        pending: list[tuple[str, np.ndarray | None, str | None]] = []  # in order; errors hold their place
         rows = 0
         for done, source in enumerate(self.sources, 1):
             try:
@@ -249,7 +250,7 @@ class PredictionRun:
                 pending, rows = [], 0
         yield from self._answer(pending)
 
-    def _answer(self, pending: list[tuple[str, Optional[np.ndarray], Optional[str]]]) -> Iterator[Prediction]:
+    def _answer(self, pending: list[tuple[str, np.ndarray | None, str | None]]) -> Iterator[Prediction]:
         arrays = [row for _, row, _ in pending if row is not None]
         answers: list[Any] = []
         if arrays:
@@ -267,9 +268,9 @@ class PredictionRun:
                 yield Prediction(label, answer, probabilities)
 
 
-def predict(ref: str, items: Sequence[str], backend: str = AUTO, weights_dir: Optional[str] = None,
-            device: str = "cpu", batch_size: int = DEFAULT_BATCH, stdin: Optional[io.BufferedIOBase] = None,
-            on_input: Optional[Callable[[int], None]] = None) -> PredictionRun:
+def predict(ref: str, items: Sequence[str], backend: str = AUTO, weights_dir: str | None = None,
+            device: str = "cpu", batch_size: int = DEFAULT_BATCH, stdin: io.BufferedIOBase | None = None,
+            on_input: Callable[[int], None] | None = None) -> PredictionRun:
     """Open `MODEL[:VERSION]` on `backend` ("auto": onnx where exported, else torch) and gather `items`;
     iterating the result reads, preprocesses and answers them `batch_size` at a time.
 
@@ -281,7 +282,7 @@ def predict(ref: str, items: Sequence[str], backend: str = AUTO, weights_dir: Op
     if not items:
         raise InvalidInputError("expected at least one input: a file, folder, glob, '-' or a number")
     name, version = parse_ref(ref)
-    spec = exportable_model(name)
+    exportable_model(name)
     version = WeightsStore(weights_dir).resolve(name, version)
     chosen = resolve_backend(name, version, backend, weights_dir)
     runtime = open_runtime(f"{name}:{version}", chosen, weights_dir, device)

@@ -5,7 +5,8 @@ The server reads requests through these same functions, so Python callers and HT
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,8 @@ from zoo.spec import InputForm, ModelSpec
 def value_inputs(values: Any, features: int) -> tuple[np.ndarray, bool]:
     """Numbers for a model of `features` inputs as an [N, features] batch, and whether they came as a batch.
 
-    One feature: a number, or a list of them (flat or [N, 1]). More: a list of `features` numbers, or a list of such lists.
+    One feature: a number, or a list of them (flat or [N, 1]). More: a list of `features` numbers, or a list of
+    such lists.
     """
     array = numeric_array(values, "x")
     if features == 1 and array.ndim == 0:
@@ -28,7 +30,9 @@ def value_inputs(values: Any, features: int) -> tuple[np.ndarray, bool]:
         return array.reshape(1, features), False
     if array.ndim == 2 and array.shape[1] == features and len(array):
         return array, True
-    expected = "a number or a list of numbers" if features == 1 else f"a list of {features} numbers or a list of such lists"
+    expected = (
+        "a number or a list of numbers" if features == 1 else f"a list of {features} numbers or a list of such lists"
+    )
     raise InvalidInputError(f"expected x as {expected}, got shape {list(array.shape)}")
 
 

@@ -12,9 +12,10 @@ import contextlib
 import io
 import logging
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,8 +86,13 @@ def quantize_int8(source: Path, path: Path, input_name: str, calibration: Calibr
     """Static int8 quantization of the float32 ONNX file `source` into `path`: QDQ form, signed int8 weights
     (per output channel when `per_channel`) and activations, ranges from the calibration inputs (min/max)."""
     import onnxruntime
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
@@ -95,7 +101,7 @@ def quantize_int8(source: Path, path: Path, input_name: str, calibration: Calibr
             self.batches = iter([{input_name: inputs[i:i + CALIBRATION_BATCH]}
                                  for i in range(0, len(inputs), CALIBRATION_BATCH)])
 
-        def get_next(self) -> Optional[dict[str, np.ndarray]]:
+        def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
 
     with tempfile.TemporaryDirectory(prefix="zoo-int8-") as scratch, _quiet():

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from zoo.errors import InvalidOverrideError
 
@@ -43,7 +44,9 @@ class Recipe:
         for key, (low, high) in type(self).bounds.items():
             value = getattr(self, key)
             if not low <= value <= high:
-                raise InvalidOverrideError(f"bad value for {key!r}: expected a number in [{low:g}, {high:g}], got {value!r}")
+                raise InvalidOverrideError(
+                    f"bad value for {key!r}: expected a number in [{low:g}, {high:g}], got {value!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -136,6 +139,9 @@ def recipe_from_dict(template: Recipe, values: Mapping[str, Any]) -> Recipe:
     default (what training did before the field existed), not the named recipe's current value.
     """
     fields = recipe_fields(template)
-    missing = {f.name: f.default for f in dataclasses.fields(template)
-               if f.name not in values and f.default is not dataclasses.MISSING}
+    missing = {
+        f.name: f.default
+        for f in dataclasses.fields(template)
+        if f.name not in values and f.default is not dataclasses.MISSING
+    }
     return dataclasses.replace(template, **missing, **{k: coerce(k, v, fields[k]) for k, v in values.items()})

@@ -16,16 +16,17 @@ import logging
 import os
 import pkgutil
 import sys
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from zoo.errors import UnknownModelError
 
 if TYPE_CHECKING:
     from zoo.spec import ModelSpec
 
-_MODELS: dict[str, "ModelSpec"] = {}
+_MODELS: dict[str, ModelSpec] = {}
 _loaded = False
 # Plugins that failed to import: what they are -> their error in one line.
 _FAILED_PLUGINS: dict[str, str] = {}
@@ -58,7 +59,7 @@ def load_models() -> None:
         raise
 
 
-def get_model(name: str) -> "ModelSpec":
+def get_model(name: str) -> ModelSpec:
     """The spec registered under `name`; an unknown name raises with the known ones listed."""
     load_models()
     try:
@@ -113,7 +114,7 @@ def _described() -> dict[str, dict[str, Any]]:
     return _described_memo[1]
 
 
-def spec_summary(spec: "ModelSpec") -> dict[str, Any]:
+def spec_summary(spec: ModelSpec) -> dict[str, Any]:
     """What a spec says about its model, as JSON-ready data: everything but its stored versions."""
     module = spec.build(spec.recipe())
     interface = spec.interface
@@ -136,7 +137,7 @@ def spec_summary(spec: "ModelSpec") -> dict[str, Any]:
     }
 
 
-def model_sources() -> Optional[list[tuple[str, str]]]:
+def model_sources() -> list[tuple[str, str]] | None:
     """(module, file) of every module that defines models, found without importing any of them; None when a
     plugin module cannot be located (the import itself then reports why)."""
     folder = PACKAGE / "models"

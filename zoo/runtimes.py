@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ class Runtime:
         return platform_of(self.backend)
 
     @property
-    def file(self) -> Optional[str]:
+    def file(self) -> str | None:
         """The file beside the weights that answers (model.int8.onnx for onnx-int8); None for eager PyTorch."""
         return file_of(self.backend)
 
@@ -56,7 +56,9 @@ class Runtime:
         expected = self.spec.input
         array = np.asarray(x)
         if array.dtype.kind not in "fiu":
-            raise InvalidInputError(f"{self.name} expects {expected.name} as {expected.dtype} numbers, got dtype {array.dtype}")
+            raise InvalidInputError(
+                f"{self.name} expects {expected.name} as {expected.dtype} numbers, got dtype {array.dtype}"
+            )
         if array.ndim != len(expected.shape) or tuple(array.shape[1:]) != expected.features or not array.shape[0]:
             shape = "[" + ", ".join(map(str, expected.shape)) + "]"
             raise InvalidInputError(f"{self.name} expects {expected.name} of shape {shape}, got {list(array.shape)}")
@@ -67,8 +69,10 @@ def exportable_model(name: str) -> ModelSpec:
     """The spec of `name` if it has a forward pass over inputs to export and run; raise saying so otherwise."""
     spec = get_model(name)
     if not spec.exportable:
-        raise NotExportableError(f"{name} cannot be exported or run on inputs: it has no forward pass over inputs "
-                                 f"(only models with an input spec can; `zoo info {name}` says why)")
+        raise NotExportableError(
+            f"{name} cannot be exported or run on inputs: it has no forward pass over inputs "
+            f"(only models with an input spec can; `zoo info {name}` says why)"
+        )
     return spec
 
 
@@ -92,8 +96,9 @@ def artifact_path(name: str, version: int, folder: Path, manifest: Manifest, bac
     return path
 
 
-def open_runtime(ref: str, backend: str = "torch", weights_dir: Optional[str] = None, device: str = "cpu",
-                 threads: Optional[int] = None) -> Runtime:
+def open_runtime(
+    ref: str, backend: str = "torch", weights_dir: str | None = None, device: str = "cpu", threads: int | None = None
+) -> Runtime:
     """Open `MODEL[:VERSION]` for inference through `backend` (torch, or an export format such as onnx).
 
     `device` places the eager module; the exported files run on CPU. `threads` fixes ONNX Runtime's

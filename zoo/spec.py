@@ -7,9 +7,10 @@ inputs). Nothing elsewhere compares a model's name, task or data set with a stri
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, ClassVar, Literal, Mapping, Optional, Union
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -90,7 +91,7 @@ class Supervised:
     loss_reduction: Callable[[Recipe], Literal["mean", "sum"]] = batch_mean
 
     def train(self, model: nn.Module, recipe: Recipe, context: DataContext,
-              on_progress: Optional[ProgressCallback] = None) -> Trained:
+              on_progress: ProgressCallback | None = None) -> Trained:
         splits = self.load_data(recipe, context)
         history = fit(model, recipe, splits, self.loss(recipe), on_progress, self.loss_reduction(recipe))
         model.eval()
@@ -114,18 +115,24 @@ class Minimise:
     data_parallel: ClassVar[bool] = False  # no data to split over processes
 
     def train(self, model: nn.Module, recipe: Recipe, context: DataContext,
-              on_progress: Optional[ProgressCallback] = None) -> Trained:
+              on_progress: ProgressCallback | None = None) -> Trained:
         start = fingerprint(*(p.detach() for p in model.parameters()))
         history = minimise(model, recipe, on_progress)
-        return Trained(history, self.score(model, recipe, context),
-                       {"fingerprint": start, "description": "no data: minimises the module's output from its starting parameters"})
+        return Trained(
+            history,
+            self.score(model, recipe, context),
+            {
+                "fingerprint": start,
+                "description": "no data: minimises the module's output from its starting parameters",
+            },
+        )
 
     def score(self, model: nn.Module, recipe: Recipe, context: DataContext) -> dict[str, Any]:
         with torch.no_grad():
             return self.metrics(model)
 
 
-Objective = Union[Supervised, Minimise]
+Objective = Supervised | Minimise
 
 
 @dataclass(frozen=True)
@@ -154,11 +161,11 @@ class ModelSpec:
     build: Callable[[Recipe], nn.Module]
     recipes: Mapping[str, Recipe]
     objective: Objective
-    interface: Optional[Interface] = None
+    interface: Interface | None = None
     notes: str = ""
     default_recipe: str = "default"
     # The model card's figures (zoo.figures has the shared ones); None: the training loss curve alone.
-    figures: Optional[tuple[CardFigure, ...]] = None
+    figures: tuple[CardFigure, ...] | None = None
     # What the source document itself reports, set beside a version's own results on its card.
     document_result: str = ""
 
@@ -173,18 +180,18 @@ class ModelSpec:
         return self.objective.data_parallel
 
     @property
-    def input(self) -> Optional[TensorSpec]:
+    def input(self) -> TensorSpec | None:
         return self.interface.input if self.interface else None
 
     @property
-    def output(self) -> Optional[TensorSpec]:
+    def output(self) -> TensorSpec | None:
         return self.interface.output if self.interface else None
 
     @property
     def preprocessing(self) -> str:
         return self.interface.preprocessing if self.interface else "none: the model takes no inputs"
 
-    def recipe(self, name: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None) -> Recipe:
+    def recipe(self, name: str | None = None, overrides: Mapping[str, Any] | None = None) -> Recipe:
         """The recipe called `name` (the default when None) with `overrides` applied."""
         name = name or self.default_recipe
         try:

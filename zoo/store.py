@@ -17,17 +17,26 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING
 
 import platformdirs
 from filelock import FileLock
 from safetensors import SafetensorError
 
 from zoo.errors import IntegrityError, ReadOnlyVersionError, StorageError, UnknownVersionError, ZooError
-from zoo.files import (CARD_STAGING_PREFIX, VERSION_STAGING_PREFIX, publish_folder, publish_mode, remove_stale,
-                       replace, sync_file, sync_folder)
+from zoo.files import (
+    CARD_STAGING_PREFIX,
+    VERSION_STAGING_PREFIX,
+    publish_folder,
+    publish_mode,
+    remove_stale,
+    replace,
+    sync_file,
+    sync_folder,
+)
 from zoo.manifest import MANIFEST_FILE, Manifest, read_manifest, stage_manifest, version_file, write_manifest
 
 if TYPE_CHECKING:  # torch is imported where tensors are read or written, so listing versions never loads it
@@ -45,7 +54,7 @@ def is_version_number(text: str) -> bool:
     return _VERSION.fullmatch(text) is not None
 
 
-def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: Optional[dict[str, str]] = None) -> None:
+def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[str, str] | None = None) -> None:
     """safetensors' writer, imported when a version is written (it imports torch)."""
     from safetensors.torch import save_file as write
 
@@ -74,11 +83,13 @@ def user_weights_dir() -> Path:
     return platformdirs.user_data_path("zoo") / "weights"
 
 
-def parse_ref(ref: str) -> tuple[str, Optional[int]]:
+def parse_ref(ref: str) -> tuple[str, int | None]:
     """Split `MODEL[:VERSION]` into the name and the version (None means latest)."""
     match = _REF.match(ref.strip())
     if not match:
-        raise UnknownVersionError(f"malformed model reference {ref!r}: expected MODEL or MODEL:VERSION, e.g. mnist-mlp:3")
+        raise UnknownVersionError(
+            f"malformed model reference {ref!r}: expected MODEL or MODEL:VERSION, e.g. mnist-mlp:3"
+        )
     version = match.group("version")
     if version is None or version == "latest":
         return match.group("name"), None
@@ -103,7 +114,9 @@ def check_sha256(path: Path, expected: str) -> None:
     try:
         actual = sha256_file(path)
     except FileNotFoundError:
-        raise IntegrityError(f"{path} is listed in its manifest but missing; restore it or remove the version folder") from None
+        raise IntegrityError(
+            f"{path} is listed in its manifest but missing; restore it or remove the version folder"
+        ) from None
     if actual != expected:
         raise IntegrityError(f"{path} does not match its manifest: expected sha256 {expected}, got {actual}")
 
@@ -126,27 +139,33 @@ class WeightsStore:
     written and the released versions are read beside it (module docstring: the rule for numbers).
     """
 
-    def __init__(self, root: Optional[os.PathLike | str] = None) -> None:
+    def __init__(self, root: os.PathLike | str | None = None) -> None:
         explicit = root or os.environ.get("ZOO_WEIGHTS_DIR")
         self.root = Path(explicit).expanduser() if explicit else user_weights_dir()
-        self.released: Optional[Path] = None if explicit else RELEASED_WEIGHTS
+        self.released: Path | None = None if explicit else RELEASED_WEIGHTS
 
     @property
     def where(self) -> str:
         """The folders this store reads, for messages."""
         return f"{self.root} or the released versions in {self.released}" if self.released else str(self.root)
 
-    def _versions_in(self, root: Optional[Path], name: str) -> list[int]:
+    def _versions_in(self, root: Path | None, name: str) -> list[int]:
         folder = root / name if root else None
         if folder is None or not folder.is_dir():
             return []
-        return [int(entry.name) for entry in folder.iterdir()
-                if is_version_number(entry.name) and (entry / MANIFEST_FILE).is_file()]
+        return [
+            int(entry.name)
+            for entry in folder.iterdir()
+            if is_version_number(entry.name) and (entry / MANIFEST_FILE).is_file()
+        ]
 
     def is_released(self, name: str, version: int) -> bool:
         """Whether `version` is a read-only released version (one of the user's own of that number shadows it)."""
-        return (self.released is not None and not (self.root / name / str(version) / MANIFEST_FILE).is_file()
-                and (self.released / name / str(version) / MANIFEST_FILE).is_file())
+        return (
+            self.released is not None
+            and not (self.root / name / str(version) / MANIFEST_FILE).is_file()
+            and (self.released / name / str(version) / MANIFEST_FILE).is_file()
+        )
 
     def version_dir(self, name: str, version: int) -> Path:
         if self.is_released(name, version):
@@ -154,10 +173,11 @@ class WeightsStore:
         return self.root / name / str(version)
 
     def versions(self, name: str) -> list[int]:
-        """Complete versions of `name`, the user's and the released, oldest first (folders without a manifest are not versions)."""
+        """Complete versions of `name`, the user's and the released, oldest first (folders without a manifest are
+        not versions)."""
         return sorted(set(self._versions_in(self.root, name)) | set(self._versions_in(self.released, name)))
 
-    def resolve(self, name: str, version: Optional[int]) -> int:
+    def resolve(self, name: str, version: int | None) -> int:
         """`version` if it exists, the latest when None; raise naming what exists otherwise."""
         known = self.versions(name)
         if version is None:
@@ -174,8 +194,13 @@ class WeightsStore:
     def manifest(self, name: str, version: int) -> Manifest:
         return read_manifest(self.version_dir(name, version) / MANIFEST_FILE)
 
-    def save(self, name: str, state_dict: dict[str, torch.Tensor], manifest: Manifest,
-             before_publish: Optional[Callable[[Path, Manifest], None]] = None) -> int:
+    def save(
+        self,
+        name: str,
+        state_dict: dict[str, torch.Tensor],
+        manifest: Manifest,
+        before_publish: Callable[[Path, Manifest], None] | None = None,
+    ) -> int:
         """Write a new version and return its number; concurrent savers each get their own number.
 
         `before_publish(staging, manifest)` may add files to the staging folder and keys to the manifest just before
@@ -184,7 +209,7 @@ class WeightsStore:
         no trace.
         """
         folder = self.root / name
-        staging: Optional[Path] = None
+        staging: Path | None = None
         try:
             folder.mkdir(parents=True, exist_ok=True)
             self.remove_leftovers(name)
@@ -239,7 +264,7 @@ class WeightsStore:
             removed += remove_stale(folder / str(version), prefixes=(CARD_STAGING_PREFIX,))
         return removed
 
-    def load(self, name: str, version: Optional[int] = None, device: str | torch.device = "cpu") -> StoredVersion:
+    def load(self, name: str, version: int | None = None, device: str | torch.device = "cpu") -> StoredVersion:
         """Read a version's manifest and tensors, checking the weights' sha256 first; never unpickles."""
         version = self.resolve(name, version)
         path = self.version_dir(name, version)

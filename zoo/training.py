@@ -11,12 +11,13 @@ import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any
 
-from filelock import FileLock, Timeout
 import torch
+from filelock import FileLock, Timeout
 from torch import nn
 
 from zoo.cards import publish_card
@@ -50,7 +51,7 @@ class TrainResult:
     rank: int = 0  # the process that returned it; only rank 0 reports
     # The card's figures (or the card itself) that could not be drawn; the version is published without them.
     card_failures: tuple[str, ...] = ()
-    resumed_from: Optional[int] = None  # the epoch whose checkpoint the run resumed from
+    resumed_from: int | None = None  # the epoch whose checkpoint the run resumed from
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -85,7 +86,7 @@ def _downsample(history: list[float]) -> list[float]:
     return [history[i] for i in sampled_steps(len(history))]
 
 
-def check_training(name: str, recipe: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None,
+def check_training(name: str, recipe: str | None = None, overrides: Mapping[str, Any] | None = None,
                    device: str = "auto", world_size: int = 1) -> tuple[ModelSpec, Recipe, torch.device]:
     """The spec, recipe and device of a run on `world_size` processes, or the caller's mistake, before any starts."""
     spec = get_model(name)
@@ -110,16 +111,16 @@ def per_rank_batches(batch_size: int, world_size: int) -> list[int]:
 
 def train(
     name: str,
-    recipe: Optional[str] = None,
-    overrides: Optional[Mapping[str, Any]] = None,
+    recipe: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
     device: str = "auto",
-    data_dir: Optional[str] = None,
-    weights_dir: Optional[str] = None,
-    on_progress: Optional[ProgressCallback] = None,
-    parent: Optional[str] = None,
+    data_dir: str | None = None,
+    weights_dir: str | None = None,
+    on_progress: ProgressCallback | None = None,
+    parent: str | None = None,
     resume: bool = False,
     checkpoint_every: int = 1,
-    on_resume: Optional[Callable[[int, int], None]] = None,
+    on_resume: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Train `name` with a recipe and overrides, evaluate it on held-out data, and store a new version.
 
@@ -153,7 +154,7 @@ def parent_weights(name: str, parent: str, store: WeightsStore, device: torch.de
 
 
 def run_folder(store: WeightsStore, name: str, recipe_name: str, chosen: Recipe, data_dir: Path, device: torch.device,
-               world_size: int, parent: Optional[ParentRecord]) -> Path:
+               world_size: int, parent: ParentRecord | None) -> Path:
     """The folder of the run these settings make, the same for the same command: ROOT/MODEL/.run-KEY."""
     settings = {"model": name, "recipe": recipe_name, "params": chosen.to_dict(), "data": str(data_dir.resolve()),
                 "device": device.type, "world_size": world_size, "parent": parent}
@@ -161,26 +162,44 @@ def run_folder(store: WeightsStore, name: str, recipe_name: str, chosen: Recipe,
     return store.root / name / f"{RUN_PREFIX}{key}"
 
 
-def _train(world: World, name: str, recipe: Optional[str], overrides: Optional[Mapping[str, Any]], device: str,
-           data_dir: Optional[str], weights_dir: Optional[str], on_progress: Optional[ProgressCallback],
-           parent: Optional[str], resume: bool, checkpoint_every: int,
-           on_resume: Optional[Callable[[int, int], None]]) -> TrainResult:
+def _train(world: World, name: str, recipe: str | None, overrides: Mapping[str, Any] | None, device: str,
+           data_dir: str | None, weights_dir: str | None, on_progress: ProgressCallback | None,
+           parent: str | None, resume: bool, checkpoint_every: int,
+           on_resume: Callable[[int, int], None] | None) -> TrainResult:
     if checkpoint_every < 1:
         raise InvalidSettingError(f"expected checkpoint_every of at least 1 epoch, got {checkpoint_every}")
 
     spec, chosen, torch_device = check_training(name, recipe, overrides, device, world.size)
     recipe_name = recipe or spec.default_recipe
     torch_device = rank_device(torch_device, world)
-    if torch_device.type == "cuda" and torch_device.index is not None and torch_device.index >= torch.cuda.device_count():
-        raise DeviceUnavailableError(f"local rank {world.local_rank} needs {torch_device} but this machine has "
-                                     f"{torch.cuda.device_count()} CUDA device(s); start fewer processes per node")
+    index = torch_device.index
+    if torch_device.type == "cuda" and index is not None and index >= torch.cuda.device_count():
+        raise DeviceUnavailableError(
+            f"local rank {world.local_rank} needs {torch_device} but this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s); start fewer processes per node"
+        )
     store = WeightsStore(weights_dir)
     parent_record, parent_state = parent_weights(name, parent, store, torch_device) if parent else (None, None)
     context = DataContext(resolve_data_dir(data_dir), torch_device)
     folder = run_folder(store, name, recipe_name, chosen, context.data_dir, torch_device, world.size, parent_record)
     with run_lock(folder, world, resume) as folder:
-        return _train_in(world, spec, name, recipe_name, chosen, torch_device, store, context, folder, parent_record,
-                         parent_state, on_progress, resume, checkpoint_every, on_resume)
+        return _train_in(
+            world,
+            spec,
+            name,
+            recipe_name,
+            chosen,
+            torch_device,
+            store,
+            context,
+            folder,
+            parent_record,
+            parent_state,
+            on_progress,
+            resume,
+            checkpoint_every,
+            on_resume,
+        )
 
 
 @contextlib.contextmanager
@@ -200,8 +219,10 @@ def run_lock(folder: Path, world: World, resume: bool) -> Iterator[Path]:
         lock.acquire()
     except Timeout:
         if resume:
-            raise InvalidSettingError(f"cannot resume: a run with these settings is training now (it holds "
-                                      f"{lock.lock_file}); wait for it to finish, or stop it first") from None
+            raise InvalidSettingError(
+                f"cannot resume: a run with these settings is training now (it holds "
+                f"{lock.lock_file}); wait for it to finish, or stop it first"
+            ) from None
         yield folder.with_name(f"{folder.name}-{os.getpid()}")
         return
     try:
@@ -210,29 +231,58 @@ def run_lock(folder: Path, world: World, resume: bool) -> Iterator[Path]:
         lock.release()
 
 
-def _train_in(world: World, spec: ModelSpec, name: str, recipe_name: str, chosen: Recipe, torch_device: torch.device,
-              store: WeightsStore, context: DataContext, folder: Path, parent_record: Optional[ParentRecord],
-              parent_state: Optional[dict[str, torch.Tensor]], on_progress: Optional[ProgressCallback], resume: bool,
-              checkpoint_every: int, on_resume: Optional[Callable[[int, int], None]]) -> TrainResult:
+def _train_in(
+    world: World,
+    spec: ModelSpec,
+    name: str,
+    recipe_name: str,
+    chosen: Recipe,
+    torch_device: torch.device,
+    store: WeightsStore,
+    context: DataContext,
+    folder: Path,
+    parent_record: ParentRecord | None,
+    parent_state: dict[str, torch.Tensor] | None,
+    on_progress: ProgressCallback | None,
+    resume: bool,
+    checkpoint_every: int,
+    on_resume: Callable[[int, int], None] | None,
+) -> TrainResult:
     checkpoint = folder / CHECKPOINT_FILE
     state = None
     if resume:
         if not checkpoint.is_file():
-            raise InvalidSettingError(f"nothing to resume: no checkpoint of a {name} run with these settings in "
-                                      f"{folder}; train without resume to start one")
+            raise InvalidSettingError(
+                f"nothing to resume: no checkpoint of a {name} run with these settings in "
+                f"{folder}; train without resume to start one"
+            )
         try:
             state = load_checkpoint(checkpoint)
         except Exception as error:  # torch raises many kinds for a damaged file
-            raise IntegrityError(f"{checkpoint} cannot be read ({str(error).splitlines()[0][:200]}); remove "
-                                 f"{folder} and train without resume") from None
+            raise IntegrityError(
+                f"{checkpoint} cannot be read ({str(error).splitlines()[0][:200]}); remove "
+                f"{folder} and train without resume"
+            ) from None
         if world.is_main and on_resume is not None:
             on_resume(state["epoch"], chosen.epochs)
     elif world.is_main:
         shutil.rmtree(folder, ignore_errors=True)  # an earlier run's checkpoint is not this run's to continue
     run = Checkpointing(checkpoint, name, checkpoint_every, state, writer=world.is_main)
     try:
-        return _run(world, spec, name, recipe_name, chosen, torch_device, store, context, run, parent_record,
-                    parent_state, on_progress)
+        return _run(
+            world,
+            spec,
+            name,
+            recipe_name,
+            chosen,
+            torch_device,
+            store,
+            context,
+            run,
+            parent_record,
+            parent_state,
+            on_progress,
+        )
     except ZooError:
         # A failure the zoo diagnosed (its message says what to fix) leaves nothing behind, as a failed version does;
         # a run killed, interrupted or crashed keeps its folder, to be resumed.
@@ -241,9 +291,20 @@ def _train_in(world: World, spec: ModelSpec, name: str, recipe_name: str, chosen
         raise
 
 
-def _run(world: World, spec: ModelSpec, name: str, recipe_name: str, chosen: Recipe, torch_device: torch.device,
-         store: WeightsStore, context: DataContext, run: Checkpointing, parent_record: Optional[ParentRecord],
-         parent_state: Optional[dict[str, torch.Tensor]], on_progress: Optional[ProgressCallback]) -> TrainResult:
+def _run(
+    world: World,
+    spec: ModelSpec,
+    name: str,
+    recipe_name: str,
+    chosen: Recipe,
+    torch_device: torch.device,
+    store: WeightsStore,
+    context: DataContext,
+    run: Checkpointing,
+    parent_record: ParentRecord | None,
+    parent_state: dict[str, torch.Tensor] | None,
+    on_progress: ProgressCallback | None,
+) -> TrainResult:
     import torchvision
 
     with process_group(world, torch_device) as backend:
@@ -252,8 +313,10 @@ def _run(world: World, spec: ModelSpec, name: str, recipe_name: str, chosen: Rec
             try:
                 model.load_state_dict(parent_state, strict=True)
             except RuntimeError as error:
-                raise InvalidSettingError(f"the weights of {parent_record['ref']} do not fit {name} built with this "
-                                          f"recipe: {str(error).splitlines()[0]}") from None
+                raise InvalidSettingError(
+                    f"the weights of {parent_record['ref']} do not fit {name} built with this "
+                    f"recipe: {str(error).splitlines()[0]}"
+                ) from None
         started = time.perf_counter()
         with reproducible(torch_device), checkpointing(run):
             trained = spec.objective.train(model, chosen, context, on_progress)
@@ -261,8 +324,11 @@ def _run(world: World, spec: ModelSpec, name: str, recipe_name: str, chosen: Rec
         all_ranks_reached()  # a rank that died stops the run here, before anything is published
         published = None
         if world.is_main:
-            metrics = {**trained.metrics, "initial_train_loss": trained.history[0],
-                       "final_train_loss": trained.history[-1]}
+            metrics = {
+                **trained.metrics,
+                "initial_train_loss": trained.history[0],
+                "final_train_loss": trained.history[-1],
+            }
             manifest: Manifest = {
                 "recipe": {"name": recipe_name, "params": chosen.to_dict()},
                 "seed": chosen.seed,
@@ -272,8 +338,12 @@ def _run(world: World, spec: ModelSpec, name: str, recipe_name: str, chosen: Rec
                 "data": trained.data,
                 "device": str(torch_device),
                 "precision": chosen.precision,
-                "distributed": {"world_size": world.size, "backend": backend, "global_batch": chosen.batch_size,
-                                "per_rank_batch": per_rank_batches(chosen.batch_size, world.size)},
+                "distributed": {
+                    "world_size": world.size,
+                    "backend": backend,
+                    "global_batch": chosen.batch_size,
+                    "per_rank_batch": per_rank_batches(chosen.batch_size, world.size),
+                },
                 "torch": torch.__version__,
                 "torchvision": torchvision.__version__,
                 "python": platform.python_version(),
@@ -291,6 +361,13 @@ def _run(world: World, spec: ModelSpec, name: str, recipe_name: str, chosen: Rec
             shutil.rmtree(run.path.parent, ignore_errors=True)  # published: nothing left to resume
             published = (version, metrics, store.manifest(name, version), store.version_dir(name, version))
         version, metrics, manifest, path = from_main_rank(published)
-    return TrainResult(name, version, metrics, manifest, path, world.rank,
-                       tuple(manifest.get("card", {}).get("failures", [])),
-                       run.resume_from["epoch"] if run.resume_from else None)
+    return TrainResult(
+        name,
+        version,
+        metrics,
+        manifest,
+        path,
+        world.rank,
+        tuple(manifest.get("card", {}).get("failures", [])),
+        run.resume_from["epoch"] if run.resume_from else None,
+    )

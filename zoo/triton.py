@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from zoo.errors import IntegrityError, InvalidSettingError, MissingArtifactError, NotExportableError, StorageError
-from zoo.formats import FORMATS, TORCH_PLATFORM, TRITON_FORMATS
 from zoo.files import publish_mode
+from zoo.formats import FORMATS, TORCH_PLATFORM, TRITON_FORMATS
 from zoo.registry import list_models
 from zoo.runtimes import artifact_path, exportable_model
 from zoo.spec import ModelSpec, TensorSpec
@@ -92,7 +93,7 @@ def write_triton_repository(
     refs: Sequence[str] = (),
     formats: Sequence[str] = (MAIN_FORMAT,),
     max_batch_size: int = DEFAULT_MAX_BATCH,
-    weights_dir: Optional[str] = None,
+    weights_dir: str | None = None,
 ) -> dict[str, Any]:
     """Write a Triton model repository at `directory` (absent or empty) from `refs` (MODEL[:VERSION], latest when
     no version; none: every exported version of every model), in each of `formats`. Written whole or not at all."""
@@ -103,7 +104,9 @@ def write_triton_repository(
         raise InvalidSettingError(f"max batch size must be at least 1, got {max_batch_size}")
     for fmt in formats:
         if fmt not in TRITON_FORMATS:
-            raise NotExportableError(f"Triton cannot load the {fmt!r} format as it is: expected one of {', '.join(TRITON_FORMATS)}")
+            raise NotExportableError(
+                f"Triton cannot load the {fmt!r} format as it is: expected one of {', '.join(TRITON_FORMATS)}"
+            )
     store = WeightsStore(weights_dir)
     chosen = _chosen_versions(store, refs, formats)
     models = []
@@ -112,7 +115,9 @@ def write_triton_repository(
         spec = exportable_model(name)
         for fmt in dict.fromkeys(formats):
             folder = name if fmt == MAIN_FORMAT else f"{name}-{fmt}"
-            sources = {v: artifact_path(name, v, store.version_dir(name, v), store.manifest(name, v), fmt) for v in versions}
+            sources = {
+                v: artifact_path(name, v, store.version_dir(name, v), store.manifest(name, v), fmt) for v in versions
+            }
             inputs, outputs = _tensors(spec, fmt, sources)
             models.append(TritonModel(folder, name, fmt, tuple(versions), inputs, outputs, max_batch_size))
             inside = FORMATS[fmt].repository_file  # model.onnx for every ONNX file: Triton's default name
@@ -133,18 +138,22 @@ def _chosen_versions(store: WeightsStore, refs: Sequence[str], formats: Sequence
         for name in list_models():
             if not exportable_model_or_none(name):
                 continue
-            exported = {v for v in store.versions(name)
-                        if all(fmt in store.manifest(name, v).get("artifacts", {}) for fmt in formats)}
+            exported = {
+                v
+                for v in store.versions(name)
+                if all(fmt in store.manifest(name, v).get("artifacts", {}) for fmt in formats)
+            }
             if exported:
                 chosen[name] = exported
         if not chosen:
             raise MissingArtifactError(
                 f"no version in {store.where} is exported to {' and '.join(formats)}; export one first, "
-                f"e.g. `zoo export mnist-mlp --format {formats[0]}`")
+                f"e.g. `zoo export mnist-mlp --format {formats[0]}`"
+            )
     return {name: sorted(versions) for name, versions in chosen.items()}
 
 
-def exportable_model_or_none(name: str) -> Optional[ModelSpec]:
+def exportable_model_or_none(name: str) -> ModelSpec | None:
     """The spec of `name` if it runs on inputs, else None."""
     try:
         return exportable_model(name)
@@ -152,7 +161,9 @@ def exportable_model_or_none(name: str) -> Optional[ModelSpec]:
         return None
 
 
-def _tensors(spec: ModelSpec, fmt: str, sources: dict[int, Path]) -> tuple[tuple[TritonTensor, ...], tuple[TritonTensor, ...]]:
+def _tensors(
+    spec: ModelSpec, fmt: str, sources: dict[int, Path]
+) -> tuple[tuple[TritonTensor, ...], tuple[TritonTensor, ...]]:
     """The input and output tensors Triton sees: TorchScript by position (INPUT__0, as Triton's libtorch backend
     names them), ONNX as its graph says, checked against the spec and the same in every version."""
     if FORMATS[fmt].platform == TORCH_PLATFORM:
@@ -161,13 +172,17 @@ def _tensors(spec: ModelSpec, fmt: str, sources: dict[int, Path]) -> tuple[tuple
     first = next(iter(found.values()))
     for version, tensors in found.items():
         if tensors != first:
-            raise IntegrityError(f"{spec.name} version {version}'s {FORMATS[fmt].file} has tensors {tensors}, other "
-                                 f"versions {first}: one Triton model needs the same tensors in every version")
+            raise IntegrityError(
+                f"{spec.name} version {version}'s {FORMATS[fmt].file} has tensors {tensors}, other "
+                f"versions {first}: one Triton model needs the same tensors in every version"
+            )
     inputs, outputs = first
     expected = ([spec.input.name], [spec.output.name])
     if ([t.name for t in inputs], [t.name for t in outputs]) != expected:
-        raise IntegrityError(f"{next(iter(sources.values()))} takes {[t.name for t in inputs]} -> "
-                             f"{[t.name for t in outputs]}: expected {expected[0]} -> {expected[1]} as {spec.name} declares")
+        raise IntegrityError(
+            f"{next(iter(sources.values()))} takes {[t.name for t in inputs]} -> "
+            f"{[t.name for t in outputs]}: expected {expected[0]} -> {expected[1]} as {spec.name} declares"
+        )
     return inputs, outputs
 
 
@@ -187,10 +202,17 @@ def _onnx_tensors(path: Path) -> tuple[tuple[TritonTensor, ...], tuple[TritonTen
             kind = value.type.tensor_type
             dims = list(kind.shape.dim)
             if not dims or not dims[0].dim_param:
-                raise IntegrityError(f"{path}: {value.name!r} has no dynamic batch dimension; expected [N, ...] "
-                                     "(re-export it with `zoo export`)")
-            tensors.append(TritonTensor(value.name, _ONNX_TYPES[onnx.TensorProto.DataType.Name(kind.elem_type)],
-                                        tuple(d.dim_value for d in dims[1:])))
+                raise IntegrityError(
+                    f"{path}: {value.name!r} has no dynamic batch dimension; expected [N, ...] "
+                    "(re-export it with `zoo export`)"
+                )
+            tensors.append(
+                TritonTensor(
+                    value.name,
+                    _ONNX_TYPES[onnx.TensorProto.DataType.Name(kind.elem_type)],
+                    tuple(d.dim_value for d in dims[1:]),
+                )
+            )
         groups.append(tuple(tensors))
     return groups[0], groups[1]
 

@@ -44,16 +44,25 @@ class HimmelblauRecipe(Recipe):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.starts or any(len(p) != 2 for p in self.starts):
-            raise InvalidOverrideError(f"bad value for 'starts': expected a JSON list of [x, y] pairs, got {self.starts!r}")
+            raise InvalidOverrideError(
+                f"bad value for 'starts': expected a JSON list of [x, y] pairs, got {self.starts!r}"
+            )
 
 
 RECIPES = {
     # Document 001: Adam lr 1e-3 for 20000 steps, from [0,0] and the other starts it mentions.
-    "document": HimmelblauRecipe(epochs=20000, lr=1e-3, batch_size=1, optimizer="adam",
-                                 starts=((0.0, 0.0), (1.0, 0.0), (-4.0, 0.0), (4.0, 0.0))),
+    "document": HimmelblauRecipe(
+        epochs=20000, lr=1e-3, batch_size=1, optimizer="adam", starts=((0.0, 0.0), (1.0, 0.0), (-4.0, 0.0), (4.0, 0.0))
+    ),
     # One start per quadrant reaches each of the four minima; one-cycle annealing drives f below 1e-6.
-    "default": HimmelblauRecipe(epochs=3000, lr=0.1, batch_size=1, optimizer="adam", schedule="onecycle",
-                                starts=((4.0, 4.0), (-4.0, 4.0), (-4.0, -4.0), (4.0, -4.0))),
+    "default": HimmelblauRecipe(
+        epochs=3000,
+        lr=0.1,
+        batch_size=1,
+        optimizer="adam",
+        schedule="onecycle",
+        starts=((4.0, 4.0), (-4.0, 4.0), (-4.0, -4.0), (4.0, -4.0)),
+    ),
 }
 
 
@@ -90,15 +99,24 @@ def draw_trajectories(drawing: Drawing, figure) -> None:
     levels = np.logspace(-1, np.log10(f.max()), 24)
     contours = axes.contourf(x, y, f, levels=levels, norm=LogNorm(), cmap="viridis", alpha=0.85)
     figure.colorbar(contours, ax=axes, label="f(x, y), log scale", ticks=[0.1, 1, 10, 100, 1000], format="%g")
-    axes.plot(*zip(*MINIMA), "x", color="red", markersize=8, markeredgewidth=2, label="the four minima, f = 0")
+    axes.plot(
+        *zip(*MINIMA, strict=True), "x", color="red", markersize=8, markeredgewidth=2, label="the four minima, f = 0"
+    )
     paths = trajectories(drawing.recipe).numpy()
     ends = drawing.model.points.detach().cpu().numpy()
     for index in range(paths.shape[1]):
         start, end = paths[0, index], ends[index]
         axes.plot(paths[:, index, 0], paths[:, index, 1], color="white", linewidth=1.6)
         axes.plot(*start, "o", color="white", markeredgecolor="black", markersize=7)
-        axes.plot(*end, "*", color=f"C{index % 10}", markeredgecolor="black", markersize=15, zorder=5,
-                  label=f"start ({start[0]:g}, {start[1]:g}) ends at ({end[0]:.3f}, {end[1]:.3f})")
+        axes.plot(
+            *end,
+            "*",
+            color=f"C{index % 10}",
+            markeredgecolor="black",
+            markersize=15,
+            zorder=5,
+            label=f"start ({start[0]:g}, {start[1]:g}) ends at ({end[0]:.3f}, {end[1]:.3f})",
+        )
     axes.set_xlim(-6, 6)
     axes.set_ylim(-6, 6)
     axes.set_aspect("equal")
@@ -120,9 +138,12 @@ def himmelblau_spec() -> ModelSpec:
         recipes=RECIPES,
         objective=Minimise(metrics=minima_found),
         notes="Not exportable: the model is the points, with no forward pass over inputs.",
-        figures=(loss_curve("step", first=0),
-                 CardFigure("trajectories.png", "Each start's path to the minimum it reaches", draw_trajectories,
-                            size=(8.0, 8.0))),
+        figures=(
+            loss_curve("step", first=0),
+            CardFigure(
+                "trajectories.png", "Each start's path to the minimum it reaches", draw_trajectories, size=(8.0, 8.0)
+            ),
+        ),
         document_result="from [0, 0], [1, 0], [-4, 0], [4, 0] its Adam steps end at (3, 2), (3, 2), (-3.779, -3.283) "
-                        "and (3.584, -1.848), where f = 0",
+        "and (3.584, -1.848), where f = 0",
     )

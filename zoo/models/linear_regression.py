@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.data import DataContext, Splits, fingerprint
-from zoo.recipes import Recipe
 from zoo.figures import Drawing, loss_curve
+from zoo.recipes import Recipe
 from zoo.registry import register_model
 from zoo.spec import CardFigure, InputForm, Interface, ModelSpec, Predict, Supervised, TensorSpec
 
@@ -56,7 +56,9 @@ def noisy_line(recipe: Recipe, context: DataContext) -> Splits:
     train_x, train_y = fake_data(recipe.samples, generator)
     test_x, test_y = fake_data(recipe.test_samples, generator)
     tensors = [t.to(context.device) for t in (train_x, train_y, test_x, test_y)]
-    description = f"y = 0.5x + 30 + N(0,1), x in [-5, 30): {recipe.samples} training, {recipe.test_samples} test samples"
+    description = (
+        f"y = 0.5x + 30 + N(0,1), x in [-5, 30): {recipe.samples} training, {recipe.test_samples} test samples"
+    )
     return Splits(*tensors, fingerprint(*tensors), description)
 
 
@@ -81,16 +83,35 @@ def draw_fitted_line(drawing: Drawing, figure) -> None:
     splits, model = drawing.splits, drawing.model
     with torch.no_grad():
         line = line_metrics(model, splits, drawing.recipe)
-        ends = torch.tensor([[float(splits.train_x.min())], [float(splits.train_x.max())]], device=splits.train_x.device)
+        ends = torch.tensor(
+            [[float(splits.train_x.min())], [float(splits.train_x.max())]], device=splits.train_x.device
+        )
         fitted = model(ends).flatten().cpu().numpy()
     x = splits.train_x.flatten().cpu().numpy()
     axes = figure.subplots()
-    axes.plot(x, splits.train_y.flatten().cpu().numpy(), "o", markersize=5 if len(x) < 100 else 2,
-              alpha=1.0 if len(x) < 100 else 0.35, label=f"the {len(x)} training points")
-    axes.plot(ends.flatten().cpu().numpy(), fitted, linewidth=2, color="C3",
-              label=f"fitted: y = {line['slope']:.3f}x + {line['intercept']:.3f}")
-    axes.plot(ends.flatten().cpu().numpy(), TRUE_SLOPE * ends.flatten().cpu().numpy() + TRUE_INTERCEPT, "--",
-              color="0.4", linewidth=1, label=f"the data's line: y = {TRUE_SLOPE}x + {TRUE_INTERCEPT:g}")
+    axes.plot(
+        x,
+        splits.train_y.flatten().cpu().numpy(),
+        "o",
+        markersize=5 if len(x) < 100 else 2,
+        alpha=1.0 if len(x) < 100 else 0.35,
+        label=f"the {len(x)} training points",
+    )
+    axes.plot(
+        ends.flatten().cpu().numpy(),
+        fitted,
+        linewidth=2,
+        color="C3",
+        label=f"fitted: y = {line['slope']:.3f}x + {line['intercept']:.3f}",
+    )
+    axes.plot(
+        ends.flatten().cpu().numpy(),
+        TRUE_SLOPE * ends.flatten().cpu().numpy() + TRUE_INTERCEPT,
+        "--",
+        color="0.4",
+        linewidth=1,
+        label=f"the data's line: y = {TRUE_SLOPE}x + {TRUE_INTERCEPT:g}",
+    )
     axes.set_xlabel("x (the document's units)")
     axes.set_ylabel("y")
     axes.set_title(f"{drawing.label}: the fitted line over the data (test MSE {line['test_mse']:.3f})")
@@ -116,7 +137,11 @@ def linear_regression() -> ModelSpec:
             preprocessing="built into the model: x in the document's units, scaled by 0.1 inside",
             examples=x_grid,
         ),
-        figures=(loss_curve(), CardFigure("fitted_line.png", "The data points and the fitted line (document 004's figure)",
-                                          draw_fitted_line)),
+        figures=(
+            loss_curve(),
+            CardFigure(
+                "fitted_line.png", "The data points and the fitted line (document 004's figure)", draw_fitted_line
+            ),
+        ),
         document_result="slope 0.5, intercept 30: the line its noisy data is drawn from",
     )

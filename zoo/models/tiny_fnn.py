@@ -11,8 +11,8 @@ from torch import nn
 
 from zoo.data import DataContext, Splits, fingerprint
 from zoo.errors import InvalidOverrideError
-from zoo.recipes import Recipe
 from zoo.figures import loss_curve
+from zoo.recipes import Recipe
 from zoo.registry import register_model
 from zoo.spec import InputForm, Interface, ModelSpec, Predict, Supervised, TensorSpec
 
@@ -114,5 +114,6 @@ def tiny_fnn() -> ModelSpec:
         # Document 003 plots the loss at each of its steps, counted from 0.
         figures=(loss_curve("step", first=0, markers=True),),
         document_result="loss 0.2097 at step 0, falling at each of its 10 steps",
-        notes="Exercises: --set activation=relu, loss=bce, optimizer=adam, init=none, and other --lr values. With loss=bce the target -0.07 is clamped to 0 (BCE needs targets in [0, 1]).",
+        notes="Exercises: --set activation=relu, loss=bce, optimizer=adam, init=none, and other --lr values. With "
+              "loss=bce the target -0.07 is clamped to 0 (BCE needs targets in [0, 1]).",
     )

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.data import DataContext, Splits, fingerprint
-from zoo.recipes import Recipe
 from zoo.figures import loss_curve
+from zoo.recipes import Recipe
 from zoo.registry import register_model
 from zoo.spec import InputForm, Interface, ModelSpec, Predict, Supervised, TensorSpec
 
@@ -86,6 +86,7 @@ def two_layer_net_spec() -> ModelSpec:
             examples=normal_draws,
         ),
         figures=(loss_curve("iteration", first=0),),
-        document_result="the loss falls by more than 1e6 in 500 iterations with its N(0, 1) init, and barely moves without it",
+        document_result="the loss falls by more than 1e6 in 500 iterations with its N(0, 1) init, and barely moves "
+                        "without it",
         notes="Metrics are on the training data: the targets are random, so there is no held-out task.",
     )
