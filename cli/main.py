@@ -693,7 +693,11 @@ def compare(
 
 
 def main() -> None:
-    app()
+    from zoo.cli import completion
+
+    command = typer.main.get_command(app)  # registers Typer's completion classes, which install() then replaces
+    completion.install()
+    command()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +22,10 @@ REPO = Path(__file__).resolve().parent.parent
 # Runs the CLI in-process, then says on stderr's last line which heavy modules it had imported.
 PROBE = """
 import json, sys
-from zoo.cli.main import app
+from zoo.cli.main import main
+sys.argv[0] = "zoo"
 try:
-    app(prog_name="zoo")
+    main()
 except SystemExit:
     pass
 sys.stderr.write("\\n" + json.dumps({m: m in sys.modules for m in ("torch", "numpy", "torchvision", "onnxruntime")}))
@@ -94,10 +96,14 @@ def test_a_changed_model_file_rebuilds_the_catalog(tmp_path, fresh_env):
 
 
 def complete(words: str, env: dict[str, str], shell: str = "bash") -> tuple[list[str], dict[str, bool]]:
-    """What the shell would offer after `words` (the word being completed last, "" for a new one)."""
+    """What the shell would offer after `words` (the word being completed last, "" for a new one). bash splits
+    words at a colon as well, `:` becoming a word of its own (as its COMP_WORDBREAKS says), and keeps the part
+    of a reference up to its colon on the line, so it is offered only the rest."""
     parts = words.split(" ")
-    env = {**env, "_ZOO_COMPLETE": f"complete_{shell}", "COMP_WORDS": words, "COMP_CWORD": str(len(parts) - 1),
-           "_TYPER_COMPLETE_ARGS": words}
+    if shell == "bash":
+        parts = [piece for part in parts for piece in re.split(r"(:)", part) if piece or part == ""]
+    env = {**env, "_ZOO_COMPLETE": f"complete_{shell}", "COMP_WORDS": "\n".join(parts),
+           "COMP_CWORD": str(len(parts) - 1), "_TYPER_COMPLETE_ARGS": words}
     output, modules = probe([], env)
     if shell == "zsh":  # zsh gets an _arguments call listing the quoted values, with ':' escaped
         return [value.replace("\\\\:", ":") for value in re.findall(r'"([^"]*)"', output)], modules
@@ -111,7 +117,9 @@ def test_completion_offers_models_recipes_versions_formats_and_backends(fresh_en
     assert modules["torch"] is False, modules
     assert complete("zoo train mnist-mlp --recipe ", fresh_env, shell)[0] == ["document", "default"]
     versions, modules = complete("zoo evaluate mnist-mlp:", fresh_env, shell)
-    assert versions == ["mnist-mlp:1", "mnist-mlp:latest"] and modules["torch"] is False
+    offered_after_colon = ["1", "latest"] if shell == "bash" else ["mnist-mlp:1", "mnist-mlp:latest"]
+    assert versions == offered_after_colon and modules["torch"] is False
+    assert complete("zoo evaluate mnist-mlp:la", fresh_env, shell)[0] == offered_after_colon[1:]
     assert set(complete("zoo export lenet:1 --format ", fresh_env, shell)[0]) >= {"onnx", "torchscript", "pt2", "all"}
     backends, modules = complete("zoo predict mnist-mlp:1 x.png --backend ", fresh_env, shell)
     assert set(backends) >= {"auto", "torch", "onnx"} and modules["torch"] is False
@@ -124,3 +132,46 @@ def test_completion_can_be_installed():
                             capture_output=True, text=True, timeout=120, check=False,
                             env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert result.returncode == 0 and "_ZOO_COMPLETE=complete_bash" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_reference_completes_across_the_colon_in_a_real_bash(fresh_env, tmp_path):
+    """Typed into an interactive bash with zoo's completion installed, `mnist-mlp:la<TAB>` becomes
+    `mnist-mlp:latest` (bash splits the word at the colon; Typer's own script then offered nothing)."""
+    import pty
+    import select
+    import signal
+    import time
+
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash on this machine")
+    zoo_dir = str(Path(sys.executable).parent)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: an interactive bash without the user's rc files
+        os.execve(bash, [bash, "--norc", "--noprofile", "-i"],
+                  {**fresh_env, "PS1": "$ ", "TERM": "dumb", "PATH": f"{zoo_dir}{os.pathsep}{fresh_env['PATH']}",
+                   "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
+
+    def read_until(marker: str, seconds: float = 60) -> str:
+        seen, deadline = "", time.monotonic() + seconds
+        while marker not in seen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    seen += os.read(fd, 65536).decode(errors="replace")
+                except OSError:  # the shell has gone: its output ends here
+                    break
+        return seen
+
+    try:
+        # The quotes keep the marker out of the typed line's echo: only the command's output matches.
+        os.write(fd, b'eval "$(zoo --show-completion bash)"; echo RE""ADY\n')
+        assert "READY" in read_until("READY\r\n$ ")
+        # Tab completes the line; Ctrl-A and `echo ` then print the line as completed.
+        os.write(fd, b'zoo evaluate mnist-mlp:la\t\x01echo \necho DO""NE\n')
+        echoed = read_until("DONE\r\n")
+        assert re.search(r"\r\nzoo evaluate mnist-mlp:latest *\r\n", echoed), echoed
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
