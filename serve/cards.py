@@ -12,7 +12,7 @@ from werkzeug.exceptions import NotFound
 
 from zoo.cards import StoredCard, stored_card
 from zoo.errors import UnknownVersionError
-from zoo.serve.models import version_number
+from zoo.serve.repository import version_number
 
 cards = Blueprint("cards", __name__)
 

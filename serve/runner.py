@@ -1,4 +1,4 @@
-"""`zoo serve`: the app under granian (a Rust HTTP server), each worker loading its own models.
+"""`zoo serve`'s process runner: the app under granian (a Rust HTTP server), each worker loading its own models.
 
 granian was chosen on measurements (benchmarks/README.md): against gunicorn's threaded workers it keeps the
 tail within a few times the median under load. The app runs behind serve/asgi.py's buffering front, so a
@@ -15,7 +15,7 @@ import socket
 import tempfile
 
 from zoo.errors import InvalidSettingError
-from zoo.serve.models import VersionPolicy, plan_versions
+from zoo.serve.repository import VersionPolicy, plan_versions
 from zoo.store import WeightsStore
 
 
