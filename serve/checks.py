@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from zoo.errors import InvalidInputError
+from zoo.errors import InvalidInputError, NotExportableError
 from zoo.imaging import DEFAULT_MAX_PIXELS
+from zoo.spec import Interface, ModelSpec
 
 DEFAULT_MAX_BATCH = 256
 
@@ -22,6 +23,13 @@ class RequestLimits:
 
     max_batch: int = DEFAULT_MAX_BATCH
     max_image_pixels: int = DEFAULT_MAX_PIXELS
+
+
+def interface(spec: ModelSpec) -> Interface:
+    """The tensors and form of a model that runs on inputs, as every served model does."""
+    if spec.interface is None:
+        raise NotExportableError(f"{spec.name} cannot be served: it has no forward pass over inputs")
+    return spec.interface
 
 
 def parse_json(body: bytes) -> Any:

@@ -20,7 +20,7 @@ from zoo.imaging import image_to_batch, pixels_to_batch
 from zoo.inference import classify_digits, predict_values
 from zoo.preprocessing import value_inputs
 from zoo.runtimes import Runtime
-from zoo.serve.checks import RequestLimits, check_batch, check_keys, parse_json
+from zoo.serve.checks import RequestLimits, check_batch, check_keys, interface, parse_json
 from zoo.spec import InputForm, ModelSpec
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
@@ -58,7 +58,8 @@ def digit_batch(request: Request, spec: ModelSpec, limits: RequestLimits) -> tup
 
 def value_example(spec: ModelSpec) -> str:
     """A request body for a values model, as the error messages and /openapi.json show it."""
-    name, (features,) = spec.input.name, spec.input.features
+    tensor = interface(spec).input
+    name, (features,) = tensor.name, tensor.features
     if features == 1:
         return f'{{"{name}": 3.5}} or {{"{name}": [1, 2, 3]}}'
     return f'{{"{name}": [{features} numbers]}} or {{"{name}": [[{features} numbers], ...]}}'
@@ -66,8 +67,9 @@ def value_example(spec: ModelSpec) -> str:
 
 def value_batch(request: Request, spec: ModelSpec, limits: RequestLimits) -> tuple[np.ndarray, bool]:
     """A values request ({"x": 3}, {"x": [1, 2, 3]}, or rows of features) as a batch and whether it came as one."""
-    (features,) = spec.input.features
-    return check_batch(*value_inputs(json_field(request, spec.input.name, value_example(spec)), features), limits)
+    tensor = interface(spec).input
+    (features,) = tensor.features
+    return check_batch(*value_inputs(json_field(request, tensor.name, value_example(spec)), features), limits)
 
 
 def digit_answer(runtime: Runtime, batch: np.ndarray, batched: bool) -> dict[str, Any]:
@@ -79,7 +81,7 @@ def digit_answer(runtime: Runtime, batch: np.ndarray, batched: bool) -> dict[str
 def value_answer(runtime: Runtime, batch: np.ndarray, batched: bool) -> dict[str, Any]:
     """The predicted values for `batch`, under the output's name: one value, or a list for a batch."""
     values = predict_values(runtime, batch)
-    return {runtime.spec.output.name: values if batched else values[0]}
+    return {interface(runtime.spec).output.name: values if batched else values[0]}
 
 
 @dataclass(frozen=True)

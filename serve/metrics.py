@@ -110,7 +110,7 @@ def record_inference(runtime: Runtime, seconds: float) -> None:
 
 
 @metrics.get("/metrics")
-def prometheus_metrics():
+def prometheus_metrics() -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from zoo.registry import get_model
-from zoo.serve.checks import DEFAULT_MAX_BATCH
+from zoo.serve.checks import DEFAULT_MAX_BATCH, interface
 from zoo.serve.forms import FORMS, IMAGE_TYPES, value_example
 from zoo.serve.v2_codec import V2_HEADER_LENGTH, v2_datatype
 from zoo.spec import InputForm, ModelSpec
@@ -42,17 +42,17 @@ def pixels_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
 
 def values_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
     """The JSON body of a values model's /v1 predict: one row of features or a batch of rows."""
-    (features,) = spec.input.features
+    (features,) = interface(spec).input.features
     if features == 1:
         accepted = [NUMBER, _array(NUMBER, 1, max_batch), _array(_array(NUMBER, 1), 1, max_batch)]
     else:
         accepted = [_array(NUMBER, features), _array(_array(NUMBER, features), 1, max_batch)]
     return {
         "type": "object",
-        "required": [spec.input.name],
+        "required": [interface(spec).input.name],
         "additionalProperties": False,
         "description": value_example(spec),
-        "properties": {spec.input.name: {"anyOf": accepted}},
+        "properties": {interface(spec).input.name: {"anyOf": accepted}},
     }
 
 
@@ -103,14 +103,14 @@ def v2_request_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
 
     JSON Schema cannot tie the number of `data` values to the product of `shape`; the description says so.
     """
-    features = [{"const": dim} for dim in spec.input.features]
+    features = [{"const": dim} for dim in interface(spec).input.features]
     tensor = {
         "type": "object",
         "required": ["name", "shape", "datatype", "data"],
         "additionalProperties": False,
         "properties": {
-            "name": {"const": spec.input.name},
-            "datatype": {"const": v2_datatype(spec.input)},
+            "name": {"const": interface(spec).input.name},
+            "datatype": {"const": v2_datatype(interface(spec).input)},
             "shape": {
                 "type": "array",
                 "prefixItems": [{"type": "integer", "minimum": 1, "maximum": max_batch}, *features],
@@ -131,7 +131,7 @@ def v2_request_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
         "required": ["name"],
         "additionalProperties": False,
         "properties": {
-            "name": {"const": spec.output.name},
+            "name": {"const": interface(spec).output.name},
             "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}},
         },
     }
@@ -155,8 +155,8 @@ def _tensor_out(spec: ModelSpec) -> dict[str, Any]:
         "type": "object",
         "required": ["name", "shape", "datatype"],
         "properties": {
-            "name": {"const": spec.output.name},
-            "datatype": {"const": v2_datatype(spec.output)},
+            "name": {"const": interface(spec).output.name},
+            "datatype": {"const": v2_datatype(interface(spec).output)},
             "shape": {"type": "array", "items": {"type": "integer"}},
             "data": {"type": "array", "items": NUMBER},
             "parameters": OBJECT,
@@ -166,7 +166,7 @@ def _tensor_out(spec: ModelSpec) -> dict[str, Any]:
 
 def _model_paths(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
     """Every route of one model, latest and pinned."""
-    name, form = spec.name, spec.interface.form
+    name, form = spec.name, interface(spec).form
     other_media = {kind: MEDIA_SCHEMAS[kind] for kind in FORMS[form].media if kind != "application/json"}
     predict = {
         "requestBody": _body(JSON_SCHEMAS[form](spec, max_batch), other_media),

@@ -17,6 +17,7 @@ import numpy as np
 from zoo.errors import InvalidSettingError, MissingArtifactError, UnknownModelError, UnknownVersionError, ZooError
 from zoo.registry import get_model, list_models
 from zoo.runtimes import Runtime, check_backend, exportable_model, open_runtime
+from zoo.serve.checks import interface
 from zoo.store import WeightsStore, is_version_number
 
 # The default backend: ONNX Runtime for every version that has an ONNX export (measured fastest at every batch
@@ -81,7 +82,7 @@ def plan_versions(
         check_backend(backend)
     store = WeightsStore(weights_dir)
     named = models is not None
-    names = list(models) if named else [name for name in list_models() if get_model(name).exportable]
+    names = list(models) if models is not None else [name for name in list_models() if get_model(name).exportable]
     plan: dict[str, dict[int, str]] = {}
     unexported: list[str] = []
     for name in names:
@@ -146,7 +147,8 @@ def _exports(store: WeightsStore, name: str, version: int) -> dict[str, Any]:
 
 def warmed(runtime: Runtime) -> Runtime:
     """`runtime` after one inference on zeros, so the first request pays no start-up cost."""
-    runtime.run(np.zeros([1, *runtime.spec.input.features], dtype=runtime.spec.input.dtype))
+    tensor = interface(runtime.spec).input
+    runtime.run(np.zeros([1, *tensor.features], dtype=tensor.dtype))
     return runtime
 
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import tempfile
+from typing import Any
 
 from zoo.errors import InvalidSettingError
 from zoo.serve.repository import VersionPolicy, plan_versions
@@ -62,11 +63,11 @@ def raise_open_files_limit(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def logging_config() -> dict:
+def logging_config() -> dict[str, Any]:
     """granian's own logging, plus the zoo's loggers on stderr: zoo.serve's messages and zoo.access's lines."""
     from granian.log import LOGGING_CONFIG
 
-    config = copy.deepcopy(LOGGING_CONFIG)
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
     config["handlers"]["zoo"] = {"formatter": "generic", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
     config["handlers"]["zoo.access"] = {"formatter": "access", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
     config["loggers"]["zoo"] = {"handlers": ["zoo"], "level": "INFO", "propagate": False}
@@ -101,6 +102,7 @@ def run(
     """
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
+    from granian.log import LogLevels
     from granian.server import Server
 
     check_address(host, port)
@@ -122,7 +124,7 @@ def run(
             workers=workers, respawn_failed_workers=True, respawn_interval=0.5,
             backlog=BACKLOG, backpressure=max_in_flight,
             http1_settings=HTTP1Settings(header_read_timeout=HEADER_TIMEOUT * 1000, keep_alive=True),
-            log_level="info", log_access=False, log_dictconfig=logging_config(),
+            log_level=LogLevels.info, log_access=False, log_dictconfig=logging_config(),
         ).serve()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

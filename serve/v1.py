@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from zoo.manifest import version_summary
+from zoo.serve.checks import interface
 from zoo.serve.context import request_limits, served_models, served_runtime
 from zoo.serve.forms import FORMS
 from zoo.serve.metrics import record_inference
@@ -20,13 +21,14 @@ def model_metadata(name: str) -> dict[str, Any]:
     versions = served_models().versions(name)
     latest = versions[max(versions)]
     spec = latest.spec
+    tensors = interface(spec)
     return {
         "name": name,
         "summary": spec.summary,
         "task": spec.task,
-        "form": spec.interface.form.value,
-        "input": spec.input.to_dict(),
-        "output": spec.output.to_dict(),
+        "form": tensors.form.value,
+        "input": tensors.input.to_dict(),
+        "output": tensors.output.to_dict(),
         "preprocessing": spec.preprocessing,
         "backend": latest.backend,
         "latest_version": latest.version,
@@ -49,7 +51,7 @@ def get_model(name: str) -> Response:
 @v1.post("/models/<name>/versions/<version>/predict")
 def predict(name: str, version: str | None = None) -> Response:
     runtime = served_runtime(name, version)
-    form = FORMS[runtime.spec.interface.form]
+    form = FORMS[interface(runtime.spec).form]
     batch, batched = form.read(request, runtime.spec, request_limits())
     started = time.perf_counter()
     answer = form.answer(runtime, batch, batched)

@@ -18,7 +18,7 @@ import numpy as np
 from zoo.errors import InvalidInputError
 from zoo.imaging import numeric_array
 from zoo.runtimes import Runtime
-from zoo.serve.checks import RequestLimits, check_batch, check_keys, field, shown
+from zoo.serve.checks import RequestLimits, check_batch, check_keys, field, interface, shown
 from zoo.spec import TensorSpec
 
 V2_HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -62,12 +62,13 @@ def server_metadata() -> dict[str, Any]:
 
 def model_metadata(name: str, runtime: Runtime, versions: list[int]) -> dict[str, Any]:
     """The v2 model metadata of `runtime` (one served version of `name`), listing every served version."""
+    tensors = interface(runtime.spec)
     return {
         "name": name,
         "versions": [str(v) for v in versions],
         "platform": runtime.platform,
-        "inputs": [tensor_metadata(runtime.spec.input)],
-        "outputs": [tensor_metadata(runtime.spec.output)],
+        "inputs": [tensor_metadata(tensors.input)],
+        "outputs": [tensor_metadata(tensors.output)],
         # The platform is the same for every ONNX file; which one answers (float32, int8, float16) is said here.
         "parameters": {"backend": runtime.backend, "file": runtime.file or runtime.manifest["weights"]["file"]},
     }
@@ -101,7 +102,8 @@ def decode_request(document: Any, binary: bytes, runtime: Runtime, limits: Reque
     Every field is checked for its type before it is used, so a type-confused request is an InvalidInputError,
     never a crash; `model_name`, when sent, must be the runtime's model. Runtime.run checks shape and dtype again.
     """
-    spec = runtime.spec.input
+    tensors = interface(runtime.spec)
+    spec = tensors.input
     example = (
         f'{{"inputs": [{{"name": "{spec.name}", "shape": {v2_shape(spec.shape)}, '
         f'"datatype": "{v2_datatype(spec)}", "data": [...]}}]}}'
@@ -116,7 +118,7 @@ def decode_request(document: Any, binary: bytes, runtime: Runtime, limits: Reque
     _parameters(document, "the request's")
     field(document, "outputs", list, "the request's", 'an array of {"name": ...} objects')
     batch = _json_input(inputs[0], binary, spec, limits)
-    binary_output = requested_binary(document, runtime.spec.output.name)
+    binary_output = requested_binary(document, tensors.output.name)
     return InferRequest(batch, request_id, binary_output)
 
 
@@ -236,7 +238,7 @@ def check_output_names(names: list[Any], output_name: str, requested: Any = None
 
 def run(runtime: Runtime, batch: np.ndarray) -> np.ndarray:
     """`runtime`'s output for `batch`, contiguous in its TensorSpec dtype, little-endian as the wire carries it."""
-    return np.ascontiguousarray(runtime.run(batch), dtype=wire_dtype(runtime.spec.output))
+    return np.ascontiguousarray(runtime.run(batch), dtype=wire_dtype(interface(runtime.spec).output))
 
 
 def encode_response(
@@ -244,8 +246,8 @@ def encode_response(
 ) -> tuple[dict[str, Any], bytes]:
     """The v2 infer response document for `result`, and the output's bytes when `binary` (the document then says
     their size in the output's binary_data_size; else its values are in `data` and the bytes are empty)."""
-    output: dict[str, Any] = {"name": runtime.spec.output.name, "datatype": v2_datatype(runtime.spec.output),
-                              "shape": list(result.shape)}
+    tensor = interface(runtime.spec).output
+    output: dict[str, Any] = {"name": tensor.name, "datatype": v2_datatype(tensor), "shape": list(result.shape)}
     answer: dict[str, Any] = {"model_name": name, "model_version": str(runtime.version), "outputs": [output]}
     if request_id is not None:
         answer["id"] = request_id
