@@ -76,7 +76,7 @@ def refusal_server(port: int, workers: int) -> None:
     from granian.constants import Interfaces
     from granian.server import Server
 
-    from zoo.serve.wsgi import BACKLOG
+    from zoo.serve.runner import BACKLOG
 
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
     Server("serve_load:constant_refusal", address="127.0.0.1", port=port, interface=Interfaces.ASGI,
