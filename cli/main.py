@@ -279,25 +279,12 @@ def train(
                 f"--nproc-per-node/--nnodes start a run, but this process is already rank "
                 f"{world.rank} of one (WORLD_SIZE is set); drop them"
             )
-        # The caller's mistakes are refused here, before any process starts; each rank runs this command without them.
+        # The caller's mistakes are refused here, before any process starts; each rank is zoo's own entry point.
         zoo.check_training(model, recipe, overrides, device, topology.world_size)
-        rank_args = [
-            "train",
-            model,
-            "--device",
-            device,
-            *(f"--set={key}={value}" for key, value in overrides.items()),
-            f"--checkpoint-every={checkpoint_every}",
-            *(["--resume"] if resume else []),
-        ]
-        for flag, value in (
-            ("--recipe", recipe),
-            ("--data-dir", data_dir),
-            ("--weights-dir", weights_dir),
-            ("--from", from_),
-        ):
-            rank_args += [flag, value] if value is not None else []
-        return zoo.launch(topology, "zoo.cli.main", rank_args + (["--json"] if as_json else []))
+        launched = zoo.launch_training(topology, model, recipe, overrides, device=device, data_dir=data_dir,
+                                       weights_dir=weights_dir, parent=from_, resume=resume,
+                                       checkpoint_every=checkpoint_every)
+        return _report_training(model, launched, as_json) if launched is not None else None
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -328,6 +315,11 @@ def train(
         )
     if result.rank != 0:
         return None
+    return _report_training(model, result, as_json)
+
+
+def _report_training(model: str, result: Any, as_json: bool) -> None:
+    """What `zoo train` prints of a new version (a zoo.TrainResult): warnings on stderr, then its summary or JSON."""
     for failure in result.card_failures:
         errors.print(
             f"[bold yellow]warning:[/] the card was published without {escape(failure)}; "
@@ -335,7 +327,8 @@ def train(
             soft_wrap=True,
         )
     if as_json:
-        return _print_json(result.manifest)
+        _print_json(result.manifest)
+        return
     manifest = result.manifest
     processes = manifest["distributed"]["world_size"]
     console.print(

@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
         "VerificationError", "ZooError"), "zoo.core.errors"),
     "evaluate": "zoo.exports.evaluation",
     "preprocess": "zoo.inputs.preprocessing",
-    **dict.fromkeys(("export", "train"), "zoo.publishing.runs"),
+    **dict.fromkeys(("export", "launch_training", "train"), "zoo.publishing.runs"),
     **dict.fromkeys(("BACKENDS", "FORMATS", "LOSSLESS_FORMATS", "TRITON_FORMATS"), "zoo.exports.formats"),
     **dict.fromkeys(("image_to_batch", "picture_to_batch", "pixels_to_batch"), "zoo.inputs.imaging"),
     **dict.fromkeys(("classify_digits", "predict_values"), "zoo.exports.inference"),

@@ -7,13 +7,18 @@ export's own commit (`rewritten_card`).
 
 from __future__ import annotations
 
+import json
+import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from zoo.cards.card import publish_card, rewritten_card
 from zoo.cards.figures import Drawing
 from zoo.exports import exporter
 from zoo.training import trainer
+from zoo.training.distributed import Topology, launch
 from zoo.training.loops import ProgressCallback
 from zoo.training.trainer import Publication, TrainResult
 
@@ -42,6 +47,35 @@ def train(
     return trainer.train(name, recipe, overrides, device=device, data_dir=data_dir, weights_dir=weights_dir,
                          on_progress=on_progress, parent=parent, resume=resume, checkpoint_every=checkpoint_every,
                          on_resume=on_resume, before_publish=card_before_publish)
+
+
+def launch_training(
+    topology: Topology,
+    name: str,
+    recipe: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    device: str = "auto",
+    data_dir: str | None = None,
+    weights_dir: str | None = None,
+    parent: str | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 1,
+) -> TrainResult | None:
+    """`train` on every rank of `topology`, each started as `python -P -m zoo.publishing.rank` through torchrun.
+
+    Returns rank 0's result where rank 0 ran on this machine, else None (another node publishes); a failed rank
+    raises DistributedRunError naming it and its error. A rank says on stderr when it resumes."""
+    arguments = {"name": name, "recipe": recipe, "overrides": dict(overrides or {}), "device": device,
+                 "data_dir": data_dir, "weights_dir": weights_dir, "parent": parent, "resume": resume,
+                 "checkpoint_every": checkpoint_every}
+    with tempfile.TemporaryDirectory(prefix="zoo-launch-") as folder:
+        request, result = Path(folder) / "request.json", Path(folder) / "result.json"
+        request.write_text(json.dumps({"train": arguments, "result": str(result)}), encoding="utf-8")
+        sys.stderr.flush()
+        launch(topology, "zoo.publishing.rank", [str(request)])
+        if not result.is_file():
+            return None
+        return TrainResult.from_dict(json.loads(result.read_text(encoding="utf-8")))
 
 
 def export(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -65,6 +66,15 @@ class TrainResult:
     # The card's figures (or the card itself) that could not be drawn; the version is published without them.
     card_failures: tuple[str, ...] = ()
     resumed_from: int | None = None  # the epoch whose checkpoint the run resumed from
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as JSON carries it (the path as a string)."""
+        return {**dataclasses.asdict(self), "path": str(self.path), "card_failures": list(self.card_failures)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainResult:
+        """The result `to_dict` gave."""
+        return cls(**{**data, "path": Path(data["path"]), "card_failures": tuple(data["card_failures"])})
 
 
 @dataclass(frozen=True)
