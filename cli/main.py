@@ -281,8 +281,8 @@ def train(
             )
         # The caller's mistakes are refused here, before any process starts; each rank is zoo's own entry point.
         zoo.check_training(model, recipe, overrides, device, topology.world_size)
-        launched = zoo.launch_training(topology, model, recipe, overrides, device=device, data_dir=data_dir,
-                                       weights_dir=weights_dir, parent=from_, resume=resume,
+        launched = zoo.launch_training(topology, model, recipe=recipe, overrides=overrides, device=device,
+                                       data_dir=data_dir, weights_dir=weights_dir, parent=from_, resume=resume,
                                        checkpoint_every=checkpoint_every)
         return _report_training(model, launched, as_json) if launched is not None else None
     columns = (

@@ -7,10 +7,11 @@ export's own commit (`rewritten_card`).
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,6 @@ from zoo.cards.figures import Drawing
 from zoo.exports import exporter
 from zoo.training import trainer
 from zoo.training.distributed import Topology, launch
-from zoo.training.loops import ProgressCallback
 from zoo.training.trainer import Publication, TrainResult
 
 
@@ -30,47 +30,19 @@ def card_before_publish(publication: Publication) -> None:
     publication.manifest["card"] = publish_card(publication.folder, drawing)
 
 
-def train(
-    name: str,
-    recipe: str | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    device: str = "auto",
-    data_dir: str | None = None,
-    weights_dir: str | None = None,
-    on_progress: ProgressCallback | None = None,
-    parent: str | None = None,
-    resume: bool = False,
-    checkpoint_every: int = 1,
-    on_resume: Callable[[int, int], None] | None = None,
-) -> TrainResult:
-    """Train `name` and store a new version with its model card (zoo.training.trainer.train says the rest)."""
-    return trainer.train(name, recipe, overrides, device=device, data_dir=data_dir, weights_dir=weights_dir,
-                         on_progress=on_progress, parent=parent, resume=resume, checkpoint_every=checkpoint_every,
-                         on_resume=on_resume, before_publish=card_before_publish)
+# zoo.train: the trainer, with the card drawn into each version before it is published.
+train = functools.partial(trainer.train, before_publish=card_before_publish)
+train.__doc__ = "Train a model and store a new version with its model card; see zoo.training.trainer.train."
 
 
-def launch_training(
-    topology: Topology,
-    name: str,
-    recipe: str | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    device: str = "auto",
-    data_dir: str | None = None,
-    weights_dir: str | None = None,
-    parent: str | None = None,
-    resume: bool = False,
-    checkpoint_every: int = 1,
-) -> TrainResult | None:
-    """`train` on every rank of `topology`, each started as `python -P -m zoo.publishing.rank` through torchrun.
-
-    Returns rank 0's result where rank 0 ran on this machine, else None (another node publishes); a failed rank
-    raises DistributedRunError naming it and its error. A rank says on stderr when it resumes."""
-    arguments = {"name": name, "recipe": recipe, "overrides": dict(overrides or {}), "device": device,
-                 "data_dir": data_dir, "weights_dir": weights_dir, "parent": parent, "resume": resume,
-                 "checkpoint_every": checkpoint_every}
+def launch_training(topology: Topology, name: str, **arguments: Any) -> TrainResult | None:
+    """`train(name, **arguments)` on every rank of `topology`, each started as `python -P -m zoo.publishing.rank`
+    through torchrun; `arguments` are train's own, as plain data (no callbacks: a rank says on stderr when it
+    resumes). Returns rank 0's result where rank 0 ran on this machine, else None (another node publishes); a
+    failed rank raises DistributedRunError naming it and its error."""
     with tempfile.TemporaryDirectory(prefix="zoo-launch-") as folder:
         request, result = Path(folder) / "request.json", Path(folder) / "result.json"
-        request.write_text(json.dumps({"train": arguments, "result": str(result)}), encoding="utf-8")
+        request.write_text(json.dumps({"train": {"name": name, **arguments}, "result": str(result)}), encoding="utf-8")
         sys.stderr.flush()
         launch(topology, "zoo.publishing.rank", [str(request)])
         if not result.is_file():

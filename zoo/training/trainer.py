@@ -219,25 +219,28 @@ def _train(world: World, name: str, recipe: str | None, overrides: Mapping[str, 
     parent_record, parent_state = parent_weights(name, parent, store, torch_device) if parent else (None, None)
     context = DataContext(resolve_data_dir(data_dir), torch_device)
     folder = run_folder(store, name, recipe_name, chosen, context.data_dir, torch_device, world.size, parent_record)
+    setup = RunSetup(world, spec, name, recipe_name, chosen, torch_device, store, context, parent_record,
+                     parent_state, on_progress, before_publish)
     with run_lock(folder, world, resume) as folder:
-        return _train_in(
-            world,
-            spec,
-            name,
-            recipe_name,
-            chosen,
-            torch_device,
-            store,
-            context,
-            folder,
-            parent_record,
-            parent_state,
-            on_progress,
-            resume,
-            checkpoint_every,
-            on_resume,
-            before_publish,
-        )
+        return _train_in(setup, folder, resume, checkpoint_every, on_resume)
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """Everything a run's steps are decided by, resolved once before it starts, and its callbacks."""
+
+    world: World
+    spec: ModelSpec
+    name: str
+    recipe_name: str
+    chosen: Recipe
+    device: torch.device
+    store: WeightsStore
+    context: DataContext
+    parent_record: ParentRecord | None
+    parent_state: dict[str, torch.Tensor] | None
+    on_progress: ProgressCallback | None
+    before_publish: BeforePublish | None
 
 
 @contextlib.contextmanager
@@ -269,24 +272,9 @@ def run_lock(folder: Path, world: World, resume: bool) -> Iterator[Path]:
         lock.release()
 
 
-def _train_in(
-    world: World,
-    spec: ModelSpec,
-    name: str,
-    recipe_name: str,
-    chosen: Recipe,
-    torch_device: torch.device,
-    store: WeightsStore,
-    context: DataContext,
-    folder: Path,
-    parent_record: ParentRecord | None,
-    parent_state: dict[str, torch.Tensor] | None,
-    on_progress: ProgressCallback | None,
-    resume: bool,
-    checkpoint_every: int,
-    on_resume: Callable[[int, int], None] | None,
-    before_publish: BeforePublish | None,
-) -> TrainResult:
+def _train_in(setup: RunSetup, folder: Path, resume: bool, checkpoint_every: int,
+              on_resume: Callable[[int, int], None] | None) -> TrainResult:
+    world, name, chosen = setup.world, setup.name, setup.chosen
     checkpoint = folder / CHECKPOINT_FILE
     state = None
     if resume:
@@ -308,21 +296,7 @@ def _train_in(
         shutil.rmtree(folder, ignore_errors=True)  # an earlier run's checkpoint is not this run's to continue
     run = Checkpointing(checkpoint, name, checkpoint_every, state, writer=world.is_main)
     try:
-        return _run(
-            world,
-            spec,
-            name,
-            recipe_name,
-            chosen,
-            torch_device,
-            store,
-            context,
-            run,
-            parent_record,
-            parent_state,
-            on_progress,
-            before_publish,
-        )
+        return _run(setup, run)
     except ZooError:
         # A failure the zoo diagnosed (its message says what to fix) leaves nothing behind, as a failed version does;
         # a run killed, interrupted or crashed keeps its folder, to be resumed.
@@ -331,21 +305,9 @@ def _train_in(
         raise
 
 
-def _run(
-    world: World,
-    spec: ModelSpec,
-    name: str,
-    recipe_name: str,
-    chosen: Recipe,
-    torch_device: torch.device,
-    store: WeightsStore,
-    context: DataContext,
-    run: Checkpointing,
-    parent_record: ParentRecord | None,
-    parent_state: dict[str, torch.Tensor] | None,
-    on_progress: ProgressCallback | None,
-    before_publish: BeforePublish | None,
-) -> TrainResult:
+def _run(setup: RunSetup, run: Checkpointing) -> TrainResult:
+    world, spec, name, chosen, torch_device = setup.world, setup.spec, setup.name, setup.chosen, setup.device
+    store, context, parent_record, parent_state = setup.store, setup.context, setup.parent_record, setup.parent_state
     with process_group(world, torch_device) as backend:
         model = spec.build_module(chosen, torch_device)
         if parent_state is not None and parent_record is not None:
@@ -358,19 +320,19 @@ def _run(
                 ) from None
         started = time.perf_counter()
         with reproducible(torch_device), checkpointing(run):
-            trained = train_objective(spec.objective, model, chosen, context, on_progress)
+            trained = train_objective(spec.objective, model, chosen, context, setup.on_progress)
         seconds = time.perf_counter() - started
         all_ranks_reached()  # a rank that died stops the run here, before anything is published
         published = None
         if world.is_main:
-            manifest = _manifest(recipe_name, chosen, trained, model, torch_device, world, backend, seconds)
+            manifest = _manifest(setup.recipe_name, chosen, trained, model, torch_device, world, backend, seconds)
             metrics = manifest["metrics"]
             if parent_record is not None:
                 manifest["parent"] = parent_record
 
             def add_files(staging: Path, record: Manifest) -> None:
-                if before_publish is not None:
-                    before_publish(Publication(staging, record, spec, chosen, model, context))
+                if setup.before_publish is not None:
+                    setup.before_publish(Publication(staging, record, spec, chosen, model, context))
 
             version = store.save(name, model.state_dict(), manifest, before_publish=add_files)
             shutil.rmtree(run.path.parent, ignore_errors=True)  # published: nothing left to resume
