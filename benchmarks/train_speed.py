@@ -30,7 +30,6 @@ from zoo.core.data import load_mnist, resolve_data_dir
 from zoo.core.registry import get_model
 from zoo.core.tasks import classification_loss
 from zoo.training.loops import fit
-from zoo.training.trainer import build
 
 BATCH, LR = 200, 0.01
 # The default recipes as they were before bf16 (zoo 0.1.0), to time against with --before.
@@ -97,7 +96,7 @@ def steady_epochs(data_dir: str, epochs: int) -> list[float]:
     spec = get_model("mnist-mlp")
     recipe = spec.recipe("document", {"epochs": 1})
     splits = load_mnist(data_dir, torch.device("cpu"))
-    model = build(spec, recipe, torch.device("cpu"))
+    model = spec.build_module(recipe, torch.device("cpu"))
     times = []
     for _ in range(epochs):
         started = time.perf_counter()

@@ -31,15 +31,21 @@ console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 
 
+# The zoo's parameters, as this command line spells them: an error naming one as its fix says the flag instead.
+FLAGS = {"device": "--device", "data_dir": "--data-dir", "weights_dir": "--weights-dir",
+         "nproc_per_node": "--nproc-per-node"}
+
+
 class ZooGroup(TyperGroup):
     """Turns every ZooError raised by a command into a one-line message on stderr and a non-zero exit:
-    2 for a mistake in what the user asked for (like a usage error), 1 for a fault of data or files on disk."""
+    2 for a mistake in what the user asked for (like a usage error), 1 for a fault of data or files on disk.
+    The parameters the message names as fixes are said as this command line's flags (FLAGS)."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # typer passes its own Context
         try:
             return super().invoke(ctx)
         except ZooError as error:
-            errors.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+            errors.print(f"[bold red]error:[/] {escape(error.spelled(FLAGS))}", soft_wrap=True)
             raise typer.Exit(2 if error.caller_error else 1) from None
 
 
@@ -273,25 +279,12 @@ def train(
                 f"--nproc-per-node/--nnodes start a run, but this process is already rank "
                 f"{world.rank} of one (WORLD_SIZE is set); drop them"
             )
-        # The caller's mistakes are refused here, before any process starts; each rank runs this command without them.
+        # The caller's mistakes are refused here, before any process starts; each rank is zoo's own entry point.
         zoo.check_training(model, recipe, overrides, device, topology.world_size)
-        rank_args = [
-            "train",
-            model,
-            "--device",
-            device,
-            *(f"--set={key}={value}" for key, value in overrides.items()),
-            f"--checkpoint-every={checkpoint_every}",
-            *(["--resume"] if resume else []),
-        ]
-        for flag, value in (
-            ("--recipe", recipe),
-            ("--data-dir", data_dir),
-            ("--weights-dir", weights_dir),
-            ("--from", from_),
-        ):
-            rank_args += [flag, value] if value is not None else []
-        return zoo.launch(topology, "zoo.cli.main", rank_args + (["--json"] if as_json else []))
+        launched = zoo.launch_training(topology, model, recipe=recipe, overrides=overrides, device=device,
+                                       data_dir=data_dir, weights_dir=weights_dir, parent=from_, resume=resume,
+                                       checkpoint_every=checkpoint_every)
+        return _report_training(model, launched, as_json) if launched is not None else None
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -322,6 +315,11 @@ def train(
         )
     if result.rank != 0:
         return None
+    return _report_training(model, result, as_json)
+
+
+def _report_training(model: str, result: Any, as_json: bool) -> None:
+    """What `zoo train` prints of a new version (a zoo.TrainResult): warnings on stderr, then its summary or JSON."""
     for failure in result.card_failures:
         errors.print(
             f"[bold yellow]warning:[/] the card was published without {escape(failure)}; "
@@ -329,7 +327,8 @@ def train(
             soft_wrap=True,
         )
     if as_json:
-        return _print_json(result.manifest)
+        _print_json(result.manifest)
+        return
     manifest = result.manifest
     processes = manifest["distributed"]["world_size"]
     console.print(
@@ -349,8 +348,9 @@ def train(
 
 
 # Choices come from zoo's one table of formats, so a new format is a new choice here too.
-Backend = Enum("Backend", {name: name for name in BACKENDS}, type=str)
-Format = Enum("Format", {**{name: name for name in FORMATS}, "all": "all"}, type=str)
+# mypy cannot see an Enum's members made from a table; each choice is checked by the zoo call it reaches.
+Backend = Enum("Backend", {name: name for name in BACKENDS}, type=str)  # type: ignore[misc]
+Format = Enum("Format", {**{name: name for name in FORMATS}, "all": "all"}, type=str)  # type: ignore[misc]
 
 
 @app.command()
@@ -432,7 +432,9 @@ def _task_score(check: dict | None) -> str:
     return f"rel. error {check['relative_error']:.2g}"
 
 
-ServeBackend = Enum("ServeBackend", {"auto": "auto", **{name: name for name in BACKENDS}}, type=str)
+ServeBackend = Enum(  # type: ignore[misc]
+    "ServeBackend", {"auto": "auto", **{name: name for name in BACKENDS}}, type=str
+)
 AccessLog = Enum("AccessLog", {"text": "text", "json": "json"}, type=str)
 
 
@@ -600,7 +602,7 @@ def _print_predictions(run: Any, top_k: int, style: str, report: Console) -> int
     return failed
 
 
-TritonFormat = Enum("TritonFormat", {name: name for name in TRITON_FORMATS}, type=str)
+TritonFormat = Enum("TritonFormat", {name: name for name in TRITON_FORMATS}, type=str)  # type: ignore[misc]
 
 
 @app.command("triton-repo")

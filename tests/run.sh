@@ -11,4 +11,7 @@ python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e ".[test]"
 export ZOO_DATA_DIR="${ZOO_DATA_DIR:-$(cd .. && pwd)/shared/data}"
+# The code checks first (configured in pyproject.toml): ruff's lint rules, then mypy over zoo/, cli/ and serve/.
+.venv/bin/ruff check .
+.venv/bin/python tests/typecheck.py
 .venv/bin/python -m pytest -q "$@"

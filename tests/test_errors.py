@@ -205,3 +205,14 @@ def test_a_backend_is_scored_on_its_own_outputs(weights_dir, data_dir):
     assert scores("onnx", 1)["slope"] == pytest.approx(scores("torch", 2)["slope"], abs=1e-5)
     assert scores("onnx", 1)["intercept"] == pytest.approx(scores("torch", 2)["intercept"], abs=1e-5)
     assert abs(scores("torch", 1)["intercept"] - scores("torch", 2)["intercept"]) > 1e-3
+
+
+def test_the_library_names_the_parameter_and_the_cli_its_flag(monkeypatch, weights_dir):
+    """A fix is named as Python spells it in zoo's message, and as the command line spells it in the CLI's."""
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(zoo.DeviceUnavailableError) as caught:
+        zoo.resolve_device("cuda")
+    assert str(caught.value).endswith("use device='cpu'") and "--" not in str(caught.value)
+    result = runner.invoke(app, ["train", "tiny-fnn", "--device", "cuda"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith("use --device cpu") and "device='cpu'" not in result.stderr

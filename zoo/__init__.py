@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
         "VerificationError", "ZooError"), "zoo.core.errors"),
     "evaluate": "zoo.exports.evaluation",
     "preprocess": "zoo.inputs.preprocessing",
-    "export": "zoo.exports.exporter",
+    **dict.fromkeys(("export", "launch_training", "train"), "zoo.publishing.runs"),
     **dict.fromkeys(("BACKENDS", "FORMATS", "LOSSLESS_FORMATS", "TRITON_FORMATS"), "zoo.exports.formats"),
     **dict.fromkeys(("image_to_batch", "picture_to_batch", "pixels_to_batch"), "zoo.inputs.imaging"),
     **dict.fromkeys(("classify_digits", "predict_values"), "zoo.exports.inference"),
@@ -38,7 +38,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Runtime", "open_runtime"), "zoo.exports.runtimes"),
     **dict.fromkeys(("InputForm", "Interface", "Minimise", "ModelSpec", "Supervised", "TensorSpec"), "zoo.core.spec"),
     **dict.fromkeys(("WeightsStore", "parse_ref"), "zoo.store.versions"),
-    **dict.fromkeys(("TrainResult", "check_training", "train"), "zoo.training.trainer"),
+    **dict.fromkeys(("TrainResult", "check_training"), "zoo.training.trainer"),
     "write_triton_repository": "zoo.exports.triton",
 }
 

@@ -11,7 +11,6 @@ from zoo.core.errors import UnknownVersionError
 from zoo.core.registry import get_model
 from zoo.store.loading import load_model
 from zoo.store.versions import RELEASED_WEIGHTS, WeightsStore
-from zoo.training.trainer import build
 
 Weights = str | int | None
 
@@ -32,7 +31,7 @@ def build_pretrained(
     """The eval-mode module of `name`: released weights ("DEFAULT"), version N (an int), or untrained (None)."""
     if weights is None:
         spec = get_model(name)
-        return build(spec, spec.recipe(), resolve_device(device)).eval()
+        return spec.build_module(spec.recipe(), resolve_device(device)).eval()
     if weights == "DEFAULT":
         return load_model(name, released_default(name), str(RELEASED_WEIGHTS), device).model
     if isinstance(weights, bool) or not isinstance(weights, int):
@@ -43,6 +42,7 @@ def build_pretrained(
 def entrypoint(name: str) -> Callable[..., nn.Module]:
     """A torch.hub entry point for `name`, with a docstring that torch.hub.help shows."""
     spec = get_model(name)
+    interface = spec.required_interface()  # only a model that runs on inputs has an entry point
 
     def load(weights: Weights = None, weights_dir: str | None = None, device: str = "cpu") -> nn.Module:
         return build_pretrained(name, weights, weights_dir, device)
@@ -50,8 +50,8 @@ def entrypoint(name: str) -> Callable[..., nn.Module]:
     load.__name__ = load.__qualname__ = name.replace("-", "_")
     load.__doc__ = (
         f"{spec.summary} (zoo model {name!r}, document {spec.source}).\n\n"
-        f"Input: {spec.input.name} {list(spec.input.shape)} float32 -> output: {spec.output.name} "
-        f"{list(spec.output.shape)}; "
+        f"Input: {interface.input.name} {list(interface.input.shape)} float32 -> output: {interface.output.name} "
+        f"{list(interface.output.shape)}; "
         f"preprocessing: {spec.preprocessing}.\n\n"
         "Args:\n"
         '    weights: "DEFAULT" for the latest released weights, N for version N (yours or released), None (default) '

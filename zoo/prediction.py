@@ -9,6 +9,7 @@ its error; the others go on.
 
 from __future__ import annotations
 
+import functools
 import glob
 import io
 import json
@@ -67,10 +68,11 @@ class Prediction:
 
     def top(self, k: int) -> list[tuple[int, float]]:
         """The k most probable classes with their probabilities, most probable first (empty for values models)."""
-        if self.probabilities is None:
+        probabilities = self.probabilities
+        if probabilities is None:
             return []
-        order = sorted(range(len(self.probabilities)), key=lambda i: -self.probabilities[i])
-        return [(i, self.probabilities[i]) for i in order[:k]]
+        order = sorted(range(len(probabilities)), key=lambda i: -probabilities[i])
+        return [(i, probabilities[i]) for i in order[:k]]
 
     def to_dict(self, spec: ModelSpec, top_k: int = 1) -> dict[str, Any]:
         """As the server answers: {"input", "digit", "probability", "probabilities", "top_k"} for digit models,
@@ -78,7 +80,7 @@ class Prediction:
         if not self.ok:
             return {"input": self.input, "error": self.error}
         if self.probabilities is None:
-            return {"input": self.input, spec.output.name: self.answer}
+            return {"input": self.input, spec.required_interface().output.name: self.answer}
         return {"input": self.input, "digit": self.answer, "probability": self.probability,
                 "probabilities": self.probabilities,
                 "top_k": [{"digit": digit, "probability": p} for digit, p in self.top(top_k)]}
@@ -103,7 +105,7 @@ def gather_inputs(items: Sequence[str], spec: ModelSpec, stdin: io.BufferedIOBas
             continue
         number = _numbers(item, spec)
         if number is not None and not os.path.exists(item):
-            sources.append(Source(item, lambda value=number: value))
+            sources.append(Source(item, functools.partial(_given, number)))
             continue
         paths = [item]
         if not os.path.exists(item) and GLOB_CHARACTERS & set(item):
@@ -114,11 +116,12 @@ def gather_inputs(items: Sequence[str], spec: ModelSpec, stdin: io.BufferedIOBas
         for path in paths:
             if os.path.isdir(path):
                 found = _walk(Path(path), spec)
-                sources += [Source(str(file), lambda f=file: _read_file(f, spec)) for file in found]
+                sources += [Source(str(file), functools.partial(_read_file, file, spec)) for file in found]
             elif os.path.isfile(path):
-                sources.append(Source(path, lambda f=Path(path): _read_file(f, spec)))
+                sources.append(Source(path, functools.partial(_read_file, Path(path), spec)))
             else:
-                what = "file or folder" if spec.interface.form is InputForm.DIGITS else "number, file or folder"
+                digits = spec.required_interface().form is InputForm.DIGITS
+                what = "file or folder" if digits else "number, file or folder"
                 sources.append(_failing(path, f"expected a {what}, got a name that is none of these"))
     return sources
 
@@ -131,7 +134,7 @@ def _failing(label: str, message: str) -> Source:
 
 
 def _suffixes(spec: ModelSpec) -> tuple[str, ...]:
-    return (*IMAGE_SUFFIXES, *ARRAY_SUFFIXES) if spec.interface.form is InputForm.DIGITS else ARRAY_SUFFIXES
+    return (*IMAGE_SUFFIXES, *ARRAY_SUFFIXES) if spec.required_interface().form is InputForm.DIGITS else ARRAY_SUFFIXES
 
 
 def _walk(folder: Path, spec: ModelSpec) -> list[Path]:
@@ -146,13 +149,18 @@ def _walk(folder: Path, spec: ModelSpec) -> list[Path]:
 
 def _numbers(text: str, spec: ModelSpec) -> list[float] | None:
     """`text` as one item of numbers for a values model ("3.5", "1,2,3"), else None."""
-    if spec.interface.form is not InputForm.VALUES:
+    if spec.required_interface().form is not InputForm.VALUES:
         return None
     try:
         values = [float(part) for part in text.split(",")]
     except ValueError:
         return None
     return values if all(math.isfinite(v) for v in values) else None
+
+
+def _given(value: Any) -> Any:
+    """A number named on the command line, read as it came."""
+    return value
 
 
 def _read_file(path: Path, spec: ModelSpec) -> Any:
@@ -173,11 +181,11 @@ def _read_stdin(stdin: io.BufferedIOBase | None, spec: ModelSpec) -> Any:
         raise InvalidInputError("expected an image, an .npy array, JSON or numbers on standard input, got nothing")
     if data.startswith(b"\x93NUMPY"):
         return _load_npy(data)
-    if spec.interface.form is InputForm.VALUES or data.lstrip()[:1] in (b"[", b"{"):
+    if spec.required_interface().form is InputForm.VALUES or data.lstrip()[:1] in (b"[", b"{"):
         try:
             return _from_json(data, spec)
         except InvalidInputError:
-            if spec.interface.form is InputForm.DIGITS:
+            if spec.required_interface().form is InputForm.DIGITS:
                 raise
         try:  # plain numbers: "0 10 100", one per line, or comma-separated
             return [float(part) for part in data.decode().replace(",", " ").split()]
@@ -200,7 +208,7 @@ def _from_json(data: bytes, spec: ModelSpec) -> Any:
         document = json.loads(data)
     except (ValueError, RecursionError) as error:
         raise InvalidInputError(f"expected JSON, got invalid JSON ({str(error)[:200]})") from None
-    key = "pixels" if spec.interface.form is InputForm.DIGITS else spec.input.name
+    key = "pixels" if spec.required_interface().form is InputForm.DIGITS else spec.required_interface().input.name
     if isinstance(document, dict):
         if set(document) != {key}:
             raise InvalidInputError(f"expected a JSON object with only the key {key!r} (or a bare array), "
@@ -255,7 +263,7 @@ class PredictionRun:
         answers: list[Any] = []
         if arrays:
             batch = np.concatenate(arrays)
-            if self.spec.interface.form is InputForm.DIGITS:
+            if self.spec.required_interface().form is InputForm.DIGITS:
                 answers = [(a["digit"], a["probabilities"]) for a in classify_digits(self.runtime, batch)]
             else:
                 answers = [(value, None) for value in predict_values(self.runtime, batch)]

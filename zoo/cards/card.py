@@ -21,10 +21,10 @@ from zoo.core.data import DataContext, resolve_data_dir
 from zoo.core.devices import resolve_device
 from zoo.core.errors import DrawingError, MissingCardError, ZooError
 from zoo.core.registry import get_model
-from zoo.core.spec import InputForm, ModelSpec
+from zoo.core.spec import InputForm, Interface, ModelSpec
 from zoo.exports.formats import FORMATS
 from zoo.store.atomic import CARD_STAGING_PREFIX, replace_file
-from zoo.store.loading import load_version
+from zoo.store.loading import LoadedModel, load_version
 from zoo.store.manifest import CardRecord, Manifest, version_file
 from zoo.store.versions import WeightsStore, parse_ref
 
@@ -52,6 +52,17 @@ def publish_card(folder: Path, drawing: Drawing) -> CardRecord:
         failures.append(f"{CARD_FILE}: {type(error).__name__}: {_first_line(error)}")
     record["drawing_seconds"] = round(time.perf_counter() - started, 3)
     return record
+
+
+def rewritten_card(loaded: LoadedModel, manifest: Manifest, context: DataContext) -> dict[Path, str]:
+    """A stored version's card text redrawn from `manifest` (its export table as it will be), by its file; nothing
+    for a version drawn without a card."""
+    record = loaded.manifest.get("card")
+    file = record.get("file") if record else None
+    if not record or not file:
+        return {}
+    text = card_text(Drawing(loaded.spec, loaded.recipe, manifest, loaded.model, context), record)
+    return {loaded.stored.path / file: text}
 
 
 def draw_card(ref: str, weights_dir: str | None = None, data_dir: str | None = None,
@@ -113,7 +124,7 @@ def stored_card(name: str, version: int | None, weights_dir: str | None = None) 
     store = WeightsStore(weights_dir)
     version = store.resolve(name, version)
     folder = store.version_dir(name, version)
-    record = store.manifest(name, version).get("card") or {}
+    record: CardRecord | dict[str, Any] = store.manifest(name, version).get("card") or {}
     path = version_file(folder, record.get("file") or CARD_FILE, "card.file")
     if not record.get("file") or not path.is_file():
         raise MissingCardError(
@@ -249,9 +260,10 @@ def _about(drawing: Drawing) -> str:
         f"- parameters: {parameters:,}" if isinstance(parameters, int) else "- parameters: unknown",
     ]
     if spec.interface is not None:
+        tensors = spec.interface.input, spec.interface.output
         lines += [
-            f"- input: `{spec.input.name}` {_shape(spec.input.shape)} {spec.input.dtype} -> "
-            f"output: `{spec.output.name}` {_shape(spec.output.shape)}",
+            f"- input: `{tensors[0].name}` {_shape(tensors[0].shape)} {tensors[0].dtype} -> "
+            f"output: `{tensors[1].name}` {_shape(tensors[1].shape)}",
             f"- preprocessing: {spec.preprocessing}",
         ]
     else:
@@ -364,64 +376,15 @@ def _usage(spec: ModelSpec, manifest: Manifest) -> str:
     ref, name, version = _ref(manifest), spec.name, manifest["version"]
     lines = ["## How to use", "", "Command line:", "", "```bash", f"zoo evaluate {ref}"]
     if spec.interface is None:
-        lines += [
-            "```",
-            "",
-            "Python: the answer is the module's parameters.",
-            "",
-            "```python",
-            "import zoo",
-            "",
-            f"model = zoo.load_model({name!r}, {version}).model",
-            "print({key: value.tolist() for key, value in model.named_parameters()})",
-            "```",
-            "",
-            "It takes no inputs, so it is neither exported nor served.",
-        ]
-        return "\n".join(lines)
-    input_name = spec.input.name
+        return "\n".join(lines + _usage_without_inputs(name, version))
+    input_name = spec.required_interface().input.name
     lines += [
         f"zoo export {ref}    # ONNX beside the weights (--format all for every format)",
-        "zoo serve    # HTTP on localhost:8000 (a drawing page at / for digit models)",
+        "zoo serve    # HTTP (a drawing page at / for digit models); SERVER below is the address it listens on",
         "```",
         "",
     ]
-    if spec.interface.form is InputForm.DIGITS:
-        python = [
-            f"model = zoo.load_model({name!r}, {version})",
-            "with torch.no_grad():",
-            '    logits = model.model(model.preprocess(Image.open("digit.png")))',
-            "print(model.categories[logits.argmax(1).item()])",
-        ]
-        http = (
-            f"curl -s -X POST localhost:8000/v1/models/{name}/versions/{version}/predict "
-            "-H 'Content-Type: image/png' --data-binary @digit.png"
-        )
-        example = (
-            f"rng.random((1, {', '.join(map(str, spec.input.features))}), dtype=np.float32)  # raw pixels in [0, 1]"
-        )
-        imports = ["import torch, zoo", "from PIL import Image"]
-    else:
-        features = spec.input.features[0]
-        values = list(range(1, features + 1)) if features <= 4 else None
-        body = json.dumps({input_name: [values]}) if values else f'{{"{input_name}": [[{features} numbers]]}}'
-        python = [
-            f"model = zoo.load_model({name!r}, {version})",
-            "with torch.no_grad():",
-            f"    print(model.model(torch.tensor([{values}], dtype=torch.float32)))"
-            if values
-            else f"    print(model.model(torch.randn(1, {features})))",
-        ]
-        http = (
-            f"curl -s -X POST localhost:8000/v1/models/{name}/versions/{version}/predict "
-            f"-H 'Content-Type: application/json' -d '{body}'"
-        )
-        example = (
-            f"np.array([{values}], dtype=np.float32)"
-            if values
-            else f"rng.standard_normal((1, {features}), dtype=np.float32)"
-        )
-        imports = ["import torch, zoo"]
+    imports, python, http, example = _usage_examples(spec.interface, name, version)
     onnx_file = FORMATS["onnx"].file
     lines += [
         "Python:",
@@ -455,6 +418,55 @@ def _usage(spec: ModelSpec, manifest: Manifest) -> str:
         "```",
     ]
     return "\n".join(lines)
+
+
+def _usage_without_inputs(name: str, version: int) -> list[str]:
+    return [
+        "```",
+        "",
+        "Python: the answer is the module's parameters.",
+        "",
+        "```python",
+        "import zoo",
+        "",
+        f"model = zoo.load_model({name!r}, {version}).model",
+        "print({key: value.tolist() for key, value in model.named_parameters()})",
+        "```",
+        "",
+        "It takes no inputs, so it is neither exported nor served.",
+    ]
+
+
+def _usage_examples(interface: Interface, name: str, version: int) -> tuple[list[str], list[str], str, str]:
+    """The Python imports and lines, the HTTP request and an ONNX Runtime input that show a model on inputs."""
+    predict_url = f'"$SERVER/v1/models/{name}/versions/{version}/predict"'
+    if interface.form is InputForm.DIGITS:
+        python = [
+            f"model = zoo.load_model({name!r}, {version})",
+            "with torch.no_grad():",
+            '    logits = model.model(model.preprocess(Image.open("digit.png")))',
+            "print(model.categories[logits.argmax(1).item()])",
+        ]
+        http = f"curl -s -X POST {predict_url} -H 'Content-Type: image/png' --data-binary @digit.png"
+        shape = ", ".join(map(str, interface.input.features))
+        example = f"rng.random((1, {shape}), dtype=np.float32)  # raw pixels in [0, 1]"
+        return ["import torch, zoo", "from PIL import Image"], python, http, example
+    input_name, features = interface.input.name, interface.input.features[0]
+    values = list(range(1, features + 1)) if features <= 4 else None
+    body = json.dumps({input_name: [values]}) if values else f'{{"{input_name}": [[{features} numbers]]}}'
+    python = [
+        f"model = zoo.load_model({name!r}, {version})",
+        "with torch.no_grad():",
+        f"    print(model.model(torch.tensor([{values}], dtype=torch.float32)))"
+        if values
+        else f"    print(model.model(torch.randn(1, {features})))",
+    ]
+    http = f"curl -s -X POST {predict_url} -H 'Content-Type: application/json' -d '{body}'"
+    example = (
+        f"np.array([{values}], dtype=np.float32)" if values
+        else f"rng.standard_normal((1, {features}), dtype=np.float32)"
+    )
+    return ["import torch, zoo"], python, http, example
 
 
 def _limits(spec: ModelSpec, manifest: Manifest) -> str:

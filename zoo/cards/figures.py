@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from zoo.core.data import DataContext, Splits
+from zoo.core.errors import DrawingError
 from zoo.core.recipes import Recipe
-from zoo.core.spec import CardFigure, ModelSpec
+from zoo.core.spec import CardFigure, ModelSpec, Supervised
 from zoo.core.tasks import predict_logits
 from zoo.store.atomic import replace_file
 from zoo.store.manifest import Manifest, sampled_steps
@@ -48,7 +49,10 @@ class Drawing:
     @functools.cached_property
     def splits(self) -> Splits:
         """The objective's data for this recipe (a supervised model's; a minimised one has none)."""
-        return self.spec.objective.load_data(self.recipe, self.context)
+        objective = self.spec.objective
+        if not isinstance(objective, Supervised):
+            raise DrawingError(f"{self.spec.name} has no data to draw from: its objective minimises the module")
+        return objective.load_data(self.recipe, self.context)
 
     @functools.cached_property
     def test_outputs(self) -> torch.Tensor:
@@ -156,7 +160,7 @@ def draw_confusion_matrix(drawing: Drawing, figure: Figure) -> None:
 
     truth = drawing.splits.test_y.cpu().numpy()
     predicted = drawing.test_outputs.argmax(1).numpy()
-    categories = drawing.spec.interface.categories
+    categories = drawing.spec.required_interface().categories
     size = len(categories)
     counts = np.zeros((size, size), dtype=np.int64)
     np.add.at(counts, (truth, predicted), 1)
@@ -191,7 +195,7 @@ def draw_misclassified(drawing: Drawing, figure: Figure) -> None:
     wrong = torch.nonzero(predicted != truth).flatten()
     # Most confident first; a stable sort keeps ties in test-set order, so the grid is the same every time.
     order = wrong[torch.sort(-confidence[wrong], stable=True).indices][:MISCLASSIFIED_SHOWN]
-    categories = drawing.spec.interface.categories
+    categories = drawing.spec.required_interface().categories
     columns = 6
     grid = figure.subplots(MISCLASSIFIED_SHOWN // columns, columns)
     images = drawing.splits.test_x

@@ -11,7 +11,7 @@ from pathlib import Path
 import platformdirs
 import torch
 
-from zoo.core.errors import DataNotFoundError
+from zoo.core.errors import DataNotFoundError, Setting
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -69,10 +69,12 @@ def _mnist_uint8(root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, 
             train = datasets.MNIST(str(root), train=True, download=True)
         except Exception as exc:  # torchvision raises plain RuntimeError / URLError when offline
             expected = ", ".join(str(root / "MNIST" / "raw" / name) for name in MNIST_FILES)
+            fix = Setting("data_dir")
             raise DataNotFoundError(
                 f"MNIST is not in {root} and could not be downloaded ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0]}); "
-                f"expected the files {expected} (set --data-dir or ZOO_DATA_DIR to a folder that has them)"
+                f"expected the files {expected} (set {fix} or ZOO_DATA_DIR to a folder that has them)",
+                settings=(fix,),
             ) from None
     test = datasets.MNIST(str(root), train=False, download=False)
     tensors = (train.data, train.targets, test.data, test.targets)

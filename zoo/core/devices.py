@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from zoo.core.errors import DeviceUnavailableError
+from zoo.core.errors import DeviceUnavailableError, Setting
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -23,8 +23,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise DeviceUnavailableError(f"unsupported device {device!r}: expected auto, cpu, cuda or cuda:N")
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
+        fix = Setting("device", "cpu")
         raise DeviceUnavailableError(
-            f"device {device!r} requested but CUDA is not available on this machine; use --device cpu"
+            f"device {device!r} requested but CUDA is not available on this machine; use {fix}", settings=(fix,)
         )
     if resolved.index is not None and resolved.index >= count:
         raise DeviceUnavailableError(

@@ -3,17 +3,48 @@
 Every kind says whose fault it is in `caller_error`: True for a mistake in what the caller asked for (a name,
 a value, an input), False for a fault of files or data on disk. The CLI turns that into exit 2 or exit 1,
 the server into a 4xx or a 500; nothing else needs to know the kinds.
+
+Messages speak Python: a setting that would fix the error is named as the parameter it is (`device='cpu'`), and
+carried in `settings`, so that a front end that spells parameters its own way (the CLI's flags) says it in its own
+words where it shows the error.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A parameter (and the value) an error's message names as a fix: `str()` is how the message spells it."""
+
+    parameter: str
+    value: Any = None  # None: the parameter itself, with no value in mind
+
+    def __str__(self) -> str:
+        return self.parameter if self.value is None else f"{self.parameter}={self.value!r}"
 
 
 class ZooError(Exception):
-    """Base of every error the zoo raises on purpose."""
+    """Base of every error the zoo raises on purpose; `settings` are the parameters its message names as fixes."""
 
     caller_error: ClassVar[bool] = True
+
+    def __init__(self, message: str = "", *, settings: tuple[Setting, ...] = ()) -> None:
+        super().__init__(message)
+        self.settings = settings
+
+    def spelled(self, spell: dict[str, str]) -> str:
+        """The message with each setting whose parameter `spell` names in that front end's words: `spell[parameter]`
+        for the parameter, with the value after it (the CLI: {"device": "--device"} turns device='cpu' into
+        --device cpu)."""
+        message = str(self)
+        for setting in self.settings:
+            if setting.parameter in spell:
+                words = spell[setting.parameter]
+                message = message.replace(str(setting), words if setting.value is None else f"{words} {setting.value}")
+        return message
 
 
 class UnknownModelError(ZooError, LookupError):

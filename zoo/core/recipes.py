@@ -7,7 +7,7 @@ import json
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from zoo.core.errors import InvalidOverrideError
 
@@ -52,6 +52,8 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
+RecipeT = TypeVar("RecipeT", bound="Recipe")  # a function of any recipe class returns that class
+
 def recipe_fields(recipe: Recipe) -> dict[str, Any]:
     """Each field's name mapped to its resolved type annotation."""
     hints = typing.get_type_hints(type(recipe))
@@ -62,7 +64,7 @@ def describe_type(tp: Any) -> str:
     """A short human name for a field type: `int`, `one of relu, sigmoid`, `JSON list`."""
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(map(str, typing.get_args(tp)))
-    return getattr(tp, "__name__", None) if tp in (int, float, bool, str) else "JSON list"
+    return str(tp.__name__) if tp in (int, float, bool, str) else "JSON list"
 
 
 def coerce(key: str, value: Any, tp: Any) -> Any:
@@ -109,7 +111,7 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
     raise InvalidOverrideError(f"bad value for {key!r}: expected {describe_type(tp)}, got {value!r}")
 
 
-def apply_overrides(recipe: Recipe, overrides: Mapping[str, Any]) -> Recipe:
+def apply_overrides(recipe: RecipeT, overrides: Mapping[str, Any]) -> RecipeT:
     """A copy of `recipe` with `overrides` applied; unknown keys and bad values raise, listing the valid keys."""
     fields = recipe_fields(recipe)
     changes: dict[str, Any] = {}
@@ -132,7 +134,7 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
     return parsed
 
 
-def recipe_from_dict(template: Recipe, values: Mapping[str, Any]) -> Recipe:
+def recipe_from_dict(template: RecipeT, values: Mapping[str, Any]) -> RecipeT:
     """Rebuild a recipe of `template`'s class from its stored dict (as in a manifest).
 
     A field the dict lacks was added to the class after the version was made: it takes the field's own

@@ -90,12 +90,12 @@ def model_catalog() -> dict[str, dict[str, Any]]:
     if cache is not None:
         try:
             stored = json.loads(cache.read_text())
-            if stored.get("key") == sources_key(sources):
+            if sources is not None and stored.get("key") == sources_key(sources):
                 return stored["models"]
         except (OSError, ValueError, KeyError, AttributeError):
             pass  # no cache yet, or one from another build: rebuilt below
     models = _described()
-    if cache is not None:
+    if cache is not None and sources is not None:
         _write_quietly(cache, {"key": sources_key(sources), "models": models})
     return models
 
@@ -168,7 +168,7 @@ def catalog_cache(sources: list[tuple[str, str]]) -> Path:
 def sources_key(sources: list[tuple[str, str]]) -> str:
     """A fingerprint of every file the metadata comes from: the model modules and the zoo's own sources."""
     files = sorted({path for _, path in sources} | {str(p) for p in PACKAGE.rglob("*.py")})
-    stamps = []
+    stamps: list[tuple[str, int | None, int | None]] = []
     for path in files:
         try:
             info = os.stat(path if os.path.isfile(path) else os.path.join(path, "__init__.py"))

@@ -10,19 +10,26 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 import torch
 from torch import nn
 
-from zoo.core.data import DataContext, Splits, fingerprint
-from zoo.core.errors import UnknownRecipeError
+from zoo.core.data import DataContext, Splits
+from zoo.core.errors import NotExportableError, UnknownRecipeError
 from zoo.core.recipes import Recipe, apply_overrides
-from zoo.training.distributed import current_world
-from zoo.training.loops import LossFn, ProgressCallback, fit, minimise
+
+if TYPE_CHECKING:  # annotations only: the card's figures are drawn by zoo.cards, which builds on the spec
+    from matplotlib.figure import Figure
+
+    from zoo.cards.figures import Drawing
 
 # Any callable from an input batch to an output batch: an eval-mode module, or a runtime dressed as one.
 Predict = Callable[[torch.Tensor], torch.Tensor]
+# A loss: (predictions, targets) -> a scalar tensor.
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# A spec's recipe class: its functions take the recipe of their own model (ModelSpec[MnistRecipe] and so on).
+R = TypeVar("R", bound=Recipe)
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ class InputForm(str, Enum):
 
 
 @dataclass(frozen=True)
-class Interface:
+class Interface(Generic[R]):
     """What a model that runs on inputs declares: its tensors, its HTTP form, and real inputs to check it on."""
 
     input: TensorSpec
@@ -58,17 +65,8 @@ class Interface:
     form: InputForm
     preprocessing: str
     # `count` real inputs (from the data set or its distribution), to verify exports and to store as test data.
-    examples: Callable[[Recipe, DataContext, int], torch.Tensor]
+    examples: Callable[[R, DataContext, int], torch.Tensor]
     categories: tuple[str, ...] = ()  # a classifier's class names, by output index
-
-
-@dataclass(frozen=True)
-class Trained:
-    """What an objective's training produced: the loss history, held-out metrics and a record of the data."""
-
-    history: list[float]
-    metrics: dict[str, Any]
-    data: dict[str, str]
 
 
 def batch_mean(recipe: Recipe) -> Literal["mean", "sum"]:
@@ -77,31 +75,20 @@ def batch_mean(recipe: Recipe) -> Literal["mean", "sum"]:
 
 
 @dataclass(frozen=True)
-class Supervised:
+class Supervised(Generic[R]):
     """Fit to a data set by minibatch descent on a loss; scored only on predictions over held-out data.
 
     `data_parallel` says whether the batches can be split over several processes (False for a data set of one
     sample); `loss_reduction` whether the loss is the mean or the sum over a batch, so a split weighs right.
     """
 
-    load_data: Callable[[Recipe, DataContext], Splits]
-    loss: Callable[[Recipe], LossFn]
-    metrics: Callable[[Predict, Splits, Recipe], dict[str, Any]]
+    load_data: Callable[[R, DataContext], Splits]
+    loss: Callable[[R], LossFn]
+    metrics: Callable[[Predict, Splits, R], dict[str, Any]]
     data_parallel: bool = True
-    loss_reduction: Callable[[Recipe], Literal["mean", "sum"]] = batch_mean
+    loss_reduction: Callable[[R], Literal["mean", "sum"]] = batch_mean
 
-    def train(self, model: nn.Module, recipe: Recipe, context: DataContext,
-              on_progress: ProgressCallback | None = None) -> Trained:
-        splits = self.load_data(recipe, context)
-        history = fit(model, recipe, splits, self.loss(recipe), on_progress, self.loss_reduction(recipe))
-        model.eval()
-        metrics: dict[str, Any] = {}
-        if current_world().is_main:  # every rank holds the same weights; rank 0 scores the whole test set once
-            with torch.no_grad():
-                metrics = self.metrics(model, splits, recipe)
-        return Trained(history, metrics, {"fingerprint": splits.fingerprint, "description": splits.description})
-
-    def score(self, predict: Predict, recipe: Recipe, context: DataContext) -> dict[str, Any]:
+    def score(self, predict: Predict, recipe: R, context: DataContext) -> dict[str, Any]:
         """The held-out metrics of any predictor: an eager module or an exported file's runtime."""
         with torch.no_grad():
             return self.metrics(predict, self.load_data(recipe, context), recipe)
@@ -109,30 +96,19 @@ class Supervised:
 
 @dataclass(frozen=True)
 class Minimise:
-    """The module's parameters are the answer: training minimises the sum of `module()`; there is no data."""
+    """The module's parameters are the answer: training minimises the sum of `module()`; there is no data.
 
-    metrics: Callable[[nn.Module], dict[str, Any]]
+    Both objectives are data: what to load, which loss, how to score; zoo.training.objectives trains them."""
+
+    metrics: Callable[[Any], dict[str, Any]]  # of the spec's own module class
     data_parallel: ClassVar[bool] = False  # no data to split over processes
-
-    def train(self, model: nn.Module, recipe: Recipe, context: DataContext,
-              on_progress: ProgressCallback | None = None) -> Trained:
-        start = fingerprint(*(p.detach() for p in model.parameters()))
-        history = minimise(model, recipe, on_progress)
-        return Trained(
-            history,
-            self.score(model, recipe, context),
-            {
-                "fingerprint": start,
-                "description": "no data: minimises the module's output from its starting parameters",
-            },
-        )
 
     def score(self, model: nn.Module, recipe: Recipe, context: DataContext) -> dict[str, Any]:
         with torch.no_grad():
             return self.metrics(model)
 
 
-Objective = Supervised | Minimise
+Objective = Supervised[Any] | Minimise
 
 
 @dataclass(frozen=True)
@@ -145,12 +121,12 @@ class CardFigure:
 
     file: str
     caption: str
-    draw: Callable[[Any, Any], None]
+    draw: Callable[[Drawing, Figure], None]
     size: tuple[float, float] = (8.0, 5.0)
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(Generic[R]):
     """One registered architecture: its metadata, recipes, objective, and its interface when it runs on inputs."""
 
     name: str
@@ -158,10 +134,10 @@ class ModelSpec:
     source: str
     task: str
     dataset: str
-    build: Callable[[Recipe], nn.Module]
-    recipes: Mapping[str, Recipe]
-    objective: Objective
-    interface: Interface | None = None
+    build: Callable[[R], nn.Module]
+    recipes: Mapping[str, R]
+    objective: Supervised[R] | Minimise
+    interface: Interface[R] | None = None
     notes: str = ""
     default_recipe: str = "default"
     # The model card's figures (zoo.cards.figures has the shared ones); None: the training loss curve alone.
@@ -179,6 +155,22 @@ class ModelSpec:
         """Whether the model can train on several processes, each on its shard of every batch (its objective says)."""
         return self.objective.data_parallel
 
+    def required_interface(self) -> Interface[R]:
+        """The interface of a model that runs on inputs; NotExportableError (the caller's mistake) for one that takes
+        none, so that whatever exports, serves or feeds a model asks here once."""
+        if self.interface is None:
+            raise NotExportableError(
+                f"{self.name} cannot be exported or run on inputs: it has no forward pass over inputs (only a model "
+                "whose spec declares an interface can)"
+            )
+        return self.interface
+
+    def supervised(self) -> Supervised[R]:
+        """The objective of a model trained on data; NotExportableError for one that minimises itself (no data)."""
+        if not isinstance(self.objective, Supervised):
+            raise NotExportableError(f"{self.name} has no data set: its objective minimises the module itself")
+        return self.objective
+
     @property
     def input(self) -> TensorSpec | None:
         return self.interface.input if self.interface else None
@@ -191,7 +183,7 @@ class ModelSpec:
     def preprocessing(self) -> str:
         return self.interface.preprocessing if self.interface else "none: the model takes no inputs"
 
-    def recipe(self, name: str | None = None, overrides: Mapping[str, Any] | None = None) -> Recipe:
+    def recipe(self, name: str | None = None, overrides: Mapping[str, Any] | None = None) -> R:
         """The recipe called `name` (the default when None) with `overrides` applied."""
         name = name or self.default_recipe
         try:
@@ -201,3 +193,8 @@ class ModelSpec:
                 f"model {self.name!r} has no recipe {name!r}; expected one of: {', '.join(self.recipes)}"
             ) from None
         return apply_overrides(base, overrides or {})
+
+    def build_module(self, recipe: R, device: torch.device) -> nn.Module:
+        """The module for this recipe on `device`, initialised from the recipe's seed (untrained)."""
+        torch.manual_seed(recipe.seed)
+        return self.build(recipe).to(device)

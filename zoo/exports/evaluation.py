@@ -6,6 +6,7 @@ from typing import Any
 
 from zoo.core.data import DataContext, resolve_data_dir
 from zoo.core.devices import resolve_device
+from zoo.core.spec import Predict, Supervised
 from zoo.exports.runtimes import check_backend, open_runtime
 from zoo.store.loading import load_version
 
@@ -23,11 +24,15 @@ def evaluate(
     """
     check_backend(backend)
     loaded = load_version(ref, weights_dir, device)
-    scored = loaded.model
+    scored: Predict = loaded.model
     if backend != "torch":
         scored = open_runtime(f"{loaded.spec.name}:{loaded.version}", backend, weights_dir).as_torch
     context = DataContext(resolve_data_dir(data_dir), resolve_device(device))
-    metrics = loaded.spec.objective.score(scored, loaded.recipe, context)
+    objective = loaded.spec.objective
+    if isinstance(objective, Supervised):
+        metrics = objective.score(scored, loaded.recipe, context)
+    else:  # a minimised model is scored on its own parameters: only the torch backend has them
+        metrics = objective.score(loaded.model, loaded.recipe, context)
     recorded = {k: v for k, v in loaded.manifest.get("metrics", {}).items() if k in metrics}
     return {
         "model": loaded.spec.name,

@@ -11,23 +11,19 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import functools
-import os
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
-from zoo.cards.card import card_text
-from zoo.cards.figures import Drawing
 from zoo.core.data import DataContext, Splits, resolve_data_dir
 from zoo.core.errors import NotExportableError, StorageError, VerificationError, ZooError
 from zoo.exports.formats import FORMATS, LOSSLESS_FORMATS, load_onnx
 from zoo.exports.quantize import Calibration, draw_calibration
 from zoo.exports.runtimes import exportable_model
-from zoo.store.atomic import publish_mode
+from zoo.store.atomic import temp_beside
 from zoo.store.loading import LoadedModel, load_version
 from zoo.store.manifest import ArtifactRecord, Manifest
 from zoo.store.versions import WeightsStore, check_sha256, parse_ref, sha256_file
@@ -41,6 +37,11 @@ VERIFY_BATCHES = (1, 1000)
 TEST_DATA_DIR, TEST_DATA_BATCH = "test_data_set_0", 4
 
 
+# Files a layer above rewrites beside the export, published in the same commit: (the loaded version, its manifest as it
+# will be, its data) -> {final path: new text}. zoo.publishing redraws the card's export table with it.
+Rewrite = Callable[[LoadedModel, Manifest, DataContext], Mapping[Path, str]]
+
+
 def export(
     ref: str,
     formats: Sequence[str] = DEFAULT_FORMATS,
@@ -50,6 +51,7 @@ def export(
     data_dir: str | None = None,
     max_accuracy_drop: float = MAX_ACCURACY_DROP,
     max_relative_error: float = MAX_RELATIVE_ERROR,
+    rewrite: Rewrite | None = None,
 ) -> dict[str, Any]:
     """Export `MODEL[:VERSION]` to each of `formats` (names in FORMATS, or all: every lossless one) beside its weights.
 
@@ -58,7 +60,7 @@ def export(
     classifier's accuracy may fall at most `max_accuracy_drop` points below the float32 file's, a regression
     model's outputs may differ from the float32 file's by at most `max_relative_error` (relative RMS).
     Returns {"model", "version", "folder", "artifacts": {format: manifest entry}}; nothing changes on disk
-    unless every format exported and verified.
+    unless every format exported and verified. `rewrite` names files to rewrite in the same commit (the card).
     """
     formats = _check_formats(formats)
     name, _ = parse_ref(ref)
@@ -67,7 +69,7 @@ def export(
     store = WeightsStore(weights_dir)
     store.check_writable(name, loaded.version)
     folder = loaded.stored.path
-    interface = loaded.spec.interface
+    interface = loaded.spec.required_interface()
     context = DataContext(resolve_data_dir(data_dir), torch.device("cpu"))
     inputs = interface.examples(loaded.recipe, context, max(VERIFY_BATCHES)).float()
     with torch.inference_mode():
@@ -80,30 +82,11 @@ def export(
         entries: dict[str, ArtifactRecord] = {}
         written: dict[str, Path] = {}  # format -> its file as this export wrote it
         for fmt in formats:
-            chosen = FORMATS[fmt]
-            final = folder / chosen.file
-            temp = _temp_beside(final)
-            staged[temp] = final
-            if chosen.derived_from is None:
-                details = chosen.export(loaded.model, interface, temp, opset)
-            else:
-                source = written.get(chosen.derived_from) or _source_file(
-                    loaded, chosen.derived_from, opset, verify, inputs, expected, scratch)
-                written.setdefault(chosen.derived_from, source)
-                calibration = task.calibration if chosen.calibrated else None
-                details = {**chosen.convert(source, temp, interface, calibration),
-                           "derived_from": {"format": chosen.derived_from, "sha256": sha256_file(source),
-                                            "bytes": source.stat().st_size,
-                                            "size_ratio": round(temp.stat().st_size / source.stat().st_size, 4)}}
-            written[fmt] = temp
-            entries[fmt] = _artifact_entry(loaded, final, temp, details)
-            if verify and chosen.lossy:
-                entries[fmt]["verification"] = _verify_on_task(fmt, temp, written[chosen.derived_from], task, inputs,
-                                                               expected, bounds)
-            elif verify:
-                entries[fmt]["verification"] = _verify(fmt, temp, inputs, expected)
+            entries[fmt] = _export_one(fmt, loaded, opset, verify, inputs, expected, task, bounds, written, staged,
+                                       scratch)
         _stage_test_data(loaded, inputs[:TEST_DATA_BATCH], expected[VERIFY_BATCHES[-1]][:TEST_DATA_BATCH], staged)
-        _stage_card(loaded, context, entries, staged)
+        if rewrite is not None:
+            _stage_rewrites(loaded, context, entries, staged, rewrite)
 
         def record(manifest: Manifest) -> None:
             manifest.setdefault("artifacts", {}).update(entries)
@@ -119,6 +102,35 @@ def export(
         for temp in [*staged, *scratch]:
             temp.unlink(missing_ok=True)
     return {"model": name, "version": loaded.version, "folder": str(folder), "artifacts": entries}
+
+
+def _export_one(fmt: str, loaded: LoadedModel, opset: int | None, verify: bool, inputs: torch.Tensor,
+                expected: dict[int, np.ndarray], task: _TaskData, bounds: dict[str, float], written: dict[str, Path],
+                staged: dict[Path, Path], scratch: list[Path]) -> ArtifactRecord:
+    """Export (or derive) one format into a temp file added to `staged`, verify it, and return its manifest entry."""
+    chosen, interface = FORMATS[fmt], loaded.spec.required_interface()
+    final = loaded.stored.path / chosen.file
+    temp = temp_beside(final)
+    staged[temp] = final
+    if chosen.derived_from is None:
+        details = chosen.exporter()(loaded.model, interface, temp, opset)
+    else:
+        source = written.get(chosen.derived_from) or _source_file(
+            loaded, chosen.derived_from, opset, verify, inputs, expected, scratch)
+        written.setdefault(chosen.derived_from, source)
+        calibration = task.calibration if chosen.calibrated else None
+        details = {**chosen.converter()(source, temp, interface, calibration),
+                   "derived_from": {"format": chosen.derived_from, "sha256": sha256_file(source),
+                                    "bytes": source.stat().st_size,
+                                    "size_ratio": round(temp.stat().st_size / source.stat().st_size, 4)}}
+    written[fmt] = temp
+    entry = _artifact_entry(loaded, final, temp, details)
+    if verify and chosen.lossy and chosen.derived_from is not None:
+        entry["verification"] = _verify_on_task(fmt, temp, written[chosen.derived_from], task, inputs, expected,
+                                                bounds)
+    elif verify:
+        entry["verification"] = _verify(fmt, temp, inputs, expected)
+    return entry
 
 
 def _check_formats(formats: Sequence[str]) -> list[str]:
@@ -144,7 +156,7 @@ class _TaskData:
 
     @functools.cached_property
     def splits(self) -> Splits:
-        return self.loaded.spec.objective.load_data(self.loaded.recipe, self.context)
+        return self.loaded.spec.supervised().load_data(self.loaded.recipe, self.context)
 
     @functools.cached_property
     def calibration(self) -> Calibration:
@@ -161,9 +173,9 @@ def _source_file(loaded: LoadedModel, fmt: str, opset: int | None, verify: bool,
     if record is not None and path.is_file() and opset in (None, record.get("opset")):
         check_sha256(path, record["sha256"])
         return path
-    temp = _temp_beside(path)
+    temp = temp_beside(path)
     scratch.append(temp)
-    FORMATS[fmt].export(loaded.model, loaded.spec.interface, temp, opset)
+    FORMATS[fmt].exporter()(loaded.model, loaded.spec.required_interface(), temp, opset)
     if verify:
         _verify(fmt, temp, inputs, expected)
     return temp
@@ -223,8 +235,8 @@ def _verify_on_task(
     diffs = _differences(fmt, lossy, inputs, expected)
     spec, recipe, splits = task.loaded.spec, task.loaded.recipe, task.splits
     with torch.no_grad():
-        metrics = spec.objective.metrics(_torch_predictor(lossy), splits, recipe)
-        float32_metrics = spec.objective.metrics(_torch_predictor(reference), splits, recipe)
+        metrics = spec.supervised().metrics(_torch_predictor(lossy), splits, recipe)
+        float32_metrics = spec.supervised().metrics(_torch_predictor(reference), splits, recipe)
     result: dict[str, Any] = {
         "passed": True,
         "against": f"the float32 ONNX file ({FORMATS['onnx'].file}) on the test split",
@@ -235,27 +247,37 @@ def _verify_on_task(
         "max_abs_diff_against": "PyTorch eager",
     }
     if "accuracy" in float32_metrics:
-        drop = round(float32_metrics["accuracy"] - metrics["accuracy"], 4)
-        bound = bounds["max_accuracy_drop"]
-        result.update(
-            measure="accuracy",
-            accuracy=metrics["accuracy"],
-            float32_accuracy=float32_metrics["accuracy"],
-            accuracy_drop=drop,
-            bound=f"accuracy at most {bound:g} points below float32's",
-            max_accuracy_drop=bound,
+        return _check_accuracy(fmt, result, metrics, float32_metrics, bounds["max_accuracy_drop"])
+    return _check_outputs(fmt, result, lossy, reference, splits, bounds["max_relative_error"])
+
+
+def _check_accuracy(fmt: str, result: dict[str, Any], metrics: dict[str, Any], float32_metrics: dict[str, Any],
+                    bound: float) -> dict[str, Any]:
+    """A classifier's lossy file may score at most `bound` points of accuracy below the float32 file."""
+    drop = round(float32_metrics["accuracy"] - metrics["accuracy"], 4)
+    result.update(
+        measure="accuracy",
+        accuracy=metrics["accuracy"],
+        float32_accuracy=float32_metrics["accuracy"],
+        accuracy_drop=drop,
+        bound=f"accuracy at most {bound:g} points below float32's",
+        max_accuracy_drop=bound,
+    )
+    if not drop <= bound:
+        raise VerificationError(
+            f"{fmt} export scores {metrics['accuracy']:.2f}% test accuracy, {drop:.2f} points below the float32 "
+            f"ONNX file's {float32_metrics['accuracy']:.2f}%: expected at most {bound:g} points below; "
+            "nothing was written"
         )
-        if not drop <= bound:
-            raise VerificationError(
-                f"{fmt} export scores {metrics['accuracy']:.2f}% test accuracy, {drop:.2f} points below the float32 "
-                f"ONNX file's {float32_metrics['accuracy']:.2f}%: expected at most {bound:g} points below; "
-                "nothing was written"
-            )
-        return result
+    return result
+
+
+def _check_outputs(fmt: str, result: dict[str, Any], lossy: Any, reference: Any, splits: Splits,
+                   bound: float) -> dict[str, Any]:
+    """Any other model's lossy file may differ from the float32 file by at most `bound` relative RMS (test split)."""
     test_x = np.ascontiguousarray(splits.test_x.cpu().numpy(), dtype=np.float32)
     want, got = reference(test_x), lossy(test_x)
     error = float(np.sqrt(np.mean((got - want) ** 2)) / max(float(np.sqrt(np.mean(want**2))), 1e-12))
-    bound = bounds["max_relative_error"]
     result.update(
         measure="relative error",
         relative_error=round(error, 8),
@@ -270,38 +292,33 @@ def _verify_on_task(
     return result
 
 
-def _stage_card(
-    loaded: LoadedModel, context: DataContext, entries: dict[str, ArtifactRecord], staged: dict[Path, Path]
-) -> None:
-    """The version's card rewritten with its export table as it will be, in a temp file added to `staged`
-    (a version drawn without a card is left without one)."""
-    record = loaded.manifest.get("card")
-    if not record or not record.get("file"):
-        return
+def _stage_rewrites(loaded: LoadedModel, context: DataContext, entries: dict[str, ArtifactRecord],
+                    staged: dict[Path, Path], rewrite: Rewrite) -> None:
+    """The files `rewrite` names, written from the manifest as it will be into temp files added to `staged`."""
     manifest = copy.deepcopy(loaded.manifest)
     manifest.setdefault("artifacts", {}).update(copy.deepcopy(entries))
-    text = card_text(Drawing(loaded.spec, loaded.recipe, manifest, loaded.model, context), record)
-    final = loaded.stored.path / record["file"]
-    temp = _temp_beside(final)
-    staged[temp] = final
-    temp.write_text(text, encoding="utf-8")
+    for final, text in rewrite(loaded, manifest, context).items():
+        temp = temp_beside(final)
+        staged[temp] = final
+        temp.write_text(text, encoding="utf-8")
 
 
 def _artifact_entry(loaded: LoadedModel, final: Path, temp: Path, details: dict[str, Any]) -> ArtifactRecord:
-    spec = loaded.spec
-    return {
+    spec, interface = loaded.spec, loaded.spec.required_interface()
+    entry: dict[str, Any] = {
         "file": final.name,
         "sha256": sha256_file(temp),
         "bytes": temp.stat().st_size,
         **details,
-        "inputs": [spec.input.to_dict()],
-        "outputs": [spec.output.to_dict()],
+        "inputs": [interface.input.to_dict()],
+        "outputs": [interface.output.to_dict()],
         "batch": "dynamic (dimension N)",
         "preprocessing": spec.preprocessing,
         "test_data": f"{TEST_DATA_DIR}/input_0.pb -> output_0.pb (onnx TensorProto, PyTorch eager outputs)",
         "verification": None,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    return cast(ArtifactRecord, entry)  # `details` holds the format's own keys of the record
 
 
 def _stage_test_data(loaded: LoadedModel, inputs: torch.Tensor, outputs: np.ndarray, staged: dict[Path, Path]) -> None:
@@ -309,16 +326,10 @@ def _stage_test_data(loaded: LoadedModel, inputs: torch.Tensor, outputs: np.ndar
     move in."""
     from onnx import numpy_helper
 
-    folder, spec = loaded.stored.path, loaded.spec
-    for stem, tensor, array in (("input_0", spec.input, inputs.numpy()), ("output_0", spec.output, outputs)):
-        temp = _temp_beside(folder / f"{stem}.pb")
+    folder, interface = loaded.stored.path, loaded.spec.required_interface()
+    for stem, tensor, array in (("input_0", interface.input, inputs.numpy()), ("output_0", interface.output, outputs)):
+        temp = temp_beside(folder / f"{stem}.pb")
         staged[temp] = folder / TEST_DATA_DIR / f"{stem}.pb"
         proto = numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), tensor.name)
         temp.write_bytes(proto.SerializeToString())
 
-
-def _temp_beside(final: Path) -> Path:
-    fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}")
-    os.close(fd)
-    publish_mode(Path(name))
-    return Path(name)

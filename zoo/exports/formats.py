@@ -91,6 +91,7 @@ def export_onnx(model: nn.Module, interface: Interface, path: Path, opset: int |
             input_names=[interface.input.name], output_names=[interface.output.name],
             external_data=False, verbose=False,
         )
+        assert program is not None  # dynamo=True always returns the program
         program.save(str(path), external_data=False)
     proto = onnx.load(str(path))
     try:
@@ -289,6 +290,18 @@ class Format:
     lossy: bool = False
     # The file's name in a Triton model version folder, where each format has a folder of its own.
     triton_file: str | None = None
+
+    def exporter(self) -> Callable[[nn.Module, Interface, Path, int | None], dict[str, Any]]:
+        """`export`, of a format written from the eager module (one derived from another format has `convert`)."""
+        if self.export is None:
+            raise TypeError(f"{self.name} is made from {self.derived_from}, not exported: call its converter")
+        return self.export
+
+    def converter(self) -> Callable[[Path, Path, Interface, Any], dict[str, Any]]:
+        """`convert`, of a format derived from another format's file."""
+        if self.convert is None:
+            raise TypeError(f"{self.name} is exported from the eager module, not converted: call its exporter")
+        return self.convert
 
     @property
     def repository_file(self) -> str:

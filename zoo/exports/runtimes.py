@@ -53,7 +53,7 @@ class Runtime:
 
     def check_input(self, x: Any) -> np.ndarray:
         """`x` as a contiguous float32 array, or InvalidInputError saying which shape and dtype were expected."""
-        expected = self.spec.input
+        expected = self.spec.required_interface().input
         array = np.asarray(x)
         if array.dtype.kind not in "fiu":
             raise InvalidInputError(

@@ -167,7 +167,8 @@ def _tensors(
     """The input and output tensors Triton sees: TorchScript by position (INPUT__0, as Triton's libtorch backend
     names them), ONNX as its graph says, checked against the spec and the same in every version."""
     if FORMATS[fmt].platform == TORCH_PLATFORM:
-        return (_from_spec("INPUT__0", spec.input),), (_from_spec("OUTPUT__0", spec.output),)
+        interface = spec.required_interface()
+        return (_from_spec("INPUT__0", interface.input),), (_from_spec("OUTPUT__0", interface.output),)
     found = {version: _onnx_tensors(path) for version, path in sources.items()}
     first = next(iter(found.values()))
     for version, tensors in found.items():
@@ -177,7 +178,7 @@ def _tensors(
                 f"versions {first}: one Triton model needs the same tensors in every version"
             )
     inputs, outputs = first
-    expected = ([spec.input.name], [spec.output.name])
+    expected = ([spec.required_interface().input.name], [spec.required_interface().output.name])
     if ([t.name for t in inputs], [t.name for t in outputs]) != expected:
         raise IntegrityError(
             f"{next(iter(sources.values()))} takes {[t.name for t in inputs]} -> "

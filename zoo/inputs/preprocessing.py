@@ -37,7 +37,7 @@ def value_inputs(values: Any, features: int) -> tuple[np.ndarray, bool]:
 
 
 def _values(item: Any, spec: ModelSpec) -> np.ndarray:
-    (features,) = spec.input.features
+    (features,) = spec.required_interface().input.features
     return value_inputs(item, features)[0]
 
 
@@ -49,4 +49,4 @@ PREPROCESS: dict[InputForm, Callable[[Any, ModelSpec], np.ndarray]] = {
 
 def preprocess(spec: ModelSpec, item: Any) -> np.ndarray:
     """`item` as a float32 batch for the model of `spec`: a digit picture or pixels, or numbers, by its form."""
-    return PREPROCESS[spec.interface.form](item, spec)
+    return PREPROCESS[spec.required_interface().form](item, spec)

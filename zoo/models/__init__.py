@@ -7,6 +7,7 @@ logging is not configured), `zoo.core.registry.failed_plugins()` lists it, and a
 registered names it in the unknown-model error; every other model works as before.
 """
 
+import functools
 import importlib
 import logging
 import os
@@ -20,7 +21,7 @@ for _module in pkgutil.iter_modules(__path__, prefix=f"{__name__}."):
     importlib.import_module(_module.name)
 
 for _name in filter(None, (part.strip() for part in os.environ.get("ZOO_MODEL_MODULES", "").split(","))):
-    load_plugin(f"module {_name!r} (in $ZOO_MODEL_MODULES)", lambda name=_name: importlib.import_module(name))
+    load_plugin(f"module {_name!r} (in $ZOO_MODEL_MODULES)", functools.partial(importlib.import_module, _name))
 
 try:
     _entries = list(entry_points(group="zoo.models"))

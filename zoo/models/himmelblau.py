@@ -6,6 +6,7 @@ The "model" is the points themselves; there is no forward pass over inputs, so i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -102,8 +103,9 @@ def draw_trajectories(drawing: Drawing, figure) -> None:
     axes.plot(
         *zip(*MINIMA, strict=True), "x", color="red", markersize=8, markeredgewidth=2, label="the four minima, f = 0"
     )
-    paths = trajectories(drawing.recipe).numpy()
-    ends = drawing.model.points.detach().cpu().numpy()
+    recipe, model = cast(HimmelblauRecipe, drawing.recipe), cast(HimmelblauPoints, drawing.model)
+    paths = trajectories(recipe).numpy()
+    ends = model.points.detach().cpu().numpy()
     for index in range(paths.shape[1]):
         start, end = paths[0, index], ends[index]
         axes.plot(paths[:, index, 0], paths[:, index, 1], color="white", linewidth=1.6)

@@ -51,15 +51,15 @@ def fake_data(count: int, generator: torch.Generator) -> tuple[torch.Tensor, tor
     return x.unsqueeze(1), y.unsqueeze(1)
 
 
-def noisy_line(recipe: Recipe, context: DataContext) -> Splits:
+def noisy_line(recipe: LinearRegressionRecipe, context: DataContext) -> Splits:
     generator = torch.Generator().manual_seed(recipe.seed)
     train_x, train_y = fake_data(recipe.samples, generator)
     test_x, test_y = fake_data(recipe.test_samples, generator)
-    tensors = [t.to(context.device) for t in (train_x, train_y, test_x, test_y)]
+    train_x, train_y, test_x, test_y = (t.to(context.device) for t in (train_x, train_y, test_x, test_y))
     description = (
         f"y = 0.5x + 30 + N(0,1), x in [-5, 30): {recipe.samples} training, {recipe.test_samples} test samples"
     )
-    return Splits(*tensors, fingerprint(*tensors), description)
+    return Splits(train_x, train_y, test_x, test_y, fingerprint(train_x, train_y, test_x, test_y), description)
 
 
 def line_metrics(predict: Predict, splits: Splits, recipe: Recipe) -> dict:
@@ -72,7 +72,7 @@ def line_metrics(predict: Predict, splits: Splits, recipe: Recipe) -> dict:
     }
 
 
-def x_grid(recipe: Recipe, context: DataContext, count: int) -> torch.Tensor:
+def x_grid(recipe: LinearRegressionRecipe, context: DataContext, count: int) -> torch.Tensor:
     """`count` evenly spaced x over the held-out range, in the document's units."""
     held_out = noisy_line(recipe, DataContext(context.data_dir, torch.device("cpu"))).test_x
     return torch.linspace(float(held_out.min()), float(held_out.max()), count).unsqueeze(1)

@@ -20,11 +20,11 @@ N, D_IN, H, D_OUT = 64, 1000, 100, 10
 
 def two_layer_net(init: str = "normal") -> nn.Sequential:
     """The document's nn.Sequential; `init="normal"` redraws both weights from N(0, 1) as it does."""
-    model = nn.Sequential(nn.Linear(D_IN, H), nn.ReLU(), nn.Linear(H, D_OUT))
+    first, last = nn.Linear(D_IN, H), nn.Linear(H, D_OUT)
     if init == "normal":
-        nn.init.normal_(model[0].weight)
-        nn.init.normal_(model[2].weight)
-    return model
+        nn.init.normal_(first.weight)
+        nn.init.normal_(last.weight)
+    return nn.Sequential(first, nn.ReLU(), last)
 
 
 @dataclass(frozen=True)

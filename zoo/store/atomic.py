@@ -57,7 +57,7 @@ def sync_folder(path: Path) -> None:
         os.close(fd)
 
 
-def stage_beside(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
+def stage_beside(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
     """`write` into a temp file beside `path`, synced and with ordinary permissions; the caller renames it over
     `path` (and syncs the folder: `replace`). A failure removes the temp file and raises."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -73,13 +73,22 @@ def stage_beside(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     return Path(temp)
 
 
+def temp_beside(path: Path) -> Path:
+    """A new empty temp file beside `path` with ordinary permissions, for a writer that opens the file itself (torch,
+    onnx); whoever renames it over `path` syncs it first (WeightsStore.commit does)."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    publish_mode(Path(name))
+    return Path(name)
+
+
 def replace(temp: Path, path: Path) -> None:
     """Rename a synced temp file over `path` and sync the folder that holds the new name."""
     os.replace(temp, path)
     sync_folder(path.parent)
 
 
-def replace_file(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def replace_file(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write `path` whole or not at all: `write` into a temp file beside it, then rename it over."""
     replace(stage_beside(path, write), path)
 
@@ -115,7 +124,7 @@ def remove_stale(folder: Path, prefixes: Iterable[str] = (), patterns: Iterable[
     `older_than` seconds; return them. Symlinks are removed, never followed; what cannot be removed is left."""
     prefixes, patterns = tuple(prefixes), tuple(patterns)
     now = time.time() if now is None else now
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

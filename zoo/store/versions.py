@@ -26,7 +26,7 @@ import platformdirs
 from filelock import FileLock
 from safetensors import SafetensorError
 
-from zoo.core.errors import IntegrityError, ReadOnlyVersionError, StorageError, UnknownVersionError, ZooError
+from zoo.core.errors import IntegrityError, ReadOnlyVersionError, Setting, StorageError, UnknownVersionError, ZooError
 from zoo.store.atomic import (
     CARD_STAGING_PREFIX,
     VERSION_STAGING_PREFIX,
@@ -168,7 +168,7 @@ class WeightsStore:
         )
 
     def version_dir(self, name: str, version: int) -> Path:
-        if self.is_released(name, version):
+        if self.released is not None and self.is_released(name, version):
             return self.released / name / str(version)
         return self.root / name / str(version)
 
@@ -277,9 +277,11 @@ class WeightsStore:
         """Raise ReadOnlyVersionError for a released version, saying what it ships with."""
         if self.is_released(name, version):
             shipped = ", ".join(sorted(self.manifest(name, version).get("artifacts", {}))) or "no"
+            fix = Setting("weights_dir")
             raise ReadOnlyVersionError(
                 f"{name}:{version} is a released version, read-only in {self.released}; it ships with {shipped} "
-                f"exports. Train your own (zoo train {name}) to export it, or pass --weights-dir to name a root you own"
+                f"exports. Train your own version of {name} to export it, or pass {fix} to name a root you own",
+                settings=(fix,),
             )
 
     def commit(self, name: str, version: int, staged: dict[Path, Path], change: Callable[[Manifest], None]) -> Manifest:
@@ -297,7 +299,7 @@ class WeightsStore:
                 change(manifest)
                 new_manifest = stage_manifest(path / MANIFEST_FILE, manifest)
                 staged[new_manifest] = path / MANIFEST_FILE
-                moved_into = set()
+                moved_into: set[Path] = set()
                 for temp, final in list(staged.items()):
                     if final.parent != path:
                         final.parent.mkdir(exist_ok=True)

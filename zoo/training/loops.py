@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -22,9 +22,8 @@ from torch import nn
 from zoo.core.data import Splits
 from zoo.core.errors import InvalidOverrideError, StorageError
 from zoo.core.recipes import Recipe
-from zoo.training.distributed import all_ranks_mean, current_world, data_parallel
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from zoo.core.spec import LossFn
+from zoo.training.distributed import World, all_ranks_mean, current_world, data_parallel
 
 
 @dataclass(frozen=True)
@@ -136,7 +135,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def rng_state(shuffle: torch.Generator | None) -> dict[str, Any]:
     """Every random generator of this process, as tensors and plain values."""
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    kind, keys, position, has_gauss, gauss = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     state = {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), position, has_gauss, gauss],
              "python": random.getstate(), "shuffle": shuffle.get_state() if shuffle is not None else None}
     if torch.cuda.is_initialized():
@@ -255,12 +254,7 @@ def fit(
             order = torch.arange(n, device=x.device)
         epoch_loss = torch.zeros((), device=x.device)
         for start in range(0, n, recipe.batch_size):
-            weight = 1.0
-            if order is None:
-                batch_x, batch_y = x, y
-            else:
-                index, weight = world.shard(order[start : start + recipe.batch_size], loss_reduction)
-                batch_x, batch_y = x.index_select(0, index), y.index_select(0, index)
+            batch_x, batch_y, weight = _batch(x, y, order, start, recipe.batch_size, world, loss_reduction)
             with precision.autocast():
                 loss = loss_fn(model(batch_x), batch_y)
             if weight != 1.0:
@@ -279,6 +273,15 @@ def fit(
         if run is not None and run.due(epoch, recipe.epochs):
             _checkpoint(run, epoch, step, history, module, optimizer, schedule, precision, shuffle)
     return history
+
+
+def _batch(x: torch.Tensor, y: torch.Tensor, order: torch.Tensor | None, start: int, batch_size: int, world: World,
+           loss_reduction: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The batch at `start` of the epoch's `order` (all of x, y when None): this rank's shard, and its loss weight."""
+    if order is None:
+        return x, y, 1.0
+    index, weight = world.shard(order[start : start + batch_size], loss_reduction)
+    return x.index_select(0, index), y.index_select(0, index), weight
 
 
 def minimise(model: nn.Module, recipe: Recipe, on_progress: ProgressCallback | None = None) -> list[float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -20,11 +21,16 @@ import torch
 from filelock import FileLock, Timeout
 from torch import nn
 
-from zoo.cards.card import publish_card
-from zoo.cards.figures import Drawing
 from zoo.core.data import DataContext, resolve_data_dir
 from zoo.core.devices import resolve_device
-from zoo.core.errors import DeviceUnavailableError, IntegrityError, InvalidSettingError, NotDataParallelError, ZooError
+from zoo.core.errors import (
+    DeviceUnavailableError,
+    IntegrityError,
+    InvalidSettingError,
+    NotDataParallelError,
+    Setting,
+    ZooError,
+)
 from zoo.core.recipes import Recipe
 from zoo.core.registry import get_model
 from zoo.core.spec import ModelSpec
@@ -39,6 +45,7 @@ from zoo.training.distributed import (
     record_failure,
 )
 from zoo.training.loops import Checkpointing, ProgressCallback, check_precision, checkpointing, load_checkpoint
+from zoo.training.objectives import Trained, train_objective
 
 # A run's folder while it trains: ROOT/MODEL/.run-KEY/checkpoint.pt, KEY a hash of everything that decides its
 # steps, so the same command finds it again to resume. Removed once the version is published.
@@ -60,15 +67,35 @@ class TrainResult:
     card_failures: tuple[str, ...] = ()
     resumed_from: int | None = None  # the epoch whose checkpoint the run resumed from
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as JSON carries it (the path as a string)."""
+        return {**dataclasses.asdict(self), "path": str(self.path), "card_failures": list(self.card_failures)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainResult:
+        """The result `to_dict` gave."""
+        return cls(**{**data, "path": Path(data["path"]), "card_failures": tuple(data["card_failures"])})
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A version about to be published: its staging folder, its manifest (not yet written, still to be added to),
+    and what made it. A layer above (zoo.publishing) draws the model card into the folder from it."""
+
+    folder: Path
+    manifest: Manifest
+    spec: ModelSpec
+    recipe: Recipe
+    model: nn.Module
+    context: DataContext
+
+
+# Called on rank 0 with each version before it is published; what it writes into the folder is published with it.
+BeforePublish = Callable[[Publication], None]
+
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def build(spec: ModelSpec, recipe: Recipe, device: torch.device) -> nn.Module:
-    """The spec's module for this recipe, initialised from the recipe's seed."""
-    torch.manual_seed(recipe.seed)
-    return spec.build(recipe).to(device)
 
 
 @contextlib.contextmanager
@@ -102,9 +129,10 @@ def check_training(name: str, recipe: str | None = None, overrides: Mapping[str,
     check_precision(chosen.precision, torch_device)
     if world_size > 1:
         if not spec.data_parallel:
+            fix = Setting("nproc_per_node", 1)
             raise NotDataParallelError(
                 f"{name} cannot train on {world_size} processes: its spec declares it not data-parallel (no batches "
-                f"of data to split over them); train it on one process (--nproc-per-node 1)")
+                f"of data to split over them); train it on one process ({fix})", settings=(fix,))
         if chosen.batch_size < world_size:
             raise NotDataParallelError(f"batch size {chosen.batch_size} cannot be split over {world_size} processes: "
                                        f"expected a global batch of at least {world_size}")
@@ -128,6 +156,7 @@ def train(
     resume: bool = False,
     checkpoint_every: int = 1,
     on_resume: Callable[[int, int], None] | None = None,
+    before_publish: BeforePublish | None = None,
 ) -> TrainResult:
     """Train `name` with a recipe and overrides, evaluate it on held-out data, and store a new version.
 
@@ -135,6 +164,7 @@ def train(
     Every `checkpoint_every` epochs the run writes a checkpoint in its run folder; `resume` continues the
     same run (same model, recipe, overrides, data, parent, device and world size) from its last checkpoint,
     calling `on_resume(epoch, epochs)` first, and ends with the weights an unstopped run would have.
+    `before_publish` adds files (the model card) to the version before it is published.
 
     Started as one rank of a distributed run (RANK, WORLD_SIZE, LOCAL_RANK in the environment, see
     zoo.training.distributed), it trains its shard under DDP; rank 0 evaluates and publishes once every rank is done.
@@ -142,7 +172,7 @@ def train(
     world = World.from_env()
     try:
         return _train(world, name, recipe, overrides, device, data_dir, weights_dir, on_progress, parent, resume,
-                      checkpoint_every, on_resume)
+                      checkpoint_every, on_resume, before_publish)
     except BaseException as error:
         record_failure(error)
         raise
@@ -172,7 +202,7 @@ def run_folder(store: WeightsStore, name: str, recipe_name: str, chosen: Recipe,
 def _train(world: World, name: str, recipe: str | None, overrides: Mapping[str, Any] | None, device: str,
            data_dir: str | None, weights_dir: str | None, on_progress: ProgressCallback | None,
            parent: str | None, resume: bool, checkpoint_every: int,
-           on_resume: Callable[[int, int], None] | None) -> TrainResult:
+           on_resume: Callable[[int, int], None] | None, before_publish: BeforePublish | None) -> TrainResult:
     if checkpoint_every < 1:
         raise InvalidSettingError(f"expected checkpoint_every of at least 1 epoch, got {checkpoint_every}")
 
@@ -189,24 +219,28 @@ def _train(world: World, name: str, recipe: str | None, overrides: Mapping[str, 
     parent_record, parent_state = parent_weights(name, parent, store, torch_device) if parent else (None, None)
     context = DataContext(resolve_data_dir(data_dir), torch_device)
     folder = run_folder(store, name, recipe_name, chosen, context.data_dir, torch_device, world.size, parent_record)
+    setup = RunSetup(world, spec, name, recipe_name, chosen, torch_device, store, context, parent_record,
+                     parent_state, on_progress, before_publish)
     with run_lock(folder, world, resume) as folder:
-        return _train_in(
-            world,
-            spec,
-            name,
-            recipe_name,
-            chosen,
-            torch_device,
-            store,
-            context,
-            folder,
-            parent_record,
-            parent_state,
-            on_progress,
-            resume,
-            checkpoint_every,
-            on_resume,
-        )
+        return _train_in(setup, folder, resume, checkpoint_every, on_resume)
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """Everything a run's steps are decided by, resolved once before it starts, and its callbacks."""
+
+    world: World
+    spec: ModelSpec
+    name: str
+    recipe_name: str
+    chosen: Recipe
+    device: torch.device
+    store: WeightsStore
+    context: DataContext
+    parent_record: ParentRecord | None
+    parent_state: dict[str, torch.Tensor] | None
+    on_progress: ProgressCallback | None
+    before_publish: BeforePublish | None
 
 
 @contextlib.contextmanager
@@ -238,23 +272,9 @@ def run_lock(folder: Path, world: World, resume: bool) -> Iterator[Path]:
         lock.release()
 
 
-def _train_in(
-    world: World,
-    spec: ModelSpec,
-    name: str,
-    recipe_name: str,
-    chosen: Recipe,
-    torch_device: torch.device,
-    store: WeightsStore,
-    context: DataContext,
-    folder: Path,
-    parent_record: ParentRecord | None,
-    parent_state: dict[str, torch.Tensor] | None,
-    on_progress: ProgressCallback | None,
-    resume: bool,
-    checkpoint_every: int,
-    on_resume: Callable[[int, int], None] | None,
-) -> TrainResult:
+def _train_in(setup: RunSetup, folder: Path, resume: bool, checkpoint_every: int,
+              on_resume: Callable[[int, int], None] | None) -> TrainResult:
+    world, name, chosen = setup.world, setup.name, setup.chosen
     checkpoint = folder / CHECKPOINT_FILE
     state = None
     if resume:
@@ -276,20 +296,7 @@ def _train_in(
         shutil.rmtree(folder, ignore_errors=True)  # an earlier run's checkpoint is not this run's to continue
     run = Checkpointing(checkpoint, name, checkpoint_every, state, writer=world.is_main)
     try:
-        return _run(
-            world,
-            spec,
-            name,
-            recipe_name,
-            chosen,
-            torch_device,
-            store,
-            context,
-            run,
-            parent_record,
-            parent_state,
-            on_progress,
-        )
+        return _run(setup, run)
     except ZooError:
         # A failure the zoo diagnosed (its message says what to fix) leaves nothing behind, as a failed version does;
         # a run killed, interrupted or crashed keeps its folder, to be resumed.
@@ -298,25 +305,12 @@ def _train_in(
         raise
 
 
-def _run(
-    world: World,
-    spec: ModelSpec,
-    name: str,
-    recipe_name: str,
-    chosen: Recipe,
-    torch_device: torch.device,
-    store: WeightsStore,
-    context: DataContext,
-    run: Checkpointing,
-    parent_record: ParentRecord | None,
-    parent_state: dict[str, torch.Tensor] | None,
-    on_progress: ProgressCallback | None,
-) -> TrainResult:
-    import torchvision
-
+def _run(setup: RunSetup, run: Checkpointing) -> TrainResult:
+    world, spec, name, chosen, torch_device = setup.world, setup.spec, setup.name, setup.chosen, setup.device
+    store, context, parent_record, parent_state = setup.store, setup.context, setup.parent_record, setup.parent_state
     with process_group(world, torch_device) as backend:
-        model = build(spec, chosen, torch_device)
-        if parent_state is not None:
+        model = spec.build_module(chosen, torch_device)
+        if parent_state is not None and parent_record is not None:
             try:
                 model.load_state_dict(parent_state, strict=True)
             except RuntimeError as error:
@@ -326,45 +320,21 @@ def _run(
                 ) from None
         started = time.perf_counter()
         with reproducible(torch_device), checkpointing(run):
-            trained = spec.objective.train(model, chosen, context, on_progress)
+            trained = train_objective(spec.objective, model, chosen, context, setup.on_progress)
         seconds = time.perf_counter() - started
         all_ranks_reached()  # a rank that died stops the run here, before anything is published
         published = None
         if world.is_main:
-            metrics = {
-                **trained.metrics,
-                "initial_train_loss": trained.history[0],
-                "final_train_loss": trained.history[-1],
-            }
-            manifest: Manifest = {
-                "recipe": {"name": recipe_name, "params": chosen.to_dict()},
-                "seed": chosen.seed,
-                "metrics": metrics,
-                "loss_history": _downsample(trained.history),
-                "parameters": count_parameters(model),
-                "data": trained.data,
-                "device": str(torch_device),
-                "precision": chosen.precision,
-                "distributed": {
-                    "world_size": world.size,
-                    "backend": backend,
-                    "global_batch": chosen.batch_size,
-                    "per_rank_batch": per_rank_batches(chosen.batch_size, world.size),
-                },
-                "torch": torch.__version__,
-                "torchvision": torchvision.__version__,
-                "python": platform.python_version(),
-                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "training_seconds": round(seconds, 3),
-                "artifacts": {},
-            }
+            manifest = _manifest(setup.recipe_name, chosen, trained, model, torch_device, world, backend, seconds)
+            metrics = manifest["metrics"]
             if parent_record is not None:
                 manifest["parent"] = parent_record
 
-            def add_card(staging: Path, record: Manifest) -> None:
-                record["card"] = publish_card(staging, Drawing(spec, chosen, record, model, context))
+            def add_files(staging: Path, record: Manifest) -> None:
+                if setup.before_publish is not None:
+                    setup.before_publish(Publication(staging, record, spec, chosen, model, context))
 
-            version = store.save(name, model.state_dict(), manifest, before_publish=add_card)
+            version = store.save(name, model.state_dict(), manifest, before_publish=add_files)
             shutil.rmtree(run.path.parent, ignore_errors=True)  # published: nothing left to resume
             published = (version, metrics, store.manifest(name, version), store.version_dir(name, version))
         version, metrics, manifest, path = from_main_rank(published)
@@ -378,3 +348,33 @@ def _run(
         tuple(manifest.get("card", {}).get("failures", [])),
         run.resume_from["epoch"] if run.resume_from else None,
     )
+
+
+def _manifest(recipe_name: str, chosen: Recipe, trained: Trained, model: nn.Module, device: torch.device,
+              world: World, backend: str | None, seconds: float) -> Manifest:
+    """The new version's manifest: how it was made and what it scored (the store adds name, version and weights)."""
+    import torchvision
+
+    return {
+        "recipe": {"name": recipe_name, "params": chosen.to_dict()},
+        "seed": chosen.seed,
+        "metrics": {**trained.metrics, "initial_train_loss": trained.history[0],
+                    "final_train_loss": trained.history[-1]},
+        "loss_history": _downsample(trained.history),
+        "parameters": count_parameters(model),
+        "data": trained.data,
+        "device": str(device),
+        "precision": chosen.precision,
+        "distributed": {
+            "world_size": world.size,
+            "backend": backend,
+            "global_batch": chosen.batch_size,
+            "per_rank_batch": per_rank_batches(chosen.batch_size, world.size),
+        },
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "training_seconds": round(seconds, 3),
+        "artifacts": {},
+    }

@@ -1,0 +1,66 @@
+"""Training and exporting a version with its model card: the trainer and the exporter hand the card to this layer.
+
+The trainer knows nothing of cards and the exporter nothing of the card's text; here each is given the hook that
+draws the card into a version before it is published (`card_before_publish`) or redraws its export table in the
+export's own commit (`rewritten_card`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from zoo.cards.card import publish_card, rewritten_card
+from zoo.cards.figures import Drawing
+from zoo.exports import exporter
+from zoo.training import trainer
+from zoo.training.distributed import Topology, launch
+from zoo.training.trainer import Publication, TrainResult
+
+
+def card_before_publish(publication: Publication) -> None:
+    """Draw the model card and its figures into a version being published, and record them in its manifest."""
+    drawing = Drawing(publication.spec, publication.recipe, publication.manifest, publication.model,
+                      publication.context)
+    publication.manifest["card"] = publish_card(publication.folder, drawing)
+
+
+# zoo.train: the trainer, with the card drawn into each version before it is published.
+train = functools.partial(trainer.train, before_publish=card_before_publish)
+train.__doc__ = "Train a model and store a new version with its model card; see zoo.training.trainer.train."
+
+
+def launch_training(topology: Topology, name: str, **arguments: Any) -> TrainResult | None:
+    """`train(name, **arguments)` on every rank of `topology`, each started as `python -P -m zoo.publishing.rank`
+    through torchrun; `arguments` are train's own, as plain data (no callbacks: a rank says on stderr when it
+    resumes). Returns rank 0's result where rank 0 ran on this machine, else None (another node publishes); a
+    failed rank raises DistributedRunError naming it and its error."""
+    with tempfile.TemporaryDirectory(prefix="zoo-launch-") as folder:
+        request, result = Path(folder) / "request.json", Path(folder) / "result.json"
+        request.write_text(json.dumps({"train": {"name": name, **arguments}, "result": str(result)}), encoding="utf-8")
+        sys.stderr.flush()
+        launch(topology, "zoo.publishing.rank", [str(request)])
+        if not result.is_file():
+            return None
+        return TrainResult.from_dict(json.loads(result.read_text(encoding="utf-8")))
+
+
+def export(
+    ref: str,
+    formats: Sequence[str] = exporter.DEFAULT_FORMATS,
+    opset: int | None = None,
+    verify: bool = True,
+    weights_dir: str | None = None,
+    data_dir: str | None = None,
+    max_accuracy_drop: float = exporter.MAX_ACCURACY_DROP,
+    max_relative_error: float = exporter.MAX_RELATIVE_ERROR,
+) -> dict[str, Any]:
+    """Export a stored version and redraw its card's export table in the same commit (zoo.exports.exporter.export
+    says the rest)."""
+    return exporter.export(ref, formats, opset, verify, weights_dir, data_dir, max_accuracy_drop, max_relative_error,
+                           rewrite=rewritten_card)
