@@ -16,6 +16,7 @@ from zoo.serve.json_provider import OrjsonProvider
 from zoo.serve.metrics import instrument, metrics, record_loaded, record_reload
 from zoo.serve.models import AUTO, ServedModels, VersionPolicy
 from zoo.serve.openapi import openapi
+from zoo.serve.statistics import statistics
 from zoo.serve.v1 import v1
 from zoo.serve.v2 import v2
 
@@ -61,7 +62,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
         served.poll(float(app.config["POLL_SECONDS"]), reloaded)
     app.extensions["zoo.models"] = served
-    for blueprint in (v1, v2, health, openapi, metrics, cards):
+    for blueprint in (v1, v2, statistics, health, openapi, metrics, cards):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "page", lambda: send_from_directory(app.static_folder, "index.html"))
     app.before_request(refuse_encoded_bodies)

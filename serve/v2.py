@@ -10,11 +10,13 @@ import time
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from zoo.runtimes import Runtime
 from zoo.serve.metrics import record_inference
 from zoo.serve.models import served_models, served_runtime
 from zoo.serve.payloads import V2_HEADER_LENGTH, v2_datatype, v2_output_binary, v2_request, v2_shape
+from zoo.serve.statistics import ARRIVED, Durations, record_failure, record_success
 
 v2 = Blueprint("v2", __name__, url_prefix="/v2")
 
@@ -37,7 +39,7 @@ v2.add_url_rule("/health/ready", "ready", readiness)
 def server_metadata():
     from importlib.metadata import version
 
-    return jsonify(name="zoo", version=version("zoo"), extensions=["binary_tensor_data"])
+    return jsonify(name="zoo", version=version("zoo"), extensions=["binary_tensor_data", "statistics"])
 
 
 @v2.get("/models/<name>")
@@ -71,11 +73,28 @@ def model_ready(name: str, version: str | None = None):
 @v2.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None):
     runtime = served_runtime(name, version)
+    # Arrival is when the front had the whole body (its queue follows); without the front, when Flask took it.
+    arrived = request.environ.get(ARRIVED) or g.zoo_started
+    started = time.perf_counter()
+    try:
+        response, decoded, ran, items = _infer(runtime, name)
+    except Exception:
+        record_failure(runtime.name, str(runtime.version), time.perf_counter() - arrived)
+        raise
+    done = time.perf_counter()
+    record_success(runtime.name, str(runtime.version), items, done - arrived,
+                   Durations(started - arrived, decoded - started, ran - decoded, done - ran))
+    return response
+
+
+def _infer(runtime: Runtime, name: str) -> tuple[Response, float, float, int]:
+    """The answer, the times decoding and the run ended, and the batch size."""
     batch, document = v2_request(request, runtime)
     binary = v2_output_binary(document, runtime.spec.output.name)
     started = time.perf_counter()
     result = np.ascontiguousarray(runtime.run(batch), dtype="<f4")
-    record_inference(runtime, time.perf_counter() - started)
+    ran = time.perf_counter()
+    record_inference(runtime, ran - started)
     output: dict[str, Any] = {"name": runtime.spec.output.name, "datatype": v2_datatype(runtime.spec.output),
                               "shape": list(result.shape)}
     answer: dict[str, Any] = {"model_name": name, "model_version": str(runtime.version), "outputs": [output]}
@@ -83,9 +102,9 @@ def infer(name: str, version: str | None = None):
         answer["id"] = document["id"]
     if not binary:
         output["data"] = result.reshape(-1).tolist()
-        return jsonify(answer)
+        return jsonify(answer), started, ran, len(batch)
     output["parameters"] = {"binary_data_size": result.nbytes}
     header = current_app.json.dumps(answer).encode()  # the same writer as every JSON answer
     response = Response(header + result.tobytes(), mimetype="application/octet-stream")
     response.headers[V2_HEADER_LENGTH] = str(len(header))
-    return response
+    return response, started, ran, len(batch)
