@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import numpy as np
 
-from zoo.errors import InvalidInputError, ZooError
-from zoo.runtimes import Runtime
+from zoo.core.errors import InvalidInputError, ZooError
+from zoo.exports.runtimes import Runtime
 from zoo.serve.errors import public
 from zoo.serve.grpc_protocol import grpc_predict_v2_pb2 as pb
 from zoo.serve.metrics import UNSERVED, access_log, escaped, instruments, record_inference

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from zoo.runtimes import Runtime
+from zoo.exports.runtimes import Runtime
 from zoo.serve.metrics import record_inference
 from zoo.serve.models import served_models, served_runtime
 from zoo.serve.payloads import V2_HEADER_LENGTH, v2_datatype, v2_output_binary, v2_request, v2_shape
