@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import numpy as np
 
-from zoo.core.errors import InvalidInputError, ZooError
+from zoo.core.errors import InvalidInputError, NotExportableError, ZooError
+from zoo.core.spec import Interface
 from zoo.exports.runtimes import Runtime
 from zoo.serve.errors import public
 from zoo.serve.grpc_protocol import grpc_predict_v2_pb2 as pb
@@ -70,6 +71,14 @@ def _version(text: str) -> str | None:
     return text or None
 
 
+def tensors(runtime: Runtime) -> Interface:
+    """The served model's tensors (a runtime is only ever opened for a model that runs on inputs)."""
+    interface = runtime.spec.interface
+    if interface is None:
+        raise NotExportableError(f"{runtime.name} runs on no inputs")
+    return interface
+
+
 def decode_infer(request: Any, runtime: Runtime, max_batch: int) -> np.ndarray:
     """A ModelInferRequest's one input as the model's batch, checked as /v2 over HTTP checks a JSON request:
     its name, datatype and shape, the number of values the shape needs, finite values, the batch limit.
@@ -77,7 +86,7 @@ def decode_infer(request: Any, runtime: Runtime, max_batch: int) -> np.ndarray:
     The values come from `raw_input_contents` (little-endian FP32, as tritonclient.grpc sends them) or from the
     typed `contents.fp32_contents`; never both, and no other typed field.
     """
-    expected = runtime.spec.input
+    expected, produced = tensors(runtime).input, tensors(runtime).output
     datatype = v2_datatype(expected)
     if len(request.inputs) != 1:
         raise InvalidInputError(f"expected a v2 infer request with one input, {expected.name!r} "
@@ -98,8 +107,8 @@ def decode_infer(request: Any, runtime: Runtime, max_batch: int) -> np.ndarray:
         raise InvalidInputError(f"expected input {expected.name!r} 'shape' of at most {MAX_DIMENSIONS} "
                                 f"dimensions, got {len(shape)}")
     for output in request.outputs:
-        if output.name != runtime.spec.output.name:
-            raise InvalidInputError(f"expected 'outputs' to request only {runtime.spec.output.name!r}, "
+        if output.name != produced.name:
+            raise InvalidInputError(f"expected 'outputs' to request only {produced.name!r}, "
                                     f"got {output.name[:80]!r}")
     typed = [field.name for field, _ in tensor.contents.ListFields()]
     count = math.prod(shape)  # Python integers: a numpy product of huge dimensions could wrap to 0
@@ -166,7 +175,7 @@ class InferenceService:
     def model_metadata(self, request: Any) -> Any:
         self._check_ready()
         runtime = self.served.get(request.name, _version(request.version))
-        spec = runtime.spec
+        spec = tensors(runtime)
 
         def tensor(t: Any) -> Any:
             return pb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=v2_datatype(t),
@@ -197,7 +206,7 @@ class InferenceService:
             result = np.ascontiguousarray(runtime.run(batch), dtype="<f4")
             ran = time.perf_counter()
             record_inference(runtime, ran - decoded)
-            spec = runtime.spec.output
+            spec = tensors(runtime).output
             output = pb.ModelInferResponse.InferOutputTensor(name=spec.name, datatype=v2_datatype(spec),
                                                              shape=result.shape)
             answer = pb.ModelInferResponse(model_name=runtime.name, model_version=str(runtime.version),
