@@ -488,7 +488,7 @@ def serve(
     ] = 8001,
 ) -> None:
     """Serve the stored versions of every model that has one over HTTP and gRPC (granian; page at /, /metrics)."""
-    from zoo.serve.wsgi import run
+    from zoo.serve.runner import run
 
     chosen = tuple(filter(None, (name.strip() for name in models.split(",")))) if models is not None else None
     run(

@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, request, send_from_directory
+from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_from_directory
 from werkzeug.exceptions import UnsupportedMediaType
 
 from zoo.inputs.imaging import DEFAULT_MAX_PIXELS
 from zoo.serve.cards import cards
+from zoo.serve.checks import DEFAULT_MAX_BATCH, RequestLimits
+from zoo.serve.context import LIMITS_KEY, MODELS_KEY, served_models
 from zoo.serve.errors import register_error_handlers
 from zoo.serve.health import health
 from zoo.serve.json_provider import OrjsonProvider
 from zoo.serve.metrics import instrument, metrics, record_loaded, record_reload
-from zoo.serve.models import AUTO, ServedModels, VersionPolicy
-from zoo.serve.openapi import openapi
+from zoo.serve.openapi import describe
+from zoo.serve.repository import AUTO, ServedModels, VersionPolicy
 from zoo.serve.statistics import statistics
 from zoo.serve.v1 import v1
 from zoo.serve.v2 import v2
@@ -27,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "VERSIONS": "all",  # version policy: all, latest:N, or numbers like 1,3
     "POLL_SECONDS": 10,  # look for new and removed versions this often; 0 never
     "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
-    "MAX_BATCH": 256,
+    "MAX_BATCH": DEFAULT_MAX_BATCH,
     "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,
     "RUNTIME_THREADS": None,  # ONNX Runtime intra-op threads; None: its own choice by batch size
     "TORCH_THREADS": None,  # torch.set_num_threads in this process; None leaves it
@@ -61,15 +63,25 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             record_loaded(served)
 
         served.poll(float(app.config["POLL_SECONDS"]), reloaded)
-    app.extensions["zoo.models"] = served
+    app.extensions[MODELS_KEY] = served
+    app.extensions[LIMITS_KEY] = RequestLimits(int(app.config["MAX_BATCH"]), int(app.config["MAX_IMAGE_PIXELS"]))
     for blueprint in (v1, v2, statistics, health, openapi, metrics, cards):
         app.register_blueprint(blueprint)
-    app.add_url_rule("/", "page", lambda: send_from_directory(app.static_folder, "index.html"))
+    app.add_url_rule("/", "page", lambda: send_from_directory(str(app.static_folder), "index.html"))
     app.before_request(refuse_encoded_bodies)
     app.after_request(protect_pages)
     instrument(app)
     register_error_handlers(app)
     return app
+
+
+openapi = Blueprint("openapi", __name__)
+
+
+@openapi.get("/openapi.json")
+def openapi_json() -> Response:
+    """/openapi.json: the OpenAPI document of what this app serves, at its batch limit."""
+    return jsonify(describe(served_models().names(), current_app.config["MAX_BATCH"]))
 
 
 def refuse_encoded_bodies() -> None:

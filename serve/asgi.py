@@ -226,7 +226,9 @@ class BufferedWSGI:
     def _call(self, environ: dict[str, Any]) -> Started:
         started: list[Any] = []
 
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info=None):
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
             started[:] = [int(status.split(" ", 1)[0]), headers]
             return lambda data: None
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import html
 import re
+from xml.etree.ElementTree import Element
 
 import markdown
-from flask import Blueprint, current_app, send_from_directory
+from flask import Blueprint, Response, current_app, send_from_directory
 from markdown.treeprocessors import Treeprocessor
 from werkzeug.exceptions import NotFound
 
 from zoo.cards.card import StoredCard, stored_card
 from zoo.core.errors import UnknownVersionError
-from zoo.serve.models import version_number
+from zoo.serve.repository import version_number
 
 cards = Blueprint("cards", __name__)
 
@@ -51,7 +52,7 @@ def safe_url(url: str) -> bool:
 class DropUnsafeLinks(Treeprocessor):
     """Removes every href and src whose scheme is not safe_url's, so a card's markdown cannot carry a script link."""
 
-    def run(self, root) -> None:
+    def run(self, root: Element) -> None:
         for element in root.iter():
             for attribute in ("href", "src"):
                 if attribute in element.attrib and not safe_url(element.attrib[attribute]):
@@ -88,13 +89,13 @@ def _card(name: str, version: str | None) -> StoredCard:
 
 @cards.get("/models/<name>")
 @cards.get("/models/<name>/versions/<version>")
-def card_page(name: str, version: str | None = None):
+def card_page(name: str, version: str | None = None) -> tuple[str, int, dict[str, str]]:
     """The card of a model's latest version, or of the version named."""
     return card_html(_card(name, version)), 200, {"Content-Type": "text/html; charset=utf-8"}
 
 
 @cards.get("/models/<name>/versions/<version>/<file>")
-def card_figure(name: str, version: str, file: str):
+def card_figure(name: str, version: str, file: str) -> Response:
     """One of the card's figures, from the version's folder; any other file, or a path out of it, is a 404."""
     card = _card(name, version)
     if file not in card.figures:

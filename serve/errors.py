@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from zoo.core.errors import ZooError
@@ -32,20 +32,21 @@ def register_error_handlers(app: Flask) -> None:
     line; HTTP errors keep their status; anything else -> 500."""
 
     @app.errorhandler(ZooError)
-    def zoo_error(error: ZooError):
+    def zoo_error(error: ZooError) -> tuple[Response, int]:
         if not error.caller_error:
             log.error("%s: %s", type(error).__name__, error)
             return jsonify(error=f"server fault: {public(str(error))}"), 500
         return jsonify(error=public(str(error))), 404 if isinstance(error, LookupError) else 400
 
     @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
+    def http_error(error: HTTPException) -> tuple[Response, int]:
         response = jsonify(error=public(f"{error.name}: {error.description}"))
-        if error.code == 405 and error.valid_methods:
-            response.headers["Allow"] = ", ".join(error.valid_methods)
-        return response, error.code
+        allowed = getattr(error, "valid_methods", None)  # MethodNotAllowed's
+        if error.code == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
+        return response, error.code or 500
 
     @app.errorhandler(Exception)
-    def unexpected(error: Exception):
+    def unexpected(error: Exception) -> tuple[Response, int]:
         log.exception("unhandled error")
         return jsonify(error=f"internal error ({type(error).__name__}); the server logged the details"), 500

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -24,20 +23,32 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import numpy as np
 
-from zoo.core.errors import InvalidInputError, NotExportableError, ZooError
-from zoo.core.spec import Interface
+from zoo.core.errors import InvalidInputError, ZooError
 from zoo.exports.runtimes import Runtime
+from zoo.serve.checks import RequestLimits, interface
+from zoo.serve.context import LIMITS_KEY, MODELS_KEY
 from zoo.serve.errors import public
 from zoo.serve.grpc_protocol import grpc_predict_v2_pb2 as pb
 from zoo.serve.metrics import UNSERVED, access_log, escaped, instruments, record_inference
-from zoo.serve.payloads import MAX_DIMENSIONS, v2_datatype, v2_shape
 from zoo.serve.statistics import Durations, model_statistics, record_failure, record_success
+from zoo.serve.v2_codec import (
+    check_model_name,
+    check_output_names,
+    check_tensor,
+    encode_response,
+    model_metadata,
+    run,
+    server_metadata,
+    tensor_values,
+    v2_datatype,
+    v2_shape,
+)
 
 if TYPE_CHECKING:
     from flask import Flask
 
     from zoo.serve.asgi import BufferedWSGI
-    from zoo.serve.models import ServedModels
+    from zoo.serve.repository import ServedModels
 
 log = logging.getLogger("zoo.serve")
 SERVICE = pb.SERVICE.full_name  # inference.GRPCInferenceService
@@ -71,74 +82,38 @@ def _version(text: str) -> str | None:
     return text or None
 
 
-def tensors(runtime: Runtime) -> Interface:
-    """The served model's tensors (a runtime is only ever opened for a model that runs on inputs)."""
-    interface = runtime.spec.interface
-    if interface is None:
-        raise NotExportableError(f"{runtime.name} runs on no inputs")
-    return interface
+# The typed contents field that carries each datatype's values (grpc_predict_v2.proto's InferTensorContents).
+CONTENTS = {"FP32": "fp32_contents"}
 
 
-def decode_infer(request: Any, runtime: Runtime, max_batch: int) -> np.ndarray:
-    """A ModelInferRequest's one input as the model's batch, checked as /v2 over HTTP checks a JSON request:
-    its name, datatype and shape, the number of values the shape needs, finite values, the batch limit.
+def decode_infer(request: Any, runtime: Runtime, limits: RequestLimits) -> np.ndarray:
+    """A ModelInferRequest's one input as the model's batch, through the v2 codec that decodes HTTP's requests:
+    the same checks of its name, datatype and shape, its number of values, finite values and the batch limit.
 
-    The values come from `raw_input_contents` (little-endian FP32, as tritonclient.grpc sends them) or from the
-    typed `contents.fp32_contents`; never both, and no other typed field.
+    The values come from `raw_input_contents` (little-endian, as tritonclient.grpc sends them) or from the typed
+    contents of the input's datatype (`fp32_contents`); never both, and no other typed field.
     """
-    expected, produced = tensors(runtime).input, tensors(runtime).output
-    datatype = v2_datatype(expected)
+    tensors = interface(runtime.spec)
+    spec = tensors.input
     if len(request.inputs) != 1:
-        raise InvalidInputError(f"expected a v2 infer request with one input, {expected.name!r} "
-                                f"{datatype} {v2_shape(expected.shape)}, got {len(request.inputs)} inputs")
-    if request.model_name != runtime.name:  # the route's model, as HTTP's body check
-        raise InvalidInputError(f"expected 'model_name' {runtime.name!r}, got {request.model_name[:80]!r}")
+        raise InvalidInputError(f"expected a v2 infer request with one input, {spec.name!r} {v2_datatype(spec)} "
+                                f"{v2_shape(spec.shape)}, got {len(request.inputs)} inputs")
+    check_model_name(request.model_name, runtime.name)
+    check_output_names([output.name for output in request.outputs], tensors.output.name)
     tensor = request.inputs[0]
-    if tensor.name != expected.name:
-        raise InvalidInputError(f"expected input named {expected.name!r}, got {tensor.name[:80]!r}")
-    if tensor.datatype != datatype:
-        raise InvalidInputError(f"expected input {expected.name!r} with datatype {datatype}, "
-                                f"got {tensor.datatype[:40]!r}")
-    shape = list(tensor.shape)
-    if any(dim < 0 for dim in shape):
-        raise InvalidInputError(f"expected input {expected.name!r} 'shape' as a list of non-negative integers, "
-                                f"got {shape[:MAX_DIMENSIONS + 1]}")
-    if len(shape) > MAX_DIMENSIONS:
-        raise InvalidInputError(f"expected input {expected.name!r} 'shape' of at most {MAX_DIMENSIONS} "
-                                f"dimensions, got {len(shape)}")
-    for output in request.outputs:
-        if output.name != produced.name:
-            raise InvalidInputError(f"expected 'outputs' to request only {produced.name!r}, "
-                                    f"got {output.name[:80]!r}")
+    shape = check_tensor(spec, tensor.name, tensor.datatype, list(tensor.shape))
     typed = [field.name for field, _ in tensor.contents.ListFields()]
-    count = math.prod(shape)  # Python integers: a numpy product of huge dimensions could wrap to 0
     if request.raw_input_contents:
         if len(request.raw_input_contents) != 1 or typed:
-            raise InvalidInputError(f"expected input {expected.name!r} in one raw_input_contents entry and no "
-                                    f"typed contents, got {len(request.raw_input_contents)} raw entries"
+            raise InvalidInputError(f"expected input {spec.name!r} in one raw_input_contents entry and no typed "
+                                    f"contents, got {len(request.raw_input_contents)} raw entries"
                                     f"{' and ' + ', '.join(typed) if typed else ''}")
-        raw = request.raw_input_contents[0]
-        if len(raw) != count * 4:
-            raise InvalidInputError(f"expected {count * 4} bytes of FP32 raw_input_contents for input "
-                                    f"{expected.name!r} of shape {shape}, got {len(raw)}")
-        array = np.frombuffer(raw, dtype="<f4").copy()  # torch wants a writable buffer
-    elif typed == ["fp32_contents"]:
-        array = np.asarray(tensor.contents.fp32_contents, dtype=np.float32)
-        if array.size != count:
-            raise InvalidInputError(f"expected the {count} values input {expected.name!r} of shape {shape} "
-                                    f"needs, got {array.size} in fp32_contents")
-    elif typed:
-        raise InvalidInputError(f"expected input {expected.name!r} {datatype} values in fp32_contents or "
-                                f"raw_input_contents, got {', '.join(typed)}")
-    else:
-        raise InvalidInputError(f"expected input {expected.name!r} to carry contents (fp32_contents or "
-                                f"raw_input_contents), got neither")
-    if not np.isfinite(array).all():
-        raise InvalidInputError(f"expected finite values in input {expected.name!r}, got NaN or infinity")
-    batch = array.reshape(shape)
-    if batch.ndim and len(batch) > max_batch:
-        raise InvalidInputError(f"expected a batch of at most {max_batch} items, got {len(batch)}")
-    return batch
+        return tensor_values(spec, shape, limits, raw=request.raw_input_contents[0])
+    wanted = CONTENTS[v2_datatype(spec)]
+    if typed != [wanted]:
+        raise InvalidInputError(f"expected input {spec.name!r} {v2_datatype(spec)} values in {wanted} or "
+                                f"raw_input_contents, got {', '.join(typed) or 'neither'}")
+    return tensor_values(spec, shape, limits, data=list(getattr(tensor.contents, wanted)))
 
 
 class InferenceService:
@@ -146,13 +121,10 @@ class InferenceService:
 
     def __init__(self, app: Flask, front: BufferedWSGI | None = None) -> None:
         self.app = app
-        self.served: ServedModels = app.extensions["zoo.models"]
+        self.served: ServedModels = app.extensions[MODELS_KEY]
+        self.limits: RequestLimits = app.extensions[LIMITS_KEY]
         self.front = front
-        self.max_batch = int(app.config["MAX_BATCH"])
         self.access_log = app.config["ACCESS_LOG"]
-        from importlib.metadata import version
-
-        self.version = version("zoo")
 
     # -- health and metadata
 
@@ -169,21 +141,14 @@ class InferenceService:
         return pb.ModelReadyResponse(ready=self.served.ready)
 
     def server_metadata(self, request: Any) -> Any:
-        return pb.ServerMetadataResponse(name="zoo", version=self.version,
-                                         extensions=["binary_tensor_data", "statistics"])
+        return pb.ServerMetadataResponse(**server_metadata())
 
     def model_metadata(self, request: Any) -> Any:
         self._check_ready()
         runtime = self.served.get(request.name, _version(request.version))
-        spec = tensors(runtime)
-
-        def tensor(t: Any) -> Any:
-            return pb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=v2_datatype(t),
-                                                           shape=v2_shape(t.shape))
-
-        return pb.ModelMetadataResponse(
-            name=request.name, versions=[str(v) for v in self.served.versions(request.name)],
-            platform=runtime.platform, inputs=[tensor(spec.input)], outputs=[tensor(spec.output)])
+        document = model_metadata(request.name, runtime, list(self.served.versions(request.name)))
+        document.pop("parameters")  # the proto's ModelMetadataResponse has no parameters
+        return pb.ModelMetadataResponse(**document)
 
     def model_statistics(self, request: Any) -> Any:
         stats = model_statistics(self.served, request.name or None, _version(request.version))
@@ -201,16 +166,17 @@ class InferenceService:
         runtime = self.served.get(request.model_name, _version(request.model_version))
         started = time.perf_counter()
         try:
-            batch = decode_infer(request, runtime, self.max_batch)
+            batch = decode_infer(request, runtime, self.limits)
             decoded = time.perf_counter()
-            result = np.ascontiguousarray(runtime.run(batch), dtype="<f4")
+            result = run(runtime, batch)
             ran = time.perf_counter()
             record_inference(runtime, ran - decoded)
-            spec = tensors(runtime).output
-            output = pb.ModelInferResponse.InferOutputTensor(name=spec.name, datatype=v2_datatype(spec),
-                                                             shape=result.shape)
-            answer = pb.ModelInferResponse(model_name=runtime.name, model_version=str(runtime.version),
-                                           id=request.id, outputs=[output], raw_output_contents=[result.tobytes()])
+            document, data = encode_response(runtime.name, runtime, request.id or None, result, binary=True)
+            (output,) = document["outputs"]
+            output.pop("parameters")  # binary_data_size: raw_output_contents says its own length
+            answer = pb.ModelInferResponse(model_name=document["model_name"],
+                                           model_version=document["model_version"], id=request.id,
+                                           outputs=[output], raw_output_contents=[data])
         except Exception:
             record_failure(runtime.name, str(runtime.version), time.perf_counter() - arrived)
             raise

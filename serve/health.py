@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 
 from zoo.serve.v2 import readiness
 
@@ -10,7 +10,7 @@ health = Blueprint("health", __name__)
 
 
 @health.get("/healthz")
-def healthz():
+def healthz() -> Response:
     return jsonify(live=True)
 
 

@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 
+from zoo.serve.context import MODELS_KEY
+
 if TYPE_CHECKING:
-    from zoo.serve.models import ServedModels
+    from zoo.exports.runtimes import Runtime
+    from zoo.serve.repository import ServedModels
 
 metrics = Blueprint("metrics", __name__)
 access_log = logging.getLogger("zoo.access")
@@ -97,15 +100,17 @@ def record_refusal(status: int) -> None:
 
 
 def record_reload(result: str) -> None:
+    """Count one poll of the weights store by its result."""
     instruments().reloads.labels(result).inc()
 
 
-def record_inference(runtime, seconds: float) -> None:
+def record_inference(runtime: Runtime, seconds: float) -> None:
+    """Time one inference of `runtime`'s model and version on its backend."""
     instruments().inference.labels(runtime.name, str(runtime.version), runtime.backend).observe(seconds)
 
 
 @metrics.get("/metrics")
-def prometheus_metrics():
+def prometheus_metrics() -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -128,7 +133,7 @@ def instrument(app: Flask) -> None:
     def count(response: Response) -> Response:
         seconds = time.perf_counter() - g.get("zoo_started", time.perf_counter())
         model = (request.view_args or {}).get("name", "")
-        if model and model not in current_app.extensions["zoo.models"].runtimes:
+        if model and model not in current_app.extensions[MODELS_KEY].runtimes:
             model = UNSERVED
         version = str(g.get("zoo_version", ""))  # set only once a served version was found
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"

@@ -3,21 +3,69 @@
 Each served model has its own paths with its own request schemas (its form's JSON body, its v2 tensor); unknown
 properties are refused and declared so (`additionalProperties: false`); versions are integers >= 1; every status
 the server can send is listed. `tests/test_openapi_fuzz.py` draws requests from this document and checks that
-the server accepts every one the schemas call valid.
+the server accepts every one the schemas call valid. Only data here: the app serves it at /openapi.json.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
-
 from zoo.core.registry import get_model
-from zoo.core.spec import ModelSpec
-from zoo.serve.models import served_models
-from zoo.serve.payloads import FORMS, NUMBER, V2_HEADER_LENGTH, v2_datatype
+from zoo.core.spec import InputForm, ModelSpec
+from zoo.serve.checks import DEFAULT_MAX_BATCH, interface
+from zoo.serve.forms import FORMS, IMAGE_TYPES, value_example
+from zoo.serve.v2_codec import V2_HEADER_LENGTH, v2_datatype
 
-openapi = Blueprint("openapi", __name__)
+# Finite float32 numbers: JSON allows larger ones, which the model could only see as infinity.
+NUMBER = {"type": "number", "minimum": -3.4e38, "maximum": 3.4e38}
+
+
+def _array(items: dict[str, Any], low: int, high: int | None = None) -> dict[str, Any]:
+    return {"type": "array", "items": items, "minItems": low, "maxItems": low if high is None else high}
+
+
+def pixels_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
+    """The JSON body of a digits model's /v1 predict: one image or a batch of pixels."""
+    pixel = {"type": "number", "minimum": 0, "maximum": 255}
+    image = [_array(_array(pixel, 28), 28), _array(pixel, 784)]
+    batch = _array({"anyOf": [*image, _array(_array(_array(pixel, 28), 28), 1)]}, 1, max_batch)
+    return {
+        "type": "object",
+        "required": ["pixels"],
+        "additionalProperties": False,
+        "description": "one 28x28 or 784-value image, or a batch ([N,28,28], [N,784], [N,1,28,28]); "
+        "values 0-255 or 0-1; white on black or black on white",
+        "properties": {"pixels": {"anyOf": [*image, batch]}},
+    }
+
+
+def values_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
+    """The JSON body of a values model's /v1 predict: one row of features or a batch of rows."""
+    (features,) = interface(spec).input.features
+    if features == 1:
+        accepted = [NUMBER, _array(NUMBER, 1, max_batch), _array(_array(NUMBER, 1), 1, max_batch)]
+    else:
+        accepted = [_array(NUMBER, features), _array(_array(NUMBER, features), 1, max_batch)]
+    return {
+        "type": "object",
+        "required": [interface(spec).input.name],
+        "additionalProperties": False,
+        "description": value_example(spec),
+        "properties": {interface(spec).input.name: {"anyOf": accepted}},
+    }
+
+
+BINARY = {"type": "string", "format": "binary"}
+# The schema of each medium a form reads besides JSON (serve/forms.py lists which a form takes).
+MEDIA_SCHEMAS: dict[str, dict[str, Any]] = {
+    **{kind: {"schema": BINARY} for kind in IMAGE_TYPES},
+    "multipart/form-data": {"schema": {"type": "object", "properties": {"image": BINARY}}},
+}
+JSON_SCHEMAS: dict[InputForm, Callable[[ModelSpec, int], dict[str, Any]]] = {
+    InputForm.DIGITS: pixels_schema,
+    InputForm.VALUES: values_schema,
+}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -53,18 +101,18 @@ def _body(schema: dict[str, Any], other_media: dict[str, Any] | None = None) -> 
 
 
 def v2_request_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
-    """The v2 infer request for `spec`: exactly one input, its name, FP32, its shape with a batch of 1..max_batch.
+    """The v2 infer request for `spec`: exactly one input, its name, datatype and shape with a batch of 1..max_batch.
 
     JSON Schema cannot tie the number of `data` values to the product of `shape`; the description says so.
     """
-    features = [{"const": dim} for dim in spec.input.features]
+    features = [{"const": dim} for dim in interface(spec).input.features]
     tensor = {
         "type": "object",
         "required": ["name", "shape", "datatype", "data"],
         "additionalProperties": False,
         "properties": {
-            "name": {"const": spec.input.name},
-            "datatype": {"const": v2_datatype(spec.input)},
+            "name": {"const": interface(spec).input.name},
+            "datatype": {"const": v2_datatype(interface(spec).input)},
             "shape": {
                 "type": "array",
                 "prefixItems": [{"type": "integer", "minimum": 1, "maximum": max_batch}, *features],
@@ -85,7 +133,7 @@ def v2_request_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
         "required": ["name"],
         "additionalProperties": False,
         "properties": {
-            "name": {"const": spec.output.name},
+            "name": {"const": interface(spec).output.name},
             "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}},
         },
     }
@@ -109,8 +157,8 @@ def _tensor_out(spec: ModelSpec) -> dict[str, Any]:
         "type": "object",
         "required": ["name", "shape", "datatype"],
         "properties": {
-            "name": {"const": spec.output.name},
-            "datatype": {"const": v2_datatype(spec.output)},
+            "name": {"const": interface(spec).output.name},
+            "datatype": {"const": v2_datatype(interface(spec).output)},
             "shape": {"type": "array", "items": {"type": "integer"}},
             "data": {"type": "array", "items": NUMBER},
             "parameters": OBJECT,
@@ -120,9 +168,10 @@ def _tensor_out(spec: ModelSpec) -> dict[str, Any]:
 
 def _model_paths(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
     """Every route of one model, latest and pinned."""
-    name, form = spec.name, FORMS[spec.interface.form]
+    name, form = spec.name, interface(spec).form
+    other_media = {kind: MEDIA_SCHEMAS[kind] for kind in FORMS[form].media if kind != "application/json"}
     predict = {
-        "requestBody": _body(form.json_schema(spec, max_batch), form.other_media),
+        "requestBody": _body(JSON_SCHEMAS[form](spec, max_batch), other_media),
         "responses": {
             **_ok(f"{name}'s prediction", {"type": "object", "required": ["model", "version", "backend"]}),
             **ERRORS,
@@ -212,10 +261,10 @@ def _model_paths(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
     return paths
 
 
-def describe(names: list[str], max_batch: int = 256) -> dict[str, Any]:
+def describe(names: list[str], max_batch: int = DEFAULT_MAX_BATCH) -> dict[str, Any]:
     """The OpenAPI 3.1 document for a server answering for `names` with batches of at most `max_batch`."""
 
-    def status(summary, more=BUSY):
+    def status(summary: str, more: dict[str, Any] = BUSY) -> dict[str, Any]:
         return {"get": {"summary": summary, "responses": {**_ok("status"), **more}}}
 
     not_ready = {"503": _error("not ready yet (or the worker's queue is full)")}
@@ -252,7 +301,3 @@ def describe(names: list[str], max_batch: int = 256) -> dict[str, Any]:
         },
     }
 
-
-@openapi.get("/openapi.json")
-def openapi_json():
-    return jsonify(describe(served_models().names(), current_app.config["MAX_BATCH"]))

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, jsonify
+
+from zoo.serve.context import served_models
+from zoo.serve.repository import ServedModels
 
 statistics = Blueprint("statistics", __name__, url_prefix="/v2/models")
 
@@ -152,7 +155,7 @@ def totals() -> dict[tuple[str, str], list[float]]:
     return summed
 
 
-def model_statistics(served: Any, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
+def model_statistics(served: ServedModels, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
     """Triton's $model_stat objects for the served versions: all of them, one model's, or one version's.
 
     An unknown model or version raises the 404-kind errors of `served.get`. Figures are integers, as in Triton.
@@ -183,16 +186,12 @@ def _duration(count: int, ns: float) -> dict[str, int]:
     return {"count": count, "ns": int(round(ns))}
 
 
-def _served() -> Any:
-    return current_app.extensions["zoo.models"]
-
-
 @statistics.get("/stats")
-def all_statistics():
-    return jsonify(model_stats=model_statistics(_served()))
+def all_statistics() -> Response:
+    return jsonify(model_stats=model_statistics(served_models()))
 
 
 @statistics.get("/<name>/stats")
 @statistics.get("/<name>/versions/<version>/stats")
-def one_model_statistics(name: str, version: str | None = None):
-    return jsonify(model_stats=model_statistics(_served(), name, version))
+def one_model_statistics(name: str, version: str | None = None) -> Response:
+    return jsonify(model_stats=model_statistics(served_models(), name, version))

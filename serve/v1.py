@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
+from zoo.serve.checks import interface
+from zoo.serve.context import request_limits, served_models, served_runtime
+from zoo.serve.forms import FORMS
 from zoo.serve.metrics import record_inference
-from zoo.serve.models import served_models, served_runtime
-from zoo.serve.payloads import FORMS
 from zoo.store.manifest import version_summary
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
@@ -20,13 +21,14 @@ def model_metadata(name: str) -> dict[str, Any]:
     versions = served_models().versions(name)
     latest = versions[max(versions)]
     spec = latest.spec
+    tensors = interface(spec)
     return {
         "name": name,
         "summary": spec.summary,
         "task": spec.task,
-        "form": spec.interface.form.value,
-        "input": spec.input.to_dict(),
-        "output": spec.output.to_dict(),
+        "form": tensors.form.value,
+        "input": tensors.input.to_dict(),
+        "output": tensors.output.to_dict(),
         "preprocessing": spec.preprocessing,
         "backend": latest.backend,
         "latest_version": latest.version,
@@ -36,21 +38,21 @@ def model_metadata(name: str) -> dict[str, Any]:
 
 
 @v1.get("/models")
-def list_models():
+def list_models() -> Response:
     return jsonify(models=[model_metadata(name) for name in served_models().names()])
 
 
 @v1.get("/models/<name>")
-def get_model(name: str):
+def get_model(name: str) -> Response:
     return jsonify(model_metadata(name))
 
 
 @v1.post("/models/<name>/predict")
 @v1.post("/models/<name>/versions/<version>/predict")
-def predict(name: str, version: str | None = None):
+def predict(name: str, version: str | None = None) -> Response:
     runtime = served_runtime(name, version)
-    form = FORMS[runtime.spec.interface.form]
-    batch, batched = form.read(request, runtime.spec)
+    form = FORMS[interface(runtime.spec).form]
+    batch, batched = form.read(request, runtime.spec, request_limits())
     started = time.perf_counter()
     answer = form.answer(runtime, batch, batched)
     record_inference(runtime, time.perf_counter() - started)

@@ -24,7 +24,7 @@ from zoo.core.errors import InvalidSettingError
 from zoo.serve import create_app
 from zoo.serve.cards import card_html, safe_url
 from zoo.serve.errors import public
-from zoo.serve.models import VersionPolicy, version_number
+from zoo.serve.repository import VersionPolicy, version_number
 
 served_weights = serving.served_weights
 

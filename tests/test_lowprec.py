@@ -263,7 +263,7 @@ def int8_only(trained_weights, tmp_path_factory, data_dir) -> Path:
 
 
 def test_auto_never_picks_a_lossy_format(int8_only):
-    from zoo.serve.models import plan_versions
+    from zoo.serve.repository import plan_versions
 
     assert plan_versions(["mnist-mlp"], str(int8_only)) == {"mnist-mlp": {1: "onnx", 2: "torch"}}
     assert plan_versions(["mnist-mlp"], str(int8_only), "onnx-int8") == {"mnist-mlp": {1: "onnx-int8", 2: "onnx-int8"}}

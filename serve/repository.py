@@ -1,20 +1,23 @@
-"""The versions a server answers for: which to serve and on which runtime, opened and warmed up before use,
-and refreshed while serving (Triton's poll mode) so new versions appear and removed ones go without a restart."""
+"""The served-model repository: which stored versions to serve (the version policy) and on which runtime, opened
+and warmed up before use, and refreshed while serving (Triton's poll mode) so new versions appear and removed ones
+go without a restart. Protocol-neutral: no Flask here (serve/context.py holds the app's accessors), so HTTP and
+gRPC front ends share one repository, as KServe's model_repository.py stands apart from its protocol/."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from flask import current_app, g
 
 from zoo.core.errors import InvalidSettingError, MissingArtifactError, UnknownModelError, UnknownVersionError, ZooError
 from zoo.core.registry import get_model, list_models
 from zoo.exports.runtimes import Runtime, check_backend, exportable_model, open_runtime
+from zoo.serve.checks import interface
 from zoo.store.versions import WeightsStore, is_version_number
 
 # The default backend: ONNX Runtime for every version that has an ONNX export (measured fastest at every batch
@@ -52,6 +55,7 @@ class VersionPolicy:
         )
 
     def choose(self, versions: list[int]) -> list[int]:
+        """The versions to serve out of `versions` (ascending)."""
         if self.latest is not None:
             return versions[-self.latest :]
         if self.specific:
@@ -78,7 +82,7 @@ def plan_versions(
         check_backend(backend)
     store = WeightsStore(weights_dir)
     named = models is not None
-    names = list(models) if named else [name for name in list_models() if get_model(name).exportable]
+    names = list(models) if models is not None else [name for name in list_models() if get_model(name).exportable]
     plan: dict[str, dict[int, str]] = {}
     unexported: list[str] = []
     for name in names:
@@ -129,10 +133,10 @@ def plan_versions(
     return plan
 
 
-UNREADABLE: dict = {}  # the exports of a version whose manifest cannot be read
+UNREADABLE: dict[str, Any] = {}  # the exports of a version whose manifest cannot be read
 
 
-def _exports(store: WeightsStore, name: str, version: int) -> dict:
+def _exports(store: WeightsStore, name: str, version: int) -> dict[str, Any]:
     """A version's exports by format; UNREADABLE when its manifest is damaged, so that the version stays in the
     plan and opening it, not planning, says why it is left out (one damaged version never stops a server)."""
     try:
@@ -143,7 +147,8 @@ def _exports(store: WeightsStore, name: str, version: int) -> dict:
 
 def warmed(runtime: Runtime) -> Runtime:
     """`runtime` after one inference on zeros, so the first request pays no start-up cost."""
-    runtime.run(np.zeros([1, *runtime.spec.input.features], dtype=np.float32))
+    tensor = interface(runtime.spec).input
+    runtime.run(np.zeros([1, *tensor.features], dtype=tensor.dtype))
     return runtime
 
 
@@ -242,7 +247,7 @@ class ServedModels:
             )
         return added, removed
 
-    def poll(self, seconds: float, on_reload=None) -> threading.Thread:
+    def poll(self, seconds: float, on_reload: Callable[[str], None] | None = None) -> threading.Thread:
         """Refresh every `seconds` in a daemon thread; `on_reload(result)` hears "changed", "unchanged" or "failed"."""
 
         def loop() -> None:
@@ -264,12 +269,15 @@ class ServedModels:
         return thread
 
     def describe(self) -> str:
+        """What is served, for the log: `name v, v; name v`."""
         return "; ".join(f"{name} {', '.join(map(str, versions))}" for name, versions in self.runtimes.items())
 
     def all(self) -> list[Runtime]:
+        """Every served runtime, of every model and version."""
         return [runtime for versions in self.runtimes.values() for runtime in versions.values()]
 
     def names(self) -> list[str]:
+        """The served models' names."""
         return list(self.runtimes)
 
     def versions(self, name: str) -> dict[int, Runtime]:
@@ -306,14 +314,3 @@ class ServedModels:
             raise UnknownVersionError(f"{name} has no version {version[:40]!r} on this server; versions served: {have}")
         return versions[number]
 
-
-def served_models() -> ServedModels:
-    """The ServedModels of the app handling the current request."""
-    return current_app.extensions["zoo.models"]
-
-
-def served_runtime(name: str, version: str | None = None) -> Runtime:
-    """The runtime a request is for, noted on the request so its metrics and access log name the version."""
-    runtime = served_models().get(name, version)
-    g.zoo_version = runtime.version
-    return runtime

@@ -1,4 +1,4 @@
-"""`zoo serve`: the app under granian (a Rust HTTP server), each worker loading its own models.
+"""`zoo serve`'s process runner: the app under granian (a Rust HTTP server), each worker loading its own models.
 
 granian was chosen on measurements (benchmarks/README.md): against gunicorn's threaded workers it keeps the
 tail within a few times the median under load. The app runs behind serve/asgi.py's buffering front, so a
@@ -13,9 +13,10 @@ import os
 import shutil
 import socket
 import tempfile
+from typing import Any
 
 from zoo.core.errors import InvalidSettingError
-from zoo.serve.models import VersionPolicy, plan_versions
+from zoo.serve.repository import VersionPolicy, plan_versions
 from zoo.store.versions import WeightsStore
 
 
@@ -62,11 +63,11 @@ def raise_open_files_limit(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def logging_config() -> dict:
+def logging_config() -> dict[str, Any]:
     """granian's own logging, plus the zoo's loggers on stderr: zoo.serve's messages and zoo.access's lines."""
     from granian.log import LOGGING_CONFIG
 
-    config = copy.deepcopy(LOGGING_CONFIG)
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
     config["handlers"]["zoo"] = {"formatter": "generic", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
     config["handlers"]["zoo.access"] = {"formatter": "access", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
     config["loggers"]["zoo"] = {"handlers": ["zoo"], "level": "INFO", "propagate": False}
@@ -104,6 +105,7 @@ def run(
     """
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
+    from granian.log import LogLevels
     from granian.server import Server
 
     check_address(host, port)
@@ -130,7 +132,7 @@ def run(
             workers=workers, respawn_failed_workers=True, respawn_interval=0.5,
             backlog=BACKLOG, backpressure=max_in_flight,
             http1_settings=HTTP1Settings(header_read_timeout=HEADER_TIMEOUT * 1000, keep_alive=True),
-            log_level="info", log_access=False, log_dictconfig=logging_config(),
+            log_level=LogLevels.info, log_access=False, log_dictconfig=logging_config(),
         ).serve()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
