@@ -117,7 +117,7 @@ def decode_infer(request: Any, runtime: Runtime, limits: RequestLimits) -> np.nd
 
 
 class InferenceService:
-    """The RPCs, each a coroutine run on the worker's event loop."""
+    """The RPCs' answers, called by GrpcFront's handlers on the worker's event loop (or its long-request thread)."""
 
     def __init__(self, app: Flask, front: BufferedWSGI | None = None) -> None:
         self.app = app
@@ -241,7 +241,8 @@ class GrpcFront:
             if front is not None and front._full():
                 raise Refusal(grpc.StatusCode.UNAVAILABLE, f"this worker has {front.queued} requests waiting, "
                                                            f"its limit; retry after a second")
-            size = sum(len(raw) for raw in request.raw_input_contents)
+            size = sum(len(raw) for raw in request.raw_input_contents) + sum(
+                4 * len(tensor.contents.fp32_contents) for tensor in request.inputs)
             if front is not None and size > LONG_MESSAGE:
                 front.queued += 1
                 try:
