@@ -4,7 +4,10 @@ process, uvicorn) serving a zoo `model.onnx` through ONNX Runtime on the Open In
 Runs in an environment with kserve installed (it is not a zoo dependency):
     python3 -m venv /tmp/kserve && /tmp/kserve/bin/pip install kserve onnxruntime numpy
     /tmp/kserve/bin/python benchmarks/kserve_baseline.py --model-file weights/mnist-mlp/1/model.onnx \
-        --name mnist-mlp --port 8080
+        --name mnist-mlp --port 8080 [--grpc-port 8081]
+
+With --grpc-port it serves KServe's own gRPC endpoint (grpc_predict_v2.proto, its grpc.aio server) beside HTTP,
+in the same process, as benchmarks/grpc_load.py measures it.
 """
 
 from __future__ import annotations
@@ -48,9 +51,11 @@ def main() -> None:
     parser.add_argument("--model-file", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--grpc-port", type=int, default=0, help="also serve KServe's gRPC endpoint here (0: none)")
     args = parser.parse_args()
     kserve.ModelServer(
-        http_port=args.port, grpc_port=args.port + 1, enable_grpc=False, workers=1, enable_latency_logging=False
+        http_port=args.port, grpc_port=args.grpc_port or args.port + 1, enable_grpc=bool(args.grpc_port), workers=1,
+        enable_latency_logging=False,
     ).start([OnnxModel(args.name, args.model_file)])
 
 

@@ -485,8 +485,11 @@ def serve(
             "included; more connections wait in the kernel's backlog.",
         ),
     ] = 2048,
+    grpc_port: Annotated[
+        int, typer.Option(min=0, help="Port for the v2 protocol over gRPC, served by every worker; 0: no gRPC.")
+    ] = 8001,
 ) -> None:
-    """Serve the stored versions of every model that has one over HTTP (granian; drawing page at /, /metrics)."""
+    """Serve the stored versions of every model that has one over HTTP and gRPC (granian; page at /, /metrics)."""
     from zoo.serve.runner import run
 
     chosen = tuple(filter(None, (name.strip() for name in models.split(",")))) if models is not None else None
@@ -506,6 +509,7 @@ def serve(
         body_timeout=body_timeout,
         max_queue=max_queue,
         max_in_flight=max_in_flight,
+        grpc_port=grpc_port,
     )
 
 

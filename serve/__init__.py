@@ -18,6 +18,7 @@ from zoo.serve.json_provider import OrjsonProvider
 from zoo.serve.metrics import instrument, metrics, record_loaded, record_reload
 from zoo.serve.openapi import describe
 from zoo.serve.repository import AUTO, ServedModels, VersionPolicy
+from zoo.serve.statistics import statistics
 from zoo.serve.v1 import v1
 from zoo.serve.v2 import v2
 
@@ -64,7 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         served.poll(float(app.config["POLL_SECONDS"]), reloaded)
     app.extensions[MODELS_KEY] = served
     app.extensions[LIMITS_KEY] = RequestLimits(int(app.config["MAX_BATCH"]), int(app.config["MAX_IMAGE_PIXELS"]))
-    for blueprint in (v1, v2, health, openapi, metrics, cards):
+    for blueprint in (v1, v2, statistics, health, openapi, metrics, cards):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "page", lambda: send_from_directory(str(app.static_folder), "index.html"))
     app.before_request(refuse_encoded_bodies)

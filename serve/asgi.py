@@ -22,6 +22,7 @@ import io
 import re
 import struct
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,6 +32,7 @@ from flask import Flask
 
 from zoo.serve import create_app
 from zoo.serve.metrics import record_refusal
+from zoo.serve.statistics import ARRIVED
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -78,6 +80,7 @@ class BufferedWSGI:
         self.queued = 0  # complete requests admitted and not yet answered
         self._inline: collections.deque[tuple[dict[str, Any], asyncio.Future[Started]]] = collections.deque()
         self._runner: asyncio.Task[None] | None = None
+        self.grpc: Any = None  # the worker's GrpcFront, once the lifespan has started it
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -209,6 +212,7 @@ class BufferedWSGI:
             "wsgi.multithread": True,
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
+            ARRIVED: time.perf_counter(),
         }
         for name, value in headers:
             key = name.upper().replace("-", "_")
@@ -235,12 +239,29 @@ class BufferedWSGI:
             getattr(result, "close", lambda: None)()
         return started[0], started[1], chunks
 
+    async def _start_grpc(self) -> None:
+        """Serve gRPC from this worker too when GRPC_PORT is set (serve/grpc_front.py), on this event loop."""
+        port = int(self.app.config.get("GRPC_PORT") or 0)
+        if not port:
+            return
+        from zoo.serve.grpc_front import GrpcFront
+
+        self.grpc = GrpcFront(self.app, self)
+        await self.grpc.start(str(self.app.config.get("GRPC_HOST") or "127.0.0.1"), port)
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    await self._start_grpc()
+                except Exception as error:  # noqa: BLE001 (the worker reports it and exits)
+                    await send({"type": "lifespan.startup.failed", "message": f"gRPC: {error}"})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.grpc is not None:
+                    await self.grpc.stop()
                 for pool in (self.pool, self.long_pool):
                     if pool is not None:
                         pool.shutdown(wait=False)

@@ -86,6 +86,8 @@ ERRORS = {
 LOOKUP_ERRORS = {key: ERRORS[key] for key in ("404", "500", "503")}
 BUSY = {"503": ERRORS["503"]}
 OBJECT = {"type": "object"}
+# Triton's statistics extension (serve/statistics.py).
+STATISTICS = {"type": "object", "required": ["model_stats"], "properties": {"model_stats": {"type": "array"}}}
 VERSION_PARAM = {"name": "version", "in": "path", "required": True,
                  "schema": {"type": "integer", "minimum": 1}, "description": "a version number, without leading zeros"}
 
@@ -200,6 +202,8 @@ def _model_paths(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
         },
     }
     metadata = {"responses": {**_ok(f"{name}'s metadata"), **LOOKUP_ERRORS}}
+    statistics = {"responses": {**_ok("model_stats: counts and durations per version", STATISTICS),
+                                **LOOKUP_ERRORS}}
     ready = {
         "responses": {
             **_ok("readiness"),
@@ -219,6 +223,9 @@ def _model_paths(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
         paths[f"/v2/models/{name}{suffix}/ready"] = {"get": {"summary": f"is {name} ready", **with_params, **ready}}
         paths[f"/v2/models/{name}{suffix}/infer"] = {
             "post": {"summary": f"v2 inference with {name}", **with_params, **infer}
+        }
+        paths[f"/v2/models/{name}{suffix}/stats"] = {
+            "get": {"summary": f"Triton's statistics of {name}", **with_params, **statistics}
         }
     paths[f"/v1/models/{name}"] = {
         "get": {
@@ -264,6 +271,8 @@ def describe(names: list[str], max_batch: int = DEFAULT_MAX_BATCH) -> dict[str, 
     paths: dict[str, Any] = {
         "/v1/models": status("served models with their versions"),
         "/v2": status("server metadata"),
+        "/v2/models/stats": {"get": {"summary": "Triton's statistics of every served version",
+                                     "responses": {**_ok("model_stats", STATISTICS), **BUSY}}},
         # Liveness is answered ahead of any queue: an overloaded worker is alive.
         "/v2/health/live": status("liveness", {}),
         "/v2/health/ready": status("readiness: the models loaded and warmed up, at least one served", not_ready),

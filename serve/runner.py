@@ -20,10 +20,10 @@ from zoo.serve.repository import VersionPolicy, plan_versions
 from zoo.store.versions import WeightsStore
 
 
-def check_address(host: str, port: int) -> None:
-    """Raise InvalidSettingError unless a server could listen on host:port now."""
+def check_address(host: str, port: int, option: str = "--port") -> None:
+    """Raise InvalidSettingError unless a server could listen on host:port now (`option` names the setting)."""
     if not 1 <= port <= 65535:
-        raise InvalidSettingError(f"--port must be a TCP port from 1 to 65535, got {port}")
+        raise InvalidSettingError(f"{option} must be a TCP port from 1 to 65535, got {port}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
@@ -31,7 +31,7 @@ def check_address(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as error:
             raise InvalidSettingError(f"cannot listen on {host}:{port}: {error.strerror or error}; "
-                                      "is another server using it? choose another with --port") from None
+                                      f"is another server using it? choose another with {option}") from None
 
 
 def check_weights_root(store: WeightsStore) -> None:
@@ -91,6 +91,7 @@ def run(
     body_timeout: float = 30,
     max_queue: int = 64,
     max_in_flight: int = 2048,
+    grpc_port: int = 8001,
 ) -> None:
     """Serve until stopped. The address, the weights root and what to serve are checked first, so each fails
     here with a one-line ZooError rather than in the workers.
@@ -99,6 +100,8 @@ def run(
     waiting per worker (503 after; 0 none); `max_in_flight` requests per worker that granian reads at once, slow
     ones included (beyond it, connections wait in the kernel's backlog); headers must arrive within
     HEADER_TIMEOUT seconds.
+
+    `grpc_port` (0: none) serves the v2 protocol over gRPC too, from every worker (serve/grpc_front.py).
     """
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
@@ -106,13 +109,18 @@ def run(
     from granian.server import Server
 
     check_address(host, port)
+    if grpc_port:
+        if grpc_port == port:
+            raise InvalidSettingError(f"--grpc-port must differ from --port, got {port} for both")
+        check_address(host, grpc_port, "--grpc-port")
     check_weights_root(WeightsStore(weights_dir))
     plan_versions(models, weights_dir, backend, VersionPolicy.parse(versions))
     # Requests already run side by side on workers and threads; intra-op threads would only fight them.
     config = {"WEIGHTS_DIR": weights_dir, "BACKEND": backend, "MODELS": list(models) if models else None,
               "VERSIONS": versions, "POLL_SECONDS": poll_seconds, "MAX_CONTENT_LENGTH": max_body_bytes,
               "MAX_BATCH": max_batch, "RUNTIME_THREADS": 1, "TORCH_THREADS": 1, "ACCESS_LOG": access_log,
-              "THREADS": threads, "BODY_TIMEOUT": body_timeout, "MAX_QUEUE": max_queue}
+              "THREADS": threads, "BODY_TIMEOUT": body_timeout, "MAX_QUEUE": max_queue,
+              "GRPC_PORT": grpc_port, "GRPC_HOST": host}
     # granian's workers call the factory with no arguments; the app reads its settings from ZOO_SERVE_*.
     os.environ.update({f"ZOO_SERVE_{key}": json.dumps(value) for key, value in config.items()})
     metrics_dir = tempfile.mkdtemp(prefix="zoo-metrics-")

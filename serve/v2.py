@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from zoo.exports.runtimes import Runtime
 from zoo.serve.checks import parse_json
 from zoo.serve.context import request_limits, served_models, served_runtime
 from zoo.serve.metrics import record_inference
+from zoo.serve.statistics import ARRIVED, Durations, record_failure, record_success
 from zoo.serve.v2_codec import (
     V2_HEADER_LENGTH,
     decode_request,
@@ -67,15 +69,32 @@ def model_ready(name: str, version: str | None = None) -> Response | tuple[Respo
 @v2.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None) -> Response:
     runtime = served_runtime(name, version)
+    # Arrival is when the front had the whole body (its queue follows); without the front, when Flask took it.
+    arrived = request.environ.get(ARRIVED) or g.zoo_started
+    started = time.perf_counter()
+    try:
+        response, decoded, ran, items = _infer(runtime, name)
+    except Exception:
+        record_failure(runtime.name, str(runtime.version), time.perf_counter() - arrived)
+        raise
+    done = time.perf_counter()
+    record_success(runtime.name, str(runtime.version), items, done - arrived,
+                   Durations(started - arrived, decoded - started, ran - decoded, done - ran))
+    return response
+
+
+def _infer(runtime: Runtime, name: str) -> tuple[Response, float, float, int]:
+    """The answer, the times decoding and the run ended, and the batch size (for the statistics)."""
     header, binary = split_body(request.get_data(cache=False), request.headers.get(V2_HEADER_LENGTH))
     decoded = decode_request(parse_json(header), binary, runtime, request_limits())
     started = time.perf_counter()
     result = run(runtime, decoded.batch)
-    record_inference(runtime, time.perf_counter() - started)
+    ran = time.perf_counter()
+    record_inference(runtime, ran - started)
     answer, data = encode_response(name, runtime, decoded.id, result, decoded.binary_output)
     if not decoded.binary_output:
-        return jsonify(answer)
+        return jsonify(answer), started, ran, len(decoded.batch)
     document = current_app.json.dumps(answer).encode()  # the same writer as every JSON answer
     response = Response(document + data, mimetype="application/octet-stream")
     response.headers[V2_HEADER_LENGTH] = str(len(document))
-    return response
+    return response, started, ran, len(decoded.batch)

@@ -29,7 +29,7 @@ V2_OUTPUT_KEYS = {"name", "parameters"}
 MAX_DIMENSIONS = 8
 # The v2 protocol's names for the dtypes a TensorSpec declares.
 V2_DATATYPES = {"float32": "FP32"}
-SERVER_EXTENSIONS = ["binary_tensor_data"]
+SERVER_EXTENSIONS = ["binary_tensor_data", "statistics"]  # statistics: serve/statistics.py
 
 # A byte count in a header: ASCII digits, short enough that int() is cheap (str.isdigit takes "²" and "١").
 _BYTE_COUNT = re.compile(r"0|[1-9][0-9]{0,17}")

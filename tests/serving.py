@@ -64,9 +64,11 @@ def free_port() -> int:
 
 def start_server(weights: Path | None, cwd: Path, *args: str, env: dict[str, str] | None = None,
                  zoo: Path = ZOO) -> tuple[subprocess.Popen, str]:
-    """`zoo serve` on a free port (on `weights`, else the default root), returned once it is ready."""
+    """`zoo serve` on a free port (on `weights`, else the default root), returned once it is ready; without gRPC
+    unless `args` name a --grpc-port (its default, 8001, would clash between servers run side by side)."""
     root = ["--weights-dir", str(weights)] if weights is not None else []
-    return start_process([str(zoo), "serve", "--port", "{port}", *root, *args], cwd, env)
+    grpc = [] if "--grpc-port" in args else ["--grpc-port", "0"]
+    return start_process([str(zoo), "serve", "--port", "{port}", *root, *grpc, *args], cwd, env)
 
 
 def start_process(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
