@@ -9,7 +9,6 @@ before torch would have loaded; a command that needs it imports it through the z
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import json
 import sys
 from enum import Enum
@@ -18,7 +17,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -60,6 +58,8 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
+        import importlib.metadata  # here, not at the top: 30 ms that no other command needs
+
         console.print(f"zoo {importlib.metadata.version('zoo')} (torch {importlib.metadata.version('torch')})")
         raise typer.Exit()
 
@@ -285,6 +285,15 @@ def train(
                                        data_dir=data_dir, weights_dir=weights_dir, parent=from_, resume=resume,
                                        checkpoint_every=checkpoint_every)
         return _report_training(model, launched, as_json) if launched is not None else None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -554,6 +563,15 @@ def predict(
         batch_size=batch_size,
         stdin=sys.stdin.buffer,
     )
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
