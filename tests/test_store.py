@@ -98,3 +98,79 @@ def test_versions_are_readable_like_ordinary_files(weights_dir):
     assert folder.stat().st_mode & 0o755 == 0o755
     for name in ("model.safetensors", "manifest.json"):
         assert (folder / name).stat().st_mode & 0o644 == 0o644
+
+
+def test_a_number_claimed_meanwhile_is_retried_with_the_next_and_before_publish_runs_again(weights_dir):
+    """A forced collision: while the first writer prepares version 1, a second writer publishes version 1 itself.
+    The first must take 2, and its staged files must be redone for 2 (before_publish sees the number it gets)."""
+    store = WeightsStore(weights_dir)
+    given: list[int] = []
+
+    def stage_note(staging, record) -> None:
+        given.append(record["version"])
+        (staging / "note.txt").write_text(f"version {record['version']}")
+        if len(given) == 1:  # the other writer claims this very number first
+            assert store.save("m", {"w": torch.zeros(1)}, {"by": "the other writer"}) == record["version"]
+
+    assert store.save("m", tensors(), {"by": "me"}, before_publish=stage_note) == 2
+    assert given == [1, 2]
+    for version, writer in ((1, "the other writer"), (2, "me")):
+        manifest = store.manifest("m", version)
+        assert manifest["version"] == version and manifest["by"] == writer
+    assert (weights_dir / "m" / "2" / "note.txt").read_text() == "version 2"
+    assert torch.equal(store.load("m", 2).state_dict["w"], tensors()["w"])
+    assert sorted(p.name for p in (weights_dir / "m").iterdir()) == ["1", "2"]  # no staging folder left
+
+
+def test_a_collision_skips_the_released_numbers(weights_dir, tmp_path, monkeypatch):
+    """With released versions beside the user's, a retried number never takes one of theirs."""
+    released = tmp_path / "released"
+    for _ in range(2):
+        WeightsStore(released / "x").save("m", tensors(), {})  # numbers 1 and 2 under released/x/m
+    monkeypatch.setattr(store_module, "RELEASED_WEIGHTS", released / "x")
+    monkeypatch.delenv("ZOO_WEIGHTS_DIR")
+    monkeypatch.setattr(store_module, "user_weights_dir", lambda: weights_dir)
+    store = WeightsStore()
+    assert store.released == released / "x" and store.root == weights_dir
+    claimed: list[int] = []
+
+    def collide(staging, record) -> None:
+        claimed.append(record["version"])
+        if len(claimed) == 1:
+            (weights_dir / "m" / "3").mkdir()  # taken by another writer meanwhile (not yet a version: no manifest)
+            (weights_dir / "m" / "3" / "model.safetensors").write_bytes(b"theirs")
+
+    assert store.save("m", tensors(), {}, before_publish=collide) == 4
+    assert claimed == [3, 4] and store.versions("m") == [1, 2, 4]
+
+
+@pytest.mark.slow
+def test_a_training_run_that_loses_its_number_publishes_the_next_with_a_card_naming_it(weights_dir, monkeypatch):
+    """Two runs meet at the rename: another run publishes version 1 while this one is about to. This one's
+    version is 2, and its card (drawn in its staging folder for version 1) is redrawn for 2."""
+    from zoo import files
+
+    real_publish = store_module.publish_folder
+    raced: list[str] = []
+
+    def racing(staging, final) -> None:
+        if not raced:
+            raced.append(final.name)
+            other = zoo.train("linear-regression", overrides={"seed": 3}, weights_dir=str(weights_dir))
+            assert other.version == 1
+        real_publish(staging, final)
+
+    monkeypatch.setattr(store_module, "publish_folder", racing)
+    mine = zoo.train("linear-regression", weights_dir=str(weights_dir))
+    assert raced == ["1"] and mine.version == 2
+    store = WeightsStore(weights_dir)
+    for version, seed in ((1, 3), (2, mine.manifest["seed"])):
+        manifest = store.manifest("linear-regression", version)
+        assert manifest["version"] == version and manifest["seed"] == seed
+        card = (weights_dir / "linear-regression" / str(version) / "README.md").read_text()
+        other = 3 - version
+        assert f"linear-regression:{version}" in card and f"linear-regression:{other}" not in card, version
+        for figure in manifest["card"]["figures"]:
+            assert (weights_dir / "linear-regression" / str(version) / figure).is_file()
+    assert mine.manifest["seed"] != 3
+    assert not [p for p in (weights_dir / "linear-regression").iterdir() if files.is_leftover(p.name, (".staging-",))]
