@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import threading
 
 import pytest
@@ -44,7 +45,8 @@ def test_a_save_that_fails_leaves_nothing(weights_dir, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(store_module, "save_file", crash)
-    with pytest.raises(OSError):
+    where = re.escape(str(weights_dir / "m"))
+    with pytest.raises(zoo.StorageError, match=f"could not write a new version of m in {where}.*: disk full"):
         store.save("m", tensors(), {})
     assert sorted(os.listdir(weights_dir / "m")) == ["1"]
 
@@ -142,6 +144,14 @@ def test_a_collision_skips_the_released_numbers(weights_dir, tmp_path, monkeypat
 
     assert store.save("m", tensors(), {}, before_publish=collide) == 4
     assert claimed == [3, 4] and store.versions("m") == [1, 2, 4]
+    # The released versions are read from their own folder and refused for writing; the user's are not.
+    assert store.is_released("m", 1) and not store.is_released("m", 4)
+    assert store.version_dir("m", 2) == released / "x" / "m" / "2"
+    assert store.version_dir("m", 4) == weights_dir / "m" / "4"
+    assert torch.equal(store.load("m", 1).state_dict["w"], tensors()["w"])
+    with pytest.raises(zoo.ReadOnlyVersionError, match="m:1 is a released version, read-only"):
+        store.check_writable("m", 1)
+    store.check_writable("m", 4)
 
 
 @pytest.mark.slow
