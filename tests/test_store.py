@@ -184,3 +184,39 @@ def test_a_training_run_that_loses_its_number_publishes_the_next_with_a_card_nam
             assert (weights_dir / "linear-regression" / str(version) / figure).is_file()
     assert mine.manifest["seed"] != 3
     assert not [p for p in (weights_dir / "linear-regression").iterdir() if files.is_leftover(p.name, (".staging-",))]
+
+
+def test_a_save_interrupted_by_any_exception_leaves_nothing(weights_dir):
+    """Not only disk errors: whatever before_publish raises (here a KeyboardInterrupt, as Ctrl-C would), the staging
+    folder goes and no number is claimed."""
+    store = WeightsStore(weights_dir)
+
+    def interrupted(staging, record) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.save("m", tensors(), {}, before_publish=interrupted)
+    assert os.listdir(weights_dir / "m") == [] and store.versions("m") == []
+
+
+def test_commit_moves_staged_files_in_and_changes_the_manifest_under_its_lock(weights_dir):
+    """What an export does to a version: files staged beside it (one into a subfolder that does not exist yet) move
+    in, and the manifest changes, all in one commit."""
+    store = WeightsStore(weights_dir)
+    store.save("m", tensors(), {"artifacts": {}})
+    folder = weights_dir / "m" / "1"
+    staged = {}
+    for final, text in ((folder / "model.onnx", "graph"), (folder / "test_data_set_0" / "input_0.pb", "tensor")):
+        temp = folder / f".{final.name}.tmp"
+        temp.write_text(text)
+        staged[temp] = final
+
+    def record(manifest) -> None:
+        manifest["artifacts"]["onnx"] = {"file": "model.onnx"}
+
+    manifest = store.commit("m", 1, staged, record)
+    assert staged == {} and manifest["artifacts"] == {"onnx": {"file": "model.onnx"}}
+    assert store.manifest("m", 1)["artifacts"] == {"onnx": {"file": "model.onnx"}}
+    assert (folder / "model.onnx").read_text() == "graph"
+    assert (folder / "test_data_set_0" / "input_0.pb").read_text() == "tensor"
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == [".manifest.lock"]
