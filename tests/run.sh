@@ -11,4 +11,15 @@ python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e ".[test]"
 export ZOO_DATA_DIR="${ZOO_DATA_DIR:-$(cd .. && pwd)/shared/data}"
-.venv/bin/python -m pytest -q "$@"
+# In random order (pytest-randomly, named so that a missing plugin fails here rather than runs in file order). -q
+# hides the plugin's own header line, so the seed is drawn here and printed first; `bash tests/run.sh
+# --randomly-seed=N` runs that order again.
+plugin=(-p randomly)
+case " $* " in
+    *" -p no:randomly "*) plugin=() ;;
+    *" --randomly-seed"*) ;;
+    *) seed="$(python3 -c 'import random; print(random.randrange(2 ** 32))')"
+       echo "Using --randomly-seed=$seed"
+       set -- "--randomly-seed=$seed" "$@" ;;
+esac
+.venv/bin/python -m pytest -q "${plugin[@]}" "$@"
