@@ -2,12 +2,14 @@ import json
 import os
 import re
 import threading
+import time
 
 import pytest
 import torch
 
 import zoo
 from zoo import store as store_module
+from zoo.files import STALE_SECONDS
 from zoo.store import WeightsStore, parse_ref
 
 
@@ -86,7 +88,7 @@ def test_malformed_refs_raise(ref):
 
 def test_missing_versions_name_what_exists(weights_dir):
     store = WeightsStore(weights_dir)
-    with pytest.raises(zoo.UnknownVersionError, match="no trained versions of 'm'"):
+    with pytest.raises(zoo.UnknownVersionError, match=f"no trained versions of 'm' in {re.escape(str(weights_dir))};"):
         store.resolve("m", None)
     store.save("m", tensors(), {})
     with pytest.raises(zoo.UnknownVersionError, match="versions present: 1"):
@@ -220,3 +222,19 @@ def test_commit_moves_staged_files_in_and_changes_the_manifest_under_its_lock(we
     assert (folder / "model.onnx").read_text() == "graph"
     assert (folder / "test_data_set_0" / "input_0.pb").read_text() == "tensor"
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == [".manifest.lock"]
+
+
+def test_remove_leftovers_removes_stale_staging_and_card_folders_and_keeps_young_ones(weights_dir):
+    """What killed writers leave: a version's staging folder beside the versions, a card's inside a version."""
+    store = WeightsStore(weights_dir)
+    store.save("m", tensors(), {})
+    folder = weights_dir / "m"
+    for path in (folder / ".staging-old", folder / ".staging-young", folder / "1" / ".card-old",
+                 folder / "1" / ".card-young"):
+        path.mkdir()
+    hour_ago = time.time() - 2 * STALE_SECONDS
+    for path in (folder / ".staging-old", folder / "1" / ".card-old"):
+        os.utime(path, (hour_ago, hour_ago))
+    assert sorted(p.name for p in store.remove_leftovers("m")) == [".card-old", ".staging-old"]
+    assert sorted(p.name for p in folder.iterdir()) == [".staging-young", "1"]
+    assert ".card-young" in os.listdir(folder / "1") and ".card-old" not in os.listdir(folder / "1")
