@@ -19,11 +19,11 @@ BIN="$REPO/.venv/bin"
 
 # NAME = "module file|test files|-k expression" (fast tests only; -x: the first failure kills the mutant).
 declare -A MODULES=(
-    [store]="zoo/store.py|tests/test_store.py|"
-    [manifest]="zoo/manifest.py|tests/test_store.py tests/test_errors.py tests/test_trust.py|"
+    [store]="zoo/store/versions.py|tests/test_store.py|"
+    [manifest]="zoo/store/manifest.py|tests/test_store.py tests/test_errors.py tests/test_trust.py|"
     [payloads]="serve/payloads.py|tests/test_serve.py tests/test_hostile.py|not shipped_mnist"
-    [imaging]="zoo/imaging.py|tests/test_serve.py tests/test_hostile.py tests/test_predict.py|not shipped_mnist"
-    [exporter]="zoo/exporter.py|tests/test_export.py|refused or within or later_format or no_verify or reexport"
+    [imaging]="zoo/inputs/imaging.py|tests/test_serve.py tests/test_hostile.py tests/test_predict.py|not shipped_mnist"
+    [exporter]="zoo/exports/exporter.py|tests/test_export.py|refused or within or later_format or no_verify or reexport"
 )
 ORDER=(store manifest payloads imaging exporter)
 [ "$#" -gt 0 ] && ORDER=("$@")

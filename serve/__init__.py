@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, Response, request, send_from_directory
 from werkzeug.exceptions import UnsupportedMediaType
 
-from zoo.imaging import DEFAULT_MAX_PIXELS
+from zoo.inputs.imaging import DEFAULT_MAX_PIXELS
 from zoo.serve.cards import cards
 from zoo.serve.errors import register_error_handlers
 from zoo.serve.health import health

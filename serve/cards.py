@@ -10,8 +10,8 @@ from flask import Blueprint, current_app, send_from_directory
 from markdown.treeprocessors import Treeprocessor
 from werkzeug.exceptions import NotFound
 
-from zoo.cards import StoredCard, stored_card
-from zoo.errors import UnknownVersionError
+from zoo.cards.card import StoredCard, stored_card
+from zoo.core.errors import UnknownVersionError
 from zoo.serve.models import version_number
 
 cards = Blueprint("cards", __name__)

@@ -12,10 +12,10 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
-from zoo.registry import get_model
+from zoo.core.registry import get_model
+from zoo.core.spec import ModelSpec
 from zoo.serve.models import served_models
 from zoo.serve.payloads import FORMS, NUMBER, V2_HEADER_LENGTH, v2_datatype
-from zoo.spec import ModelSpec
 
 openapi = Blueprint("openapi", __name__)
 

@@ -18,12 +18,12 @@ import orjson
 from flask import Request, current_app
 from werkzeug.exceptions import UnsupportedMediaType
 
-from zoo.errors import InvalidInputError
-from zoo.imaging import image_to_batch, numeric_array, pixels_to_batch
-from zoo.inference import classify_digits, predict_values
-from zoo.preprocessing import value_inputs
-from zoo.runtimes import Runtime
-from zoo.spec import InputForm, ModelSpec, TensorSpec
+from zoo.core.errors import InvalidInputError
+from zoo.core.spec import InputForm, ModelSpec, TensorSpec
+from zoo.exports.inference import classify_digits, predict_values
+from zoo.exports.runtimes import Runtime
+from zoo.inputs.imaging import image_to_batch, numeric_array, pixels_to_batch
+from zoo.inputs.preprocessing import value_inputs
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
 V2_HEADER_LENGTH = "Inference-Header-Content-Length"

@@ -7,10 +7,10 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from zoo.manifest import version_summary
 from zoo.serve.metrics import record_inference
 from zoo.serve.models import served_models, served_runtime
 from zoo.serve.payloads import FORMS
+from zoo.store.manifest import version_summary
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
 

@@ -14,9 +14,9 @@ import shutil
 import socket
 import tempfile
 
-from zoo.errors import InvalidSettingError
+from zoo.core.errors import InvalidSettingError
 from zoo.serve.models import VersionPolicy, plan_versions
-from zoo.store import WeightsStore
+from zoo.store.versions import WeightsStore
 
 
 def check_address(host: str, port: int) -> None:

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import zoo
-from zoo import store as store_module
-from zoo.files import STALE_SECONDS
-from zoo.store import WeightsStore, parse_ref
+from zoo.store import versions as store_module
+from zoo.store.atomic import STALE_SECONDS
+from zoo.store.versions import WeightsStore, parse_ref
 
 
 def tensors():
@@ -160,7 +160,7 @@ def test_a_collision_skips_the_released_numbers(weights_dir, tmp_path, monkeypat
 def test_a_training_run_that_loses_its_number_publishes_the_next_with_a_card_naming_it(weights_dir, monkeypatch):
     """Two runs meet at the rename: another run publishes version 1 while this one is about to. This one's
     version is 2, and its card (drawn in its staging folder for version 1) is redrawn for 2."""
-    from zoo import files
+    from zoo.store import atomic as files
 
     real_publish = store_module.publish_folder
     raced: list[str] = []

@@ -177,7 +177,7 @@ def test_training_lands_in_the_users_folder_and_becomes_the_latest(installed):
 
 HUB = """
 import json, sys, torch, zoo
-from zoo.data import mnist_test_images
+from zoo.core.data import mnist_test_images
 repo, data = sys.argv[1], sys.argv[2]
 import importlib.util
 hub = importlib.util.spec_from_file_location("hubconf", repo + "/hubconf.py")
