@@ -132,6 +132,15 @@ def test_check_documented_refuses_an_answer_that_breaks_its_schema(client, docum
         check_documented(document, path, "post", Answer(418, {"error": "teapot"}))
 
 
+# A defect these response checks found, left to the serve work: a v2 image tensor may hold any finite float32 by its
+# schema, but values far outside the 0-1 pixels the model takes (3.99e37 among them) overflow its logits, and the
+# 200 answer's output data then holds null (NaN), which the response schema says is a number. Strict: each run draws
+# the same examples (derandomize), so the marks flip to failures once the server refuses or bounds such inputs.
+NAN_OUTPUTS = pytest.mark.xfail(strict=True, reason="v2 image inputs past float32 pixel sense give NaN outputs, "
+                                "answered 200 with null in data (serve/ to refuse or bound them)")
+V2_MODELS = [pytest.param(name, marks=NAN_OUTPUTS) if name in ("lenet", "mnist-mlp") else name for name in SERVED]
+
+
 def versions(client, name: str) -> list[int]:
     return [v["version"] for v in client.get(f"/v1/models/{name}").get_json()["versions"]]
 
@@ -185,7 +194,7 @@ def v2_bodies(document: dict, name: str) -> st.SearchStrategy:
     )
 
 
-@pytest.mark.parametrize("name", SERVED)
+@pytest.mark.parametrize("name", V2_MODELS)
 def test_every_v2_body_the_schema_calls_valid_is_answered(client, document, name):
     path = f"/v2/models/{name}/infer"
     validator = jsonschema.Draft202012Validator(body_schema(document, path))
@@ -323,7 +332,7 @@ def confused(body: dict, where: tuple, value) -> dict:
     return body
 
 
-@pytest.mark.parametrize("name", SERVED)
+@pytest.mark.parametrize("name", V2_MODELS)
 def test_type_confused_and_out_of_range_v2_fields_get_a_documented_4xx(client, document, name):
     path = f"/v2/models/{name}/infer"
     documented = statuses(document, path, "post")

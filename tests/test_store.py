@@ -238,3 +238,17 @@ def test_remove_leftovers_removes_stale_staging_and_card_folders_and_keeps_young
     assert sorted(p.name for p in store.remove_leftovers("m")) == [".card-old", ".staging-old"]
     assert sorted(p.name for p in folder.iterdir()) == [".staging-young", "1"]
     assert ".card-young" in os.listdir(folder / "1") and ".card-old" not in os.listdir(folder / "1")
+
+
+def test_a_commit_that_cannot_move_a_file_is_a_storage_error_and_keeps_the_manifest(weights_dir):
+    store = WeightsStore(weights_dir)
+    store.save("m", tensors(), {"artifacts": {}})
+    folder = weights_dir / "m" / "1"
+    vanished = folder / ".model.onnx.tmp"  # staged, then removed before the commit (a disk error would do the same)
+
+    def record(manifest) -> None:
+        manifest["artifacts"]["onnx"] = {"file": "model.onnx"}
+
+    with pytest.raises(zoo.StorageError, match=f"could not update {re.escape(str(folder))}"):
+        store.commit("m", 1, {vanished: folder / "model.onnx"}, record)
+    assert store.manifest("m", 1)["artifacts"] == {}
