@@ -10,7 +10,7 @@
 # .venv (pip install cosmic-ray there first). The session fixtures that train and export (tests/conftest.py,
 # tests/serving.py) are built once into $MUTATION_DIR/fixtures ($ZOO_TEST_CACHE) and copied for each mutant.
 # Results: $MUTATION_DIR/NAME.sqlite, and `cr-report` of each in $MUTATION_DIR/NAME.txt; the table is in
-# benchmarks/MUTATION.md.
+# benchmarks/MUTATION.md. benchmarks/mutation_survivors.py runs a session's survivors again against newer tests.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${MUTATION_DIR:-/tmp/zoo-mutation}"
