@@ -172,7 +172,12 @@ def test_a_killed_rank_fails_the_run_and_publishes_nothing(tmp_path, data_dir):
     launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         victim = rank_pid(launcher.pid, 1, time.monotonic() + 60)
-        time.sleep(8)  # into training (imports and the MNIST load take a few seconds); earlier fails the same way
+        # Into training: the run's first checkpoint (after epoch 1) is the event, not a fixed 8 s sleep.
+        deadline = time.monotonic() + 240
+        while not list((root / "mnist-mlp").glob(".run-*/checkpoint.pt")):
+            assert launcher.poll() is None, launcher.communicate()[1]
+            assert time.monotonic() < deadline, "no checkpoint after 240 s"
+            time.sleep(0.05)
         os.kill(victim, signal.SIGKILL)
         _, stderr = launcher.communicate(timeout=120)
     finally:
