@@ -219,11 +219,14 @@ print(json.dumps(report))
 """
 
 
-def test_every_torch_hub_entry_point_and_every_weights_form(installed, data_dir):
+def test_every_torch_hub_entry_point_and_every_weights_form(installed, data_dir, tmp_path):
     """Every entry point hubconf.py offers, with weights=None (untrained, eval mode, runs on its input shape),
     "DEFAULT" (the released version at its accuracy; refused in one line for a model with none), a number (the
     user's version 2, trained here) and bad values (refused)."""
     bin_dir, env, work, _ = installed
+    # A HOME of its own: the user's version 2 trained here must not be seen by the module's other tests.
+    (tmp_path / "home").mkdir()
+    env = {**env, "HOME": str(tmp_path / "home")}
     assert run(bin_dir, env, work, "train", "linear-regression", "--seed", "4").returncode == 0  # the user's version 2
     result = subprocess.run([str(bin_dir / "python"), "-c", HUB, str(REPO), str(data_dir)], env=env, cwd=work,
                             capture_output=True, text=True, timeout=600, check=False)
