@@ -151,7 +151,7 @@ def test_a_collision_skips_the_released_numbers(weights_dir, tmp_path, monkeypat
     assert store.version_dir("m", 2) == released / "x" / "m" / "2"
     assert store.version_dir("m", 4) == weights_dir / "m" / "4"
     assert torch.equal(store.load("m", 1).state_dict["w"], tensors()["w"])
-    with pytest.raises(zoo.ReadOnlyVersionError, match="m:1 is a released version, read-only"):
+    with pytest.raises(zoo.ReadOnlyVersionError, match="m:1 is a released version, read-only.*ships with no exports"):
         store.check_writable("m", 1)
     store.check_writable("m", 4)
 
@@ -208,7 +208,8 @@ def test_commit_moves_staged_files_in_and_changes_the_manifest_under_its_lock(we
     store.save("m", tensors(), {"artifacts": {}})
     folder = weights_dir / "m" / "1"
     staged = {}
-    for final, text in ((folder / "model.onnx", "graph"), (folder / "test_data_set_0" / "input_0.pb", "tensor")):
+    for final, text in ((folder / "model.onnx", "graph"), (folder / "test_data_set_0" / "input_0.pb", "tensor"),
+                        (folder / "test_data_set_0" / "output_0.pb", "answer")):
         temp = folder / f".{final.name}.tmp"
         temp.write_text(text)
         staged[temp] = final
@@ -221,6 +222,7 @@ def test_commit_moves_staged_files_in_and_changes_the_manifest_under_its_lock(we
     assert store.manifest("m", 1)["artifacts"] == {"onnx": {"file": "model.onnx"}}
     assert (folder / "model.onnx").read_text() == "graph"
     assert (folder / "test_data_set_0" / "input_0.pb").read_text() == "tensor"
+    assert (folder / "test_data_set_0" / "output_0.pb").read_text() == "answer"
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == [".manifest.lock"]
 
 
@@ -249,6 +251,15 @@ def test_a_commit_that_cannot_move_a_file_is_a_storage_error_and_keeps_the_manif
     def record(manifest) -> None:
         manifest["artifacts"]["onnx"] = {"file": "model.onnx"}
 
-    with pytest.raises(zoo.StorageError, match=f"could not update {re.escape(str(folder))}"):
+    where = re.escape(str(folder))
+    with pytest.raises(zoo.StorageError, match=f"could not update {where}: No such file or directory$"):
         store.commit("m", 1, {vanished: folder / "model.onnx"}, record)
     assert store.manifest("m", 1)["artifacts"] == {}
+
+
+def test_a_weights_file_listed_but_missing_is_an_integrity_error(weights_dir):
+    store = WeightsStore(weights_dir)
+    store.save("m", tensors(), {})
+    (weights_dir / "m" / "1" / "model.safetensors").unlink()
+    with pytest.raises(zoo.IntegrityError, match="model.safetensors is listed in its manifest but missing"):
+        store.load("m", 1)
