@@ -146,8 +146,14 @@ def test_any_wsgi_server_hosts_the_installed_app_factory(installed):
         stop_server(process)
 
 
-def test_training_lands_in_the_users_folder_and_becomes_the_latest(installed):
-    bin_dir, env, work, home = installed
+def test_training_lands_in_the_users_folder_and_becomes_the_latest(installed, tmp_path):
+    bin_dir, env, _, _ = installed
+    # A HOME and working folder of its own: the version it trains must not be seen by the module's other tests
+    # (in random order the listing test ran after it and found versions [1, 2]).
+    home, work = tmp_path / "home", tmp_path / "empty"
+    home.mkdir()
+    work.mkdir()
+    env = {**env, "HOME": str(home)}
     install = Path(
         subprocess.run(
             [str(bin_dir / "python"), "-c", "import zoo, os; print(os.path.dirname(zoo.__file__))"],
