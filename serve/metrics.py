@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ _GAUGED: set[str] = set()  # models this process has reported, so one no longer 
 # The model label of a request for a model this server does not serve: labels take only served names, so that
 # requests for made-up names cannot grow /metrics (and the workers' files) without bound.
 UNSERVED = "unserved"
+_SCRAPING = threading.Lock()  # one app's gauges set and read together
 
 
 def record_loaded(served: ServedModels) -> None:
@@ -118,7 +120,12 @@ def prometheus_metrics() -> Response:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    with _SCRAPING:
+        # The gauges belong to the process, not to an app: where several apps share one process (tests, a host
+        # mounting two), the one made last would otherwise have set them, so each answer sets them from its own app.
+        record_loaded(current_app.extensions["zoo.models"])
+        body = generate_latest(registry)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
 def instrument(app: Flask) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,19 +38,42 @@ def data_dir() -> Path:
     return Path(os.environ["ZOO_DATA_DIR"])
 
 
+def cached(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A fresh folder made by `build`; with $ZOO_TEST_CACHE set (benchmarks/mutation.sh runs the same tests
+    hundreds of times), made once into that folder and copied from it after. Unset, as in CI, it is always built."""
+    root = tmp_path_factory.mktemp(name)
+    cache = os.environ.get("ZOO_TEST_CACHE")
+    if not cache:
+        build(root)
+        return root
+    kept = Path(cache) / name
+    if not (kept / ".complete").is_file():
+        shutil.rmtree(kept, ignore_errors=True)
+        build(root)
+        shutil.copytree(root, kept)
+        (kept / ".complete").write_text("")
+    shutil.rmtree(root)
+    shutil.copytree(kept, root, ignore=shutil.ignore_patterns(".complete"))
+    return root
+
+
+QUICK = {
+    "mnist-mlp": {"epochs": 1},
+    "lenet": {"epochs": 1},
+    "linear-regression": {},
+    "two-layer-net": {"epochs": 20},
+    "tiny-fnn": {},
+}
+
+
 @pytest.fixture(scope="session")
 def trained_weights(tmp_path_factory, data_dir) -> Path:
     """A weights root with one quickly trained version of each exportable model (MNIST models: 1 epoch)."""
-    import zoo
 
-    root = tmp_path_factory.mktemp("trained-weights")
-    quick = {
-        "mnist-mlp": {"epochs": 1},
-        "lenet": {"epochs": 1},
-        "linear-regression": {},
-        "two-layer-net": {"epochs": 20},
-        "tiny-fnn": {},
-    }
-    for name, overrides in quick.items():
-        zoo.train(name, overrides=overrides, device="cpu", data_dir=str(data_dir), weights_dir=str(root))
-    return root
+    def build(root: Path) -> None:
+        import zoo
+
+        for name, overrides in QUICK.items():
+            zoo.train(name, overrides=overrides, device="cpu", data_dir=str(data_dir), weights_dir=str(root))
+
+    return cached(tmp_path_factory, "trained-weights", build)

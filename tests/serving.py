@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cached
 from PIL import Image
 
 import zoo
@@ -29,14 +30,16 @@ SERVED = ("lenet", "linear-regression", "mnist-mlp")  # the order a server lists
 @pytest.fixture(scope="session")
 def served_weights(trained_weights, tmp_path_factory, data_dir) -> Path:
     """A copy of the trained root with ONNX exports of the served models and a second linear-regression version."""
-    root = tmp_path_factory.mktemp("served-weights")
-    for name in SERVED:
-        shutil.copytree(trained_weights / name, root / name)
-    zoo.train("linear-regression", overrides={"seed": 7, "epochs": 50}, device="cpu", weights_dir=str(root))
-    for name in SERVED:
-        for version in zoo.WeightsStore(root).versions(name):
-            zoo.export(f"{name}:{version}", ["onnx"], weights_dir=str(root), data_dir=str(data_dir))
-    return root
+
+    def build(root: Path) -> None:
+        for name in SERVED:
+            shutil.copytree(trained_weights / name, root / name)
+        zoo.train("linear-regression", overrides={"seed": 7, "epochs": 50}, device="cpu", weights_dir=str(root))
+        for name in SERVED:
+            for version in zoo.WeightsStore(root).versions(name):
+                zoo.export(f"{name}:{version}", ["onnx"], weights_dir=str(root), data_dir=str(data_dir))
+
+    return cached(tmp_path_factory, "served-weights", build)
 
 
 def mnist_digits(data_dir: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,40 +59,64 @@ def photo_of(digit: np.ndarray, fmt: str = "PNG", side: int = 280, colour: bool 
     return buffer.getvalue()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class ReservedPort:
+    """A loopback TCP port held for one server of a test: bound (never listening) with SO_REUSEADDR and
+    SO_REUSEPORT until released, so the server, which binds with them too, can take it, while the kernel hands it
+    to no other bind(port 0) meanwhile: no other test's server or launcher can be given it (which a port picked,
+    released, then bound by the server allowed). granian cannot report a port 0 of its own (each worker binds its
+    own socket), nor can torchrun's static rendezvous hand one to a second machine."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
+
+    def release(self) -> None:
+        self._socket.close()
+
+    def __enter__(self) -> ReservedPort:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def start_server(weights: Path | None, cwd: Path, *args: str, env: dict[str, str] | None = None,
                  zoo: Path = ZOO) -> tuple[subprocess.Popen, str]:
-    """`zoo serve` on a free port (on `weights`, else the default root), returned once it is ready; without gRPC
-    unless `args` name a --grpc-port (its default, 8001, would clash between servers run side by side)."""
+    """`zoo serve` on a reserved port (on `weights`, else the default root), returned once it is ready; without
+    gRPC unless `args` name a --grpc-port (its default, 8001, would clash between servers run side by side)."""
     root = ["--weights-dir", str(weights)] if weights is not None else []
     grpc = [] if "--grpc-port" in args else ["--grpc-port", "0"]
     return start_process([str(zoo), "serve", "--port", "{port}", *root, *grpc, *args], cwd, env)
 
 
 def start_process(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """A server process ("{port}" in `command` becomes a free port), returned once /v2/health/ready answers 200."""
-    port = free_port()
+    """A server process ("{port}" in `command` becomes a reserved port, held until the server stops), returned once
+    /v2/health/ready answers 200."""
+    port = ReservedPort()
     # A session of its own, so that stop_server can kill the workers with the main process: a worker left without
     # its parent would hold the output pipe open and hang communicate().
-    process = subprocess.Popen([part.replace("{port}", str(port)) for part in command], cwd=cwd, env=env,
+    process = subprocess.Popen([part.replace("{port}", str(port.port)) for part in command], cwd=cwd, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    _RESERVED[process.pid] = port
+    url = f"http://127.0.0.1:{port.port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            _RESERVED.pop(process.pid).release()
             raise AssertionError(f"{command[0]} exited with {process.returncode}:\n{process.stdout.read()}")
         try:
             with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
                 if response.status == 200:
                     return process, url
         except OSError:
-            time.sleep(0.2)
+            time.sleep(0.2)  # polling readiness: the server says nothing else when it is ready
     raise AssertionError(f"{command[0]} not ready after 90 s:\n{stop_server(process)}")
+
+
+_RESERVED: dict[int, ReservedPort] = {}  # server pid -> the port it was started on, released when it stops
 
 
 def stop_server(process: subprocess.Popen) -> str:
@@ -100,6 +127,9 @@ def stop_server(process: subprocess.Popen) -> str:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         return process.communicate(timeout=15)[0]
+    finally:
+        if process.pid in _RESERVED:
+            _RESERVED.pop(process.pid).release()
 
 
 def call(url: str, path: str, body: bytes | None = None, content_type: str = "application/json"):

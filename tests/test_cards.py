@@ -74,6 +74,32 @@ def test_zoo_card_redraws_the_same_bytes_as_training_drew(weights_dir):
     assert "activation=relu" in (folder / "README.md").read_text()
 
 
+@pytest.mark.slow
+def test_cards_drawn_in_separate_processes_are_the_same_bytes(weights_dir, tmp_path):
+    """Deterministic across processes, not only within one: `zoo card` run in two fresh processes, with different
+    hash seeds, on two copies of one version draws byte-identical README.md and figures."""
+    import os
+    import subprocess
+    import sys
+
+    source = zoo.train("linear-regression", "document", weights_dir=str(weights_dir), device="cpu").path
+    drawn = []
+    for seed in ("1", "2"):
+        root = tmp_path / f"copy-{seed}"
+        shutil.copytree(source, root / "linear-regression" / "1")
+        for path in [*root.rglob("*.png"), root / "linear-regression" / "1" / "README.md"]:
+            path.unlink()
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([str(Path(sys.executable).with_name("zoo")), "card", "linear-regression:1",
+                               "--weights-dir", str(root)], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        folder = root / "linear-regression" / "1"
+        drawn.append(figure_bytes(folder) | {"README.md": (folder / "README.md").read_bytes()})
+    assert sorted(drawn[0]) == ["README.md", "fitted_line.png", "loss.png"]
+    assert drawn[0] == drawn[1]
+    assert drawn[0] == figure_bytes(source) | {"README.md": (source / "README.md").read_bytes()}
+
+
 def test_a_figure_that_fails_never_costs_the_version(weights_dir, monkeypatch):
     """tiny-fnn has no categories, so a confusion matrix cannot be drawn for it: a real drawing failure."""
     spec = zoo.get_model("tiny-fnn")

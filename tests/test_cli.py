@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from serving import free_port
+from serving import ReservedPort
 from typer.testing import CliRunner
 
 from zoo.cli.main import app
@@ -46,8 +46,12 @@ def test_train_then_info_then_evaluate(weights_dir):
 def test_train_overrides_reach_the_manifest(weights_dir):
     result = zoo("train", "tiny-fnn", "--epochs", 3, "--set", "activation=relu", "--set", "optimizer=adam", "--json")
     assert result.exit_code == 0, result.output
-    params = json.loads(result.stdout)["recipe"]["params"]
+    manifest = json.loads(result.stdout)
+    params = manifest["recipe"]["params"]
     assert (params["epochs"], params["activation"], params["optimizer"]) == (3, "relu", "adam")
+    assert len(manifest["loss_history"]) == 3  # taken, not only recorded: three steps ran
+    plain = json.loads(zoo("train", "tiny-fnn", "--epochs", 3, "--json").stdout)["loss_history"]
+    assert manifest["loss_history"] != pytest.approx(plain, abs=1e-6)  # relu and adam changed the steps
 
 
 def test_info_shows_architecture_and_recipes():
@@ -132,8 +136,9 @@ def test_the_default_root_is_the_users_folder_beside_the_released_versions(tmp_p
 ])
 def test_serve_refuses_bad_settings_in_one_line(args, words):
     # A free port, so that a server of the user's own on 8000 does not answer for the setting under test.
-    port = [] if "--port" in args else ["--port", str(free_port())]
-    result = zoo("serve", *port, *args)
+    with ReservedPort() as reserved:
+        port = [] if "--port" in args else ["--port", str(reserved.port)]
+        result = zoo("serve", *port, *args)
     assert result.exit_code == 2
     assert words in " ".join(result.output.split()) and "Traceback" not in result.output
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from serving import ZOO, free_port
+from serving import ZOO, ReservedPort
 from typer.testing import CliRunner
 
 import zoo
@@ -114,7 +114,7 @@ def test_torchrun_starting_the_train_entry_directly_matches_one_process(model, r
             "-m",
             "torch.distributed.run",
             "--nproc-per-node=2",
-            f"--master-port={free_port()}",
+            "--standalone",  # a c10d rendezvous on localhost:0: torchrun binds a free port itself, none is handed in
             "-m",
             "zoo.cli.main",
             *map(str, args),
@@ -172,7 +172,12 @@ def test_a_killed_rank_fails_the_run_and_publishes_nothing(tmp_path, data_dir):
     launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         victim = rank_pid(launcher.pid, 1, time.monotonic() + 60)
-        time.sleep(8)  # into training (imports and the MNIST load take a few seconds); earlier fails the same way
+        # Into training: the run's first checkpoint (after epoch 1) is the event, not a fixed 8 s sleep.
+        deadline = time.monotonic() + 240
+        while not list((root / "mnist-mlp").glob(".run-*/checkpoint.pt")):
+            assert launcher.poll() is None, launcher.communicate()[1]
+            assert time.monotonic() < deadline, "no checkpoint after 240 s"
+            time.sleep(0.05)
         os.kill(victim, signal.SIGKILL)
         _, stderr = launcher.communicate(timeout=120)
     finally:
@@ -188,7 +193,9 @@ def test_a_killed_rank_fails_the_run_and_publishes_nothing(tmp_path, data_dir):
 @pytest.mark.slow
 def test_a_node_without_the_data_fails_with_its_error_on_two_nodes(tmp_path, data_dir):
     """Two machines' commands (here on one host): node 1's data folder is empty, as on a machine never given MNIST."""
-    root, empty, port = tmp_path / "weights", tmp_path / "empty", free_port()
+    # Node 1 must be told node 0's port, so torchrun cannot pick its own: the port is held for this run alone.
+    reserved = ReservedPort()
+    root, empty, port = tmp_path / "weights", tmp_path / "empty", reserved.port
     empty.mkdir()
     common = [
         str(ZOO),
@@ -223,7 +230,10 @@ def test_a_node_without_the_data_fails_with_its_error_on_two_nodes(tmp_path, dat
             text=True,
         ),
     ]
-    outputs = [node.communicate(timeout=240)[1] for node in nodes]
+    try:
+        outputs = [node.communicate(timeout=240)[1] for node in nodes]
+    finally:
+        reserved.release()
     assert [node.returncode for node in nodes] == [1, 1], outputs
     assert f"error: rank 1 of 2 failed: DataNotFoundError: MNIST is not in {empty}" in outputs[1]
     assert "error: rank 0 of 2 failed" in outputs[0]  # its peer vanished; its log shows gloo saying so

@@ -166,26 +166,35 @@ def test_every_error_kind_says_whose_fault_it_is():
     assert kinds - {zoo.ZooError} == caller | disk
 
 
-def test_tampered_weights_found_while_serving_are_a_500_with_a_log_line(trained, caplog):
+def test_a_version_tampered_with_before_a_reload_is_left_out_with_a_log_line(trained, caplog):
+    """A truly damaged file, found where the real code checks it: when the reload opens the new version. (This
+    replaces a test that made runtime.predict raise, which real code never does.) Version 2's weights lose a byte's
+    worth of bits; the reload leaves it out, logs the file, answers for it say it failed to open (naming no server
+    path), and version 1 answers as before; once repaired, the next reload serves it."""
     from zoo.serve import create_app
 
-    app = create_app({"WEIGHTS_DIR": str(trained)})
-    runtime = app.extensions["zoo.models"].get("linear-regression")
-
-    def tampered(x):
-        raise zoo.IntegrityError(f"{trained}/linear-regression/1/model.safetensors does not match its manifest")
-
-    runtime.predict = tampered
+    app = create_app({"WEIGHTS_DIR": str(trained), "POLL_SECONDS": 0})
+    served, client = app.extensions["zoo.models"], app.test_client()
+    one = client.post("/v1/models/linear-regression/predict", json={"x": 3}).get_json()
+    assert zoo_cli("train", "linear-regression", "--seed", 5).exit_code == 0
+    weights = trained / "linear-regression" / "2" / "model.safetensors"
+    original = weights.read_bytes()
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0xFF
+    weights.write_bytes(bytes(damaged))
     with caplog.at_level(logging.ERROR, logger="zoo.serve"):
-        response = app.test_client().post("/v1/models/linear-regression/predict", json={"x": 1})
-    assert response.status_code == 500
-    answer = response.get_json()["error"]
-    assert "does not match its manifest" in answer
-    assert str(trained) not in answer and "<server path>" in answer  # the client never learns the server's paths
-    assert any(
-        f"{trained}/linear-regression/1/model.safetensors does not match its manifest" in record.getMessage()
-        for record in caplog.records
-    )
+        assert served.refresh() == ([], [])
+    (message,) = [r.getMessage() for r in caplog.records if "not serving linear-regression:2" in r.getMessage()]
+    assert f"IntegrityError: {weights} does not match its manifest" in message
+    pinned = client.post("/v1/models/linear-regression/versions/2/predict", json={"x": 3})
+    assert pinned.status_code == 404 and "failed to open on this server" in pinned.get_json()["error"]
+    assert str(trained) not in pinned.get_json()["error"]
+    ready = client.get("/v2/models/linear-regression/versions/2/ready")
+    assert ready.status_code == 503 and ready.get_json()["ready"] is False
+    assert client.post("/v1/models/linear-regression/predict", json={"x": 3}).get_json() == one  # still version 1
+    weights.write_bytes(original)
+    assert served.refresh() == (["linear-regression:2"], [])
+    assert client.post("/v1/models/linear-regression/predict", json={"x": 3}).get_json()["version"] == 2
 
 
 def test_a_backend_is_scored_on_its_own_outputs(weights_dir, data_dir):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import zoo
@@ -209,16 +211,67 @@ def test_cli_export_errors_leave_the_folder_as_it_was(weights_copy, args, code, 
     assert snapshot(weights_copy) == before
 
 
-def test_failed_verification_leaves_nothing_behind(weights_copy, data_dir, monkeypatch):
+class Perturbed(torch.nn.Module):
+    """The module with `delta` added to its outputs from row `from_row` on: an export that is wrong everywhere
+    (from_row 0), or one that is right at batch 1 and wrong past it (from_row 1)."""
+
+    def __init__(self, model: torch.nn.Module, delta: float, from_row: int) -> None:
+        super().__init__()
+        self.model, self.delta, self.from_row = model, delta, from_row
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        rows = (torch.arange(out.shape[0]) >= self.from_row).to(out.dtype)  # no slicing: the batch stays dynamic
+        return out + self.delta * rows.reshape(-1, *[1] * (out.dim() - 1))
+
+
+def plant(monkeypatch, fmt: str, delta: float, from_row: int) -> None:
+    """Make `fmt`'s exporter write the file of a Perturbed module instead of the version's own."""
+    original = formats.FORMATS[fmt].export
+
+    def perturbed(model, interface, path, opset):
+        return original(Perturbed(model, delta, from_row).eval(), interface, path, opset)
+
+    monkeypatch.setitem(formats.FORMATS, fmt, dataclasses.replace(formats.FORMATS[fmt], export=perturbed))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("from_row", [0, 1], ids=["wrong-everywhere", "wrong-only-past-batch-1"])
+def test_an_export_that_does_not_match_eager_is_refused_and_nothing_is_written(weights_copy, data_dir, monkeypatch,
+                                                                                fmt, from_row):
+    """A planted defect: the file computes the outputs plus 1e-3 (from row 1 on: a file right at batch 1 only, which a
+    verifier of batch 1 alone would keep). Replaces a test that set the tolerance to 0, which even a verifier comparing
+    eager with itself would have failed as wanted."""
     zoo.export("mnist-mlp", ["onnx"], weights_dir=str(weights_copy), data_dir=str(data_dir))
     before = snapshot(weights_copy)
-    monkeypatch.setattr(exporter, "TOLERANCE", 0.0)  # no float comparison passes a zero tolerance
+    plant(monkeypatch, fmt, 1e-3, from_row)
+    with pytest.raises(zoo.VerificationError) as raised:
+        zoo.export("mnist-mlp", [fmt], weights_dir=str(weights_copy), data_dir=str(data_dir))
+    message = str(raised.value)
+    assert f"{fmt} export does not match PyTorch eager" in message and "nothing was written" in message
+    worst = float(re.search(r"max abs difference (\S+),", message).group(1))
+    assert worst == pytest.approx(1e-3, rel=0.05)  # the planted difference, found
+    assert snapshot(weights_copy) == before
+
+
+def test_a_refused_export_through_the_cli_exits_1_and_changes_nothing(weights_copy, data_dir, monkeypatch):
+    zoo.export("mnist-mlp", ["onnx"], weights_dir=str(weights_copy), data_dir=str(data_dir))
+    before = snapshot(weights_copy)
+    plant(monkeypatch, "pt2", 1e-3, 1)  # the last of the three: onnx and torchscript were verified and staged
     result = CliRunner().invoke(
         app, ["export", "mnist-mlp", "-f", "all", "--weights-dir", str(weights_copy), "--data-dir", str(data_dir)]
     )
-    assert result.exit_code == 1
-    assert "does not match PyTorch eager" in result.output
+    assert result.exit_code == 1, result.output
+    assert "pt2 export does not match PyTorch eager" in result.output
     assert snapshot(weights_copy) == before
+
+
+def test_an_export_within_the_tolerance_is_kept(weights_copy, data_dir, monkeypatch):
+    """The same plant, a quarter of the tolerance: the verifier refuses what is wrong, not everything that differs."""
+    plant(monkeypatch, "onnx", exporter.TOLERANCE / 4, 1)
+    report = zoo.export("tiny-fnn", ["onnx"], weights_dir=str(weights_copy), data_dir=str(data_dir))
+    verification = report["artifacts"]["onnx"]["verification"]
+    assert verification["passed"] and exporter.TOLERANCE / 8 < verification["max_abs_diff"] < exporter.TOLERANCE
 
 
 def test_failure_in_a_later_format_keeps_the_earlier_ones_out(weights_copy, data_dir, monkeypatch):

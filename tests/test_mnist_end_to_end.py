@@ -2,11 +2,13 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_crash_safety import kill_when
 
 ZOO = str(Path(sys.executable).with_name("zoo"))
 
@@ -47,16 +49,19 @@ def test_two_runs_started_at_once_get_different_versions(weights_dir):
 
 
 @pytest.mark.slow
-def test_a_killed_run_leaves_no_version(weights_dir):
-    run = subprocess.Popen(
-        [ZOO, "train", "himmelblau", "--recipe", "document", "--epochs", "10000000"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        run.wait(timeout=8)
-    except subprocess.TimeoutExpired:
-        run.kill()
-        run.wait()
-    listing = run_zoo("info", "himmelblau", "--json")
-    assert json.loads(listing.stdout)["versions"] == []
+def test_a_run_killed_while_its_card_is_drawn_in_staging_leaves_no_version(weights_dir, data_dir, tmp_path):
+    """SIGKILLed while its card is drawn: the weights and a first figure are in the staging folder, not yet claimed.
+
+    Replaces a test that killed the run 8 s in, during training, before any staging folder existed, and never read
+    the exit code (a run that failed at once passed too). Shown to fail with the version renamed into place before
+    its card is drawn (the card is then drawn in the numbered folder: the run is never seen staging a figure)."""
+    folder = weights_dir / "mnist-mlp"
+    args = ["train", "mnist-mlp", "--epochs", "1", "--device", "cpu", "--data-dir", str(data_dir)]
+    status = kill_when(args, lambda log: any(folder.glob(".staging-*/*.png")), tmp_path)
+    assert status == -signal.SIGKILL  # killed, not ended on its own
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".staging-")]  # what the kill left is there...
+    listing = run_zoo("info", "mnist-mlp", "--json")
+    assert listing.returncode == 0, listing.stderr
+    assert json.loads(listing.stdout)["versions"] == []  # ...and is not a version
+    evaluated = run_zoo("evaluate", "mnist-mlp", "--data-dir", data_dir)
+    assert evaluated.returncode == 2 and "no trained versions of 'mnist-mlp'" in evaluated.stderr

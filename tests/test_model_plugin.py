@@ -118,3 +118,23 @@ def test_serve_models_narrows_what_is_served(plugin, tmp_path):
         assert [m["name"] for m in call(url, "/v1/models")[1]["models"]] == ["plane"]
     finally:
         stop_server(process)
+
+
+def test_a_model_installed_under_the_zoo_models_entry_point_group_is_registered(tmp_path):
+    """The README's other way in: a distribution declaring `[zoo.models]` in its entry points (no ZOO_MODEL_MODULES).
+    An installed distribution is a dist-info folder on the import path, as pip leaves it."""
+    (tmp_path / "plane_model.py").write_text(PLANE)
+    info = tmp_path / "zoo_plane-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-plane\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[zoo.models]\nplane = plane_model\n")
+    env = {key: value for key, value in os.environ.items() if key != "ZOO_MODEL_MODULES"}
+    env["PYTHONPATH"] = str(tmp_path)
+    listed = subprocess.run([str(ZOO), "list", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert "plane" in [row["name"] for row in json.loads(listed.stdout)]
+    (info / "entry_points.txt").write_text("[console_scripts]\nplane = plane_model\n")  # another group: not a model
+    listed = subprocess.run([str(ZOO), "list", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert listed.returncode == 0 and "plane" not in [row["name"] for row in json.loads(listed.stdout)]

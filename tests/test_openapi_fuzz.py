@@ -4,6 +4,7 @@ call valid, answers nothing with a status its document does not list, and never 
 from __future__ import annotations
 
 import json
+import math
 
 import jsonschema
 import pytest
@@ -17,7 +18,9 @@ from zoo.serve import create_app
 pytestmark = pytest.mark.slow
 served_weights = serving.served_weights
 MAX_BATCH = 4
-FUZZ = settings(max_examples=25, deadline=None, database=None,
+# derandomize: the examples come from each test's own source, so every run (and every machine) draws the same ones and
+# a failure seen once is seen again; with database=None and a random seed each run drew different examples.
+FUZZ = settings(max_examples=25, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
                                        HealthCheck.large_base_example])  # a digit is 784 numbers
 
@@ -79,6 +82,65 @@ def statuses(document: dict, path: str, method: str) -> set[int]:
     return {int(code) for code in document["paths"][path][method]["responses"]}
 
 
+def resolved(document: dict, node):
+    """`node` with every local $ref (#/components/...) replaced by what it names."""
+    if isinstance(node, dict):
+        if set(node) == {"$ref"}:
+            target = document
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            return resolved(document, target)
+        return {key: resolved(document, value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [resolved(document, item) for item in node]
+    return node
+
+
+def check_documented(document: dict, path: str, method: str, response) -> None:
+    """The response's status is one the document lists for the route, and its JSON body fits that status's schema."""
+    responses = document["paths"][path][method]["responses"]
+    assert str(response.status_code) in responses, (response.status_code, response.get_data(as_text=True)[:300])
+    content = responses[str(response.status_code)].get("content", {})
+    if "application/json" in content:
+        assert response.mimetype == "application/json", response.mimetype
+        schema = resolved(document, content["application/json"]["schema"])
+        jsonschema.Draft202012Validator(schema).validate(response.get_json())
+
+
+def test_check_documented_refuses_an_answer_that_breaks_its_schema(client, document):
+    """The check itself can fail: an error body without "error", or a prediction without its version."""
+
+    class Answer:
+        def __init__(self, status: int, body) -> None:
+            self.status_code, self.mimetype, self._body = status, "application/json", body
+
+        def get_json(self):
+            return self._body
+
+        def get_data(self, as_text: bool = False) -> str:
+            return json.dumps(self._body)
+
+    path = "/v1/models/linear-regression/predict"
+    check_documented(document, path, "post", Answer(400, {"error": "expected x"}))
+    check_documented(document, path, "post", Answer(200, {"model": "linear-regression", "version": 2,
+                                                          "backend": "onnx", "y": 1.0}))
+    with pytest.raises(jsonschema.ValidationError):
+        check_documented(document, path, "post", Answer(400, {"message": "expected x"}))
+    with pytest.raises(jsonschema.ValidationError):
+        check_documented(document, path, "post", Answer(200, {"model": "linear-regression", "y": 1.0}))
+    with pytest.raises(AssertionError):
+        check_documented(document, path, "post", Answer(418, {"error": "teapot"}))
+
+
+# A defect these response checks found, left to the serve work: a v2 image tensor may hold any finite float32 by its
+# schema, but values far outside the 0-1 pixels the model takes (3.99e37 among them) overflow its logits, and the
+# 200 answer's output data then holds null (NaN), which the response schema says is a number. Strict: each run draws
+# the same examples (derandomize), so the marks flip to failures once the server refuses or bounds such inputs.
+NAN_OUTPUTS = pytest.mark.xfail(strict=True, reason="v2 image inputs past float32 pixel sense give NaN outputs, "
+                                "answered 200 with null in data (serve/ to refuse or bound them)")
+V2_MODELS = [pytest.param(name, marks=NAN_OUTPUTS) if name in ("lenet", "mnist-mlp") else name for name in SERVED]
+
+
 def versions(client, name: str) -> list[int]:
     return [v["version"] for v in client.get(f"/v1/models/{name}").get_json()["versions"]]
 
@@ -93,6 +155,9 @@ def test_every_v1_body_the_schema_calls_valid_is_answered(client, document, name
     def check(body):
         response = client.post(path, json=body)
         assert response.status_code == 200, (body, response.get_json())
+        check_documented(document, path, "post", response)
+        answer = response.get_json()
+        assert answer["model"] == name and answer["version"] == versions(client, name)[-1]
 
     check()
 
@@ -129,7 +194,7 @@ def v2_bodies(document: dict, name: str) -> st.SearchStrategy:
     )
 
 
-@pytest.mark.parametrize("name", SERVED)
+@pytest.mark.parametrize("name", V2_MODELS)
 def test_every_v2_body_the_schema_calls_valid_is_answered(client, document, name):
     path = f"/v2/models/{name}/infer"
     validator = jsonschema.Draft202012Validator(body_schema(document, path))
@@ -140,6 +205,10 @@ def test_every_v2_body_the_schema_calls_valid_is_answered(client, document, name
         validator.validate(body)  # the schema calls it valid...
         response = client.post(path, json=body)  # ...so the server must answer it
         assert response.status_code == 200, response.get_json()
+        check_documented(document, path, "post", response)
+        (tensor,), (output,) = body["inputs"], response.get_json()["outputs"]  # one answer row per input row
+        assert output["shape"][0] == tensor["shape"][0] and len(output["data"]) == math.prod(output["shape"])
+        assert response.get_json().get("id") == body["id"]
 
     check()
 
@@ -157,6 +226,7 @@ def test_any_version_number_is_answered_or_not_found(client, document, name):
     def check(version):
         response = client.get(f"/v2/models/{name}/versions/{version}")
         assert response.status_code == (200 if version in served else 404)
+        check_documented(document, f"/v2/models/{name}/versions/{{version}}", "get", response)
 
     check()
 
@@ -192,6 +262,7 @@ def test_any_request_gets_a_documented_status_and_never_a_5xx(client, document, 
         assert response.status_code < 500, response.get_json()
         if "{version}" not in path or version.isdigit():  # other segments are not this path at all
             assert response.status_code in documented, (response.status_code, response.get_json())
+            check_documented(document, path, "post", response)
 
     check()
 
@@ -261,7 +332,7 @@ def confused(body: dict, where: tuple, value) -> dict:
     return body
 
 
-@pytest.mark.parametrize("name", SERVED)
+@pytest.mark.parametrize("name", V2_MODELS)
 def test_type_confused_and_out_of_range_v2_fields_get_a_documented_4xx(client, document, name):
     path = f"/v2/models/{name}/infer"
     documented = statuses(document, path, "post")
@@ -272,5 +343,6 @@ def test_type_confused_and_out_of_range_v2_fields_get_a_documented_4xx(client, d
         response = client.post(path, json=confused(body, where, value))
         assert response.status_code < 500, (where, value, response.get_json())
         assert response.status_code in documented, (response.status_code, response.get_json())
+        check_documented(document, path, "post", response)
 
     check()

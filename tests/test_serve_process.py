@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import serving
-from serving import ZOO, call, free_port, mnist_digits, photo_of, read_response, start_server, stop_server
+from serving import ZOO, ReservedPort, call, mnist_digits, photo_of, read_response, start_server, stop_server
 
 import zoo
 
@@ -70,12 +70,44 @@ def test_a_body_over_the_limit_is_refused_from_its_headers(server):
     assert call(server, "/v2/health/ready")[0] == 200
 
 
-def test_many_concurrent_requests_all_succeed(server, data_dir):
+@pytest.mark.xfail(strict=True, reason="a known defect, left to the serve/ work: serve/asgi.py reads a body without "
+                   "Content-Length up to the limit + 1 bytes and hands Flask that much as the whole body, so the cut "
+                   "JSON is answered 400 'invalid JSON' instead of 413")
+def test_a_chunked_body_over_the_limit_is_refused_without_a_content_length(server):
+    """No Content-Length to refuse from: a JSON body comes in chunks past the 8 MiB limit (valid JSON all along, so
+    only its size is wrong), and is refused with 413 all the same, the server still answering."""
+    host, port = server.removeprefix("http://").split(":")
+    chunk = b"0," * (1 << 19)  # 1 MiB of the list's items
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(f"POST /v1/models/linear-regression/predict HTTP/1.1\r\nHost: {host}\r\n"
+                     "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+        with contextlib.suppress(OSError):  # the server may answer and close before the last chunk is sent
+            for part in [b'{"x": [', *[chunk] * 9, b"0]}"]:
+                sock.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+            sock.sendall(b"0\r\n\r\n")
+        head, body = read_response(sock)
+    assert head.startswith(b"HTTP/1.1 413"), (head, body)
+    assert "error" in json.loads(body)
+    assert call(server, "/v2/health/ready")[0] == 200
+
+
+def test_many_concurrent_requests_each_get_their_own_answer(server, served_weights, data_dir):
+    """50 different digits at once, 8 in flight: each answer must be the one for its own digit (a server that swapped
+    answers between requests would still give fifty 200s), computed here on the backend the server says it used."""
     digits, _ = mnist_digits(data_dir, 50)
     bodies = [json.dumps({"pixels": d.tolist()}).encode() for d in digits]
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(lambda b: call(server, "/v1/models/lenet/predict", b)[0], bodies))
-    assert statuses == [200] * 50
+        answers = list(pool.map(lambda b: call(server, "/v1/models/lenet/predict", b), bodies))
+    assert [status for status, _ in answers] == [200] * 50
+    (backend,) = {answer["backend"] for _, answer in answers}
+    logits = zoo.open_runtime("lenet:1", backend, weights_dir=str(served_weights)).run(
+        (digits / 255.0).astype(np.float32)[:, None])
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    for (_, answer), want in zip(answers, expected, strict=True):
+        assert answer["version"] == 1 and answer["digit"] == int(want.argmax())
+        np.testing.assert_allclose(answer["probabilities"], want, atol=2e-6)
+    assert len({tuple(answer["probabilities"]) for _, answer in answers}) == 50  # fifty different answers
 
 
 def test_tritonclient_calls_the_zoo_as_it_would_call_triton(server, data_dir):
@@ -105,13 +137,15 @@ def test_tritonclient_calls_the_zoo_as_it_would_call_triton(server, data_dir):
 
 
 def test_missing_onnx_exports_stop_zoo_serve_with_the_export_command(trained_weights, tmp_path):
-    result = subprocess.run(
-        [str(ZOO), "serve", "--port", str(free_port()), "--weights-dir", str(trained_weights), "--backend", "onnx"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    with ReservedPort() as reserved:
+        result = subprocess.run(
+            [str(ZOO), "serve", "--port", str(reserved.port), "--weights-dir", str(trained_weights),
+             "--backend", "onnx"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert result.returncode == 1
     assert "zoo export mnist-mlp:1 --format onnx" in result.stderr and "Traceback" not in result.stderr
 

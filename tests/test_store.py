@@ -1,12 +1,15 @@
 import json
 import os
+import re
 import threading
+import time
 
 import pytest
 import torch
 
 import zoo
 from zoo.store import versions as store_module
+from zoo.store.atomic import STALE_SECONDS
 from zoo.store.versions import WeightsStore, parse_ref
 
 
@@ -44,7 +47,8 @@ def test_a_save_that_fails_leaves_nothing(weights_dir, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(store_module, "save_file", crash)
-    with pytest.raises(OSError):
+    where = re.escape(str(weights_dir / "m"))
+    with pytest.raises(zoo.StorageError, match=f"could not write a new version of m in {where}.*: disk full"):
         store.save("m", tensors(), {})
     assert sorted(os.listdir(weights_dir / "m")) == ["1"]
 
@@ -84,7 +88,7 @@ def test_malformed_refs_raise(ref):
 
 def test_missing_versions_name_what_exists(weights_dir):
     store = WeightsStore(weights_dir)
-    with pytest.raises(zoo.UnknownVersionError, match="no trained versions of 'm'"):
+    with pytest.raises(zoo.UnknownVersionError, match=f"no trained versions of 'm' in {re.escape(str(weights_dir))};"):
         store.resolve("m", None)
     store.save("m", tensors(), {})
     with pytest.raises(zoo.UnknownVersionError, match="versions present: 1"):
@@ -98,3 +102,164 @@ def test_versions_are_readable_like_ordinary_files(weights_dir):
     assert folder.stat().st_mode & 0o755 == 0o755
     for name in ("model.safetensors", "manifest.json"):
         assert (folder / name).stat().st_mode & 0o644 == 0o644
+
+
+def test_a_number_claimed_meanwhile_is_retried_with_the_next_and_before_publish_runs_again(weights_dir):
+    """A forced collision: while the first writer prepares version 1, a second writer publishes version 1 itself.
+    The first must take 2, and its staged files must be redone for 2 (before_publish sees the number it gets)."""
+    store = WeightsStore(weights_dir)
+    given: list[int] = []
+
+    def stage_note(staging, record) -> None:
+        given.append(record["version"])
+        (staging / "note.txt").write_text(f"version {record['version']}")
+        if len(given) == 1:  # the other writer claims this very number first
+            assert store.save("m", {"w": torch.zeros(1)}, {"by": "the other writer"}) == record["version"]
+
+    assert store.save("m", tensors(), {"by": "me"}, before_publish=stage_note) == 2
+    assert given == [1, 2]
+    for version, writer in ((1, "the other writer"), (2, "me")):
+        manifest = store.manifest("m", version)
+        assert manifest["version"] == version and manifest["by"] == writer
+    assert (weights_dir / "m" / "2" / "note.txt").read_text() == "version 2"
+    assert torch.equal(store.load("m", 2).state_dict["w"], tensors()["w"])
+    assert sorted(p.name for p in (weights_dir / "m").iterdir()) == ["1", "2"]  # no staging folder left
+
+
+def test_a_collision_skips_the_released_numbers(weights_dir, tmp_path, monkeypatch):
+    """With released versions beside the user's, a retried number never takes one of theirs."""
+    released = tmp_path / "released"
+    for _ in range(2):
+        WeightsStore(released / "x").save("m", tensors(), {})  # numbers 1 and 2 under released/x/m
+    monkeypatch.setattr(store_module, "RELEASED_WEIGHTS", released / "x")
+    monkeypatch.delenv("ZOO_WEIGHTS_DIR")
+    monkeypatch.setattr(store_module, "user_weights_dir", lambda: weights_dir)
+    store = WeightsStore()
+    assert store.released == released / "x" and store.root == weights_dir
+    claimed: list[int] = []
+
+    def collide(staging, record) -> None:
+        claimed.append(record["version"])
+        if len(claimed) == 1:
+            (weights_dir / "m" / "3").mkdir()  # taken by another writer meanwhile (not yet a version: no manifest)
+            (weights_dir / "m" / "3" / "model.safetensors").write_bytes(b"theirs")
+
+    assert store.save("m", tensors(), {}, before_publish=collide) == 4
+    assert claimed == [3, 4] and store.versions("m") == [1, 2, 4]
+    # The released versions are read from their own folder and refused for writing; the user's are not.
+    assert store.is_released("m", 1) and not store.is_released("m", 4)
+    assert store.version_dir("m", 2) == released / "x" / "m" / "2"
+    assert store.version_dir("m", 4) == weights_dir / "m" / "4"
+    assert torch.equal(store.load("m", 1).state_dict["w"], tensors()["w"])
+    with pytest.raises(zoo.ReadOnlyVersionError, match="m:1 is a released version, read-only.*ships with no exports"):
+        store.check_writable("m", 1)
+    store.check_writable("m", 4)
+
+
+@pytest.mark.slow
+def test_a_training_run_that_loses_its_number_publishes_the_next_with_a_card_naming_it(weights_dir, monkeypatch):
+    """Two runs meet at the rename: another run publishes version 1 while this one is about to. This one's
+    version is 2, and its card (drawn in its staging folder for version 1) is redrawn for 2."""
+    from zoo.store import atomic as files
+
+    real_publish = store_module.publish_folder
+    raced: list[str] = []
+
+    def racing(staging, final) -> None:
+        if not raced:
+            raced.append(final.name)
+            other = zoo.train("linear-regression", overrides={"seed": 3}, weights_dir=str(weights_dir))
+            assert other.version == 1
+        real_publish(staging, final)
+
+    monkeypatch.setattr(store_module, "publish_folder", racing)
+    mine = zoo.train("linear-regression", weights_dir=str(weights_dir))
+    assert raced == ["1"] and mine.version == 2
+    store = WeightsStore(weights_dir)
+    for version, seed in ((1, 3), (2, mine.manifest["seed"])):
+        manifest = store.manifest("linear-regression", version)
+        assert manifest["version"] == version and manifest["seed"] == seed
+        card = (weights_dir / "linear-regression" / str(version) / "README.md").read_text()
+        other = 3 - version
+        assert f"linear-regression:{version}" in card and f"linear-regression:{other}" not in card, version
+        for figure in manifest["card"]["figures"]:
+            assert (weights_dir / "linear-regression" / str(version) / figure).is_file()
+    assert mine.manifest["seed"] != 3
+    assert not [p for p in (weights_dir / "linear-regression").iterdir() if files.is_leftover(p.name, (".staging-",))]
+
+
+def test_a_save_interrupted_by_any_exception_leaves_nothing(weights_dir):
+    """Not only disk errors: whatever before_publish raises (here a KeyboardInterrupt, as Ctrl-C would), the staging
+    folder goes and no number is claimed."""
+    store = WeightsStore(weights_dir)
+
+    def interrupted(staging, record) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.save("m", tensors(), {}, before_publish=interrupted)
+    assert os.listdir(weights_dir / "m") == [] and store.versions("m") == []
+
+
+def test_commit_moves_staged_files_in_and_changes_the_manifest_under_its_lock(weights_dir):
+    """What an export does to a version: files staged beside it (one into a subfolder that does not exist yet) move
+    in, and the manifest changes, all in one commit."""
+    store = WeightsStore(weights_dir)
+    store.save("m", tensors(), {"artifacts": {}})
+    folder = weights_dir / "m" / "1"
+    staged = {}
+    for final, text in ((folder / "model.onnx", "graph"), (folder / "test_data_set_0" / "input_0.pb", "tensor"),
+                        (folder / "test_data_set_0" / "output_0.pb", "answer")):
+        temp = folder / f".{final.name}.tmp"
+        temp.write_text(text)
+        staged[temp] = final
+
+    def record(manifest) -> None:
+        manifest["artifacts"]["onnx"] = {"file": "model.onnx"}
+
+    manifest = store.commit("m", 1, staged, record)
+    assert staged == {} and manifest["artifacts"] == {"onnx": {"file": "model.onnx"}}
+    assert store.manifest("m", 1)["artifacts"] == {"onnx": {"file": "model.onnx"}}
+    assert (folder / "model.onnx").read_text() == "graph"
+    assert (folder / "test_data_set_0" / "input_0.pb").read_text() == "tensor"
+    assert (folder / "test_data_set_0" / "output_0.pb").read_text() == "answer"
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == [".manifest.lock"]
+
+
+def test_remove_leftovers_removes_stale_staging_and_card_folders_and_keeps_young_ones(weights_dir):
+    """What killed writers leave: a version's staging folder beside the versions, a card's inside a version."""
+    store = WeightsStore(weights_dir)
+    store.save("m", tensors(), {})
+    folder = weights_dir / "m"
+    for path in (folder / ".staging-old", folder / ".staging-young", folder / "1" / ".card-old",
+                 folder / "1" / ".card-young"):
+        path.mkdir()
+    hour_ago = time.time() - 2 * STALE_SECONDS
+    for path in (folder / ".staging-old", folder / "1" / ".card-old"):
+        os.utime(path, (hour_ago, hour_ago))
+    assert sorted(p.name for p in store.remove_leftovers("m")) == [".card-old", ".staging-old"]
+    assert sorted(p.name for p in folder.iterdir()) == [".staging-young", "1"]
+    assert ".card-young" in os.listdir(folder / "1") and ".card-old" not in os.listdir(folder / "1")
+
+
+def test_a_commit_that_cannot_move_a_file_is_a_storage_error_and_keeps_the_manifest(weights_dir):
+    store = WeightsStore(weights_dir)
+    store.save("m", tensors(), {"artifacts": {}})
+    folder = weights_dir / "m" / "1"
+    vanished = folder / ".model.onnx.tmp"  # staged, then removed before the commit (a disk error would do the same)
+
+    def record(manifest) -> None:
+        manifest["artifacts"]["onnx"] = {"file": "model.onnx"}
+
+    where = re.escape(str(folder))
+    with pytest.raises(zoo.StorageError, match=f"could not update {where}: No such file or directory$"):
+        store.commit("m", 1, {vanished: folder / "model.onnx"}, record)
+    assert store.manifest("m", 1)["artifacts"] == {}
+
+
+def test_a_weights_file_listed_but_missing_is_an_integrity_error(weights_dir):
+    store = WeightsStore(weights_dir)
+    store.save("m", tensors(), {})
+    (weights_dir / "m" / "1" / "model.safetensors").unlink()
+    with pytest.raises(zoo.IntegrityError, match="model.safetensors is listed in its manifest but missing"):
+        store.load("m", 1)

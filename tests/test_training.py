@@ -21,8 +21,13 @@ def test_tiny_fnn_document_starts_at_0_2097_and_falls_every_step(weights_dir):
     "overrides", [{"activation": "relu"}, {"loss": "bce"}, {"optimizer": "adam", "lr": 0.1}, {"init": "none"}]
 )
 def test_tiny_fnn_exercises_train(weights_dir, overrides):
+    """Each override is recorded and takes effect: the run's loss curve is not the document recipe's (an override
+    recorded in the manifest but never handed to the loop would give the same curve)."""
     result = train("tiny-fnn", weights_dir=weights_dir, **overrides)
     assert result.manifest["recipe"]["params"].items() >= overrides.items()
+    document = train("tiny-fnn", weights_dir=weights_dir).manifest["loss_history"]
+    assert len(result.manifest["loss_history"]) == len(document)
+    assert result.manifest["loss_history"] != pytest.approx(document, abs=1e-6)
 
 
 def test_two_layer_net_document_needs_its_normal_init(weights_dir):

@@ -92,6 +92,23 @@ def test_named_versions_only_and_a_version_without_an_onnx_export_names_the_comm
     assert list(read_config(tmp_path / "repo" / "linear-regression").version_policy.specific.versions) == [1]
 
 
+def test_each_numbered_folder_holds_its_own_versions_bytes(tmp_path):
+    """Two versions whose files differ: the repository's 1/model.onnx is version 1's file byte for byte and 2/'s is
+    version 2's (a repository that copied the latest into every folder would pass a shapes-only check)."""
+    root = tmp_path / "weights"
+    for seed in (0, 9):
+        zoo.train("linear-regression", "document", {"epochs": 5, "seed": seed}, device="cpu", weights_dir=str(root))
+    for version in (1, 2):
+        zoo.export(f"linear-regression:{version}", weights_dir=str(root))
+    made = triton_repo(tmp_path / "repo", "linear-regression:1", "linear-regression:2", "--weights-dir", root)
+    assert made.exit_code == 0, made.output
+    stored = {v: (root / "linear-regression" / str(v) / "model.onnx").read_bytes() for v in (1, 2)}
+    assert stored[1] != stored[2]
+    for version in (1, 2):
+        assert (tmp_path / "repo" / "linear-regression" / str(version) / "model.onnx").read_bytes() == stored[version]
+    assert list(read_config(tmp_path / "repo" / "linear-regression").version_policy.specific.versions) == [1, 2]
+
+
 @pytest.mark.parametrize("args,code,message", [
     (["no-such-model"], 2, "unknown model 'no-such-model'"),
     (["himmelblau"], 2, "himmelblau cannot be exported"),
