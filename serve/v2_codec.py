@@ -18,7 +18,7 @@ import numpy as np
 from zoo.errors import InvalidInputError
 from zoo.imaging import numeric_array
 from zoo.runtimes import Runtime
-from zoo.serve.checks import RequestLimits, check_batch, check_keys, field, interface, shown
+from zoo.serve.checks import RequestLimits, check_batch, check_keys, field, interface, json_type, shown
 from zoo.spec import TensorSpec
 
 V2_HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -141,6 +141,8 @@ def _json_input(tensor: dict[str, Any], binary: bytes, spec: TensorSpec, limits:
         return tensor_values(spec, shape, limits, raw=binary)
     if "data" not in tensor:
         raise InvalidInputError(f"expected input {spec.name!r} to carry 'data' (or binary_data_size), got neither")
+    if not isinstance(tensor["data"], list):  # the protocol's data is an array, even of one value
+        raise InvalidInputError(f"expected input {spec.name!r} 'data' to be an array, got {json_type(tensor['data'])}")
     return tensor_values(spec, shape, limits, data=tensor["data"])
 
 
