@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from zoo.data import resolve_data_dir
+from zoo.core.data import resolve_data_dir
 
 ZOO = str(Path(sys.executable).with_name("zoo"))
 

@@ -23,7 +23,7 @@ import sys
 import torch
 from train_speed import document_epoch, zoo_train
 
-from zoo.data import resolve_data_dir
+from zoo.core.data import resolve_data_dir
 
 
 def main() -> None:

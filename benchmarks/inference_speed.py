@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 import zoo
-from zoo.data import mnist_test_images, resolve_data_dir
-from zoo.formats import FORMATS, LOSSLESS_FORMATS, load_onnx
+from zoo.core.data import mnist_test_images, resolve_data_dir
+from zoo.exports.formats import FORMATS, LOSSLESS_FORMATS, load_onnx
 
 MODELS = ("mnist-mlp", "lenet")
 BATCH_LATENCY, BATCH_THROUGHPUT = 1, 256

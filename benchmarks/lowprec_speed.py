@@ -1,13 +1,14 @@
 """What int8 and float16 ONNX files cost and save against the float32 ONNX file: size, speed, accuracy.
 
 For mnist-mlp and lenet (the released version 1, copied into a temp root and exported with `zoo.export`), each file
-is run through the zoo's own ONNX predictor (zoo.formats.load_onnx: one intra-op thread below batch 16, one per core
-from there), in this process, on the same real MNIST test images. Latency is the median of many batch-1 calls after
-warm-up; throughput is images per second at batch 256; ratios are against the float32 file measured in the same run.
-The files take turns in 30 rounds, and beside wall time each figure is also given as CPU time of a one-thread session
-(images per CPU-second at batch 256), which waiting for a core on a loaded machine does not inflate.
+is run through the zoo's own ONNX predictor (zoo.exports.formats.load_onnx: one intra-op thread below batch 16, one
+per core from there), in this process, on the same real MNIST test images. Latency is the median of many batch-1
+calls after warm-up; throughput is images per second at batch 256; ratios are against the float32 file measured in
+the same run. The files take turns in 30 rounds, and beside wall time each figure is also given as CPU time of a
+one-thread session (images per CPU-second at batch 256), which waiting for a core on a loaded machine does not
+inflate.
 Accuracy is on the 10,000 test images. A second table quantizes int8 with per-tensor and per-channel weights and
-with 64, 256 and 1024 calibration images, to show what the defaults (zoo/quantize.py) were chosen from.
+with 64, 256 and 1024 calibration images, to show what the defaults (zoo/exports/quantize.py) were chosen from.
 
     python benchmarks/lowprec_speed.py [--data-dir ../shared/data] [--runs 3000]
 """
@@ -28,10 +29,10 @@ import onnxruntime
 import torch
 
 import zoo
-from zoo.data import load_mnist, resolve_data_dir
-from zoo.formats import FORMATS, load_onnx
-from zoo.quantize import draw_calibration, quantize_int8
-from zoo.store import RELEASED_WEIGHTS
+from zoo.core.data import load_mnist, resolve_data_dir
+from zoo.exports.formats import FORMATS, load_onnx
+from zoo.exports.quantize import draw_calibration, quantize_int8
+from zoo.store.versions import RELEASED_WEIGHTS
 
 MODELS = ("mnist-mlp", "lenet")
 COMPARED = ("onnx", "onnx-int8", "onnx-fp16")

@@ -20,7 +20,7 @@ MEASURE = """
 import resource, sys, time
 import numpy as np
 from PIL import Image
-from zoo import imaging
+from zoo.inputs import imaging
 
 def before(data):  # the server's reader before pictures were shrunk first
     image = Image.open(__import__("io").BytesIO(data), formats=imaging.IMAGE_FORMATS)

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 import zoo
-from zoo.data import mnist_test_images, resolve_data_dir
+from zoo.core.data import mnist_test_images, resolve_data_dir
 
 RELEASED = str(Path(__file__).resolve().parent.parent / "weights")
 ZOO = str(Path(sys.executable).with_name("zoo"))

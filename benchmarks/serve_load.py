@@ -46,7 +46,7 @@ def baseline_app(weights_dir: str):
     import torch
     from flask import Flask, jsonify, request
 
-    from zoo.loading import load_version
+    from zoo.store.loading import load_version
 
     model = load_version(MODEL, weights_dir).model
     app = Flask("baseline")
@@ -349,7 +349,7 @@ def main() -> None:
     if args.baseline_server:
         return baseline_app(args.weights_dir).run("127.0.0.1", args.baseline_server)  # threaded by default
 
-    from zoo.data import mnist_test_images, resolve_data_dir
+    from zoo.core.data import mnist_test_images, resolve_data_dir
 
     images, _ = mnist_test_images(resolve_data_dir(), BATCH)
     digits = (images[:, 0] * 255).round().to(int)

@@ -26,11 +26,11 @@ from torch import nn
 from torchvision import datasets, transforms
 
 import zoo
-from zoo.data import load_mnist, resolve_data_dir
-from zoo.loops import fit
-from zoo.registry import get_model
-from zoo.tasks import classification_loss
-from zoo.training import build
+from zoo.core.data import load_mnist, resolve_data_dir
+from zoo.core.registry import get_model
+from zoo.core.tasks import classification_loss
+from zoo.training.loops import fit
+from zoo.training.trainer import build
 
 BATCH, LR = 200, 0.01
 # The default recipes as they were before bf16 (zoo 0.1.0), to time against with --before.

@@ -23,9 +23,9 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 import zoo
-from zoo.errors import ZooError
-from zoo.formats import BACKENDS, FORMATS, TRITON_FORMATS
-from zoo.recipes import PRECISIONS
+from zoo.core.errors import ZooError
+from zoo.core.recipes import PRECISIONS
+from zoo.exports.formats import BACKENDS, FORMATS, TRITON_FORMATS
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)

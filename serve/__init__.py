@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_from_directory
 from werkzeug.exceptions import UnsupportedMediaType
 
-from zoo.imaging import DEFAULT_MAX_PIXELS
+from zoo.inputs.imaging import DEFAULT_MAX_PIXELS
 from zoo.serve.cards import cards
 from zoo.serve.checks import DEFAULT_MAX_BATCH, RequestLimits
 from zoo.serve.context import LIMITS_KEY, MODELS_KEY, served_models

@@ -11,8 +11,8 @@ from flask import Blueprint, Response, current_app, send_from_directory
 from markdown.treeprocessors import Treeprocessor
 from werkzeug.exceptions import NotFound
 
-from zoo.cards import StoredCard, stored_card
-from zoo.errors import UnknownVersionError
+from zoo.cards.card import StoredCard, stored_card
+from zoo.core.errors import UnknownVersionError
 from zoo.serve.repository import version_number
 
 cards = Blueprint("cards", __name__)

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from zoo.errors import InvalidInputError, NotExportableError
-from zoo.imaging import DEFAULT_MAX_PIXELS
-from zoo.spec import Interface, ModelSpec
+from zoo.core.errors import InvalidInputError, NotExportableError
+from zoo.inputs.imaging import DEFAULT_MAX_PIXELS
+from zoo.core.spec import Interface, ModelSpec
 
 DEFAULT_MAX_BATCH = 256
 

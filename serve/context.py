@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import current_app, g
 
-from zoo.runtimes import Runtime
+from zoo.exports.runtimes import Runtime
 from zoo.serve.checks import RequestLimits
 from zoo.serve.repository import ServedModels
 

@@ -11,7 +11,7 @@ import re
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from zoo.errors import ZooError
+from zoo.core.errors import ZooError
 
 log = logging.getLogger("zoo.serve")
 

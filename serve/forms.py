@@ -15,13 +15,13 @@ import numpy as np
 from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.wrappers import Request
 
-from zoo.errors import InvalidInputError
-from zoo.imaging import image_to_batch, pixels_to_batch
-from zoo.inference import classify_digits, predict_values
-from zoo.preprocessing import value_inputs
-from zoo.runtimes import Runtime
+from zoo.core.errors import InvalidInputError
+from zoo.inputs.imaging import image_to_batch, pixels_to_batch
+from zoo.exports.inference import classify_digits, predict_values
+from zoo.inputs.preprocessing import value_inputs
+from zoo.exports.runtimes import Runtime
 from zoo.serve.checks import RequestLimits, check_batch, check_keys, interface, parse_json
-from zoo.spec import InputForm, ModelSpec
+from zoo.core.spec import InputForm, ModelSpec
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
 

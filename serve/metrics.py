@@ -22,7 +22,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from zoo.serve.context import MODELS_KEY
 
 if TYPE_CHECKING:
-    from zoo.runtimes import Runtime
+    from zoo.exports.runtimes import Runtime
     from zoo.serve.repository import ServedModels
 
 metrics = Blueprint("metrics", __name__)

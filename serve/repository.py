@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from zoo.errors import InvalidSettingError, MissingArtifactError, UnknownModelError, UnknownVersionError, ZooError
-from zoo.registry import get_model, list_models
-from zoo.runtimes import Runtime, check_backend, exportable_model, open_runtime
+from zoo.core.errors import InvalidSettingError, MissingArtifactError, UnknownModelError, UnknownVersionError, ZooError
+from zoo.core.registry import get_model, list_models
+from zoo.exports.runtimes import Runtime, check_backend, exportable_model, open_runtime
 from zoo.serve.checks import interface
-from zoo.store import WeightsStore, is_version_number
+from zoo.store.versions import WeightsStore, is_version_number
 
 # The default backend: ONNX Runtime for every version that has an ONNX export (measured fastest at every batch
 # size, benchmarks/README.md), PyTorch for one that has none.

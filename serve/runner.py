@@ -15,9 +15,9 @@ import socket
 import tempfile
 from typing import Any
 
-from zoo.errors import InvalidSettingError
+from zoo.core.errors import InvalidSettingError
 from zoo.serve.repository import VersionPolicy, plan_versions
-from zoo.store import WeightsStore
+from zoo.store.versions import WeightsStore
 
 
 def check_address(host: str, port: int) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from zoo.manifest import version_summary
+from zoo.store.manifest import version_summary
 from zoo.serve.checks import interface
 from zoo.serve.context import request_limits, served_models, served_runtime
 from zoo.serve.forms import FORMS

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from zoo.errors import InvalidInputError
-from zoo.imaging import numeric_array
-from zoo.runtimes import Runtime
+from zoo.core.errors import InvalidInputError
+from zoo.inputs.imaging import numeric_array
+from zoo.exports.runtimes import Runtime
 from zoo.serve.checks import RequestLimits, check_batch, check_keys, field, interface, json_type, shown
-from zoo.spec import TensorSpec
+from zoo.core.spec import TensorSpec
 
 V2_HEADER_LENGTH = "Inference-Header-Content-Length"
 # model_name and model_version: KServe's own client (InferRequest.to_rest) sends them in every body.

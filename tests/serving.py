@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 import zoo
-from zoo.data import mnist_test_images
+from zoo.core.data import mnist_test_images
 
 ZOO = Path(sys.executable).with_name("zoo")
 SERVED = ("lenet", "linear-regression", "mnist-mlp")  # the order a server lists them: the registry's

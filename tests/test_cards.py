@@ -15,9 +15,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import zoo
+from zoo.cards.figures import CONFUSION_MATRIX, loss_curve
 from zoo.cli.main import app
-from zoo.figures import CONFUSION_MATRIX, loss_curve
-from zoo.store import RELEASED_WEIGHTS
+from zoo.store.versions import RELEASED_WEIGHTS
 
 runner = CliRunner()
 
@@ -78,7 +78,7 @@ def test_a_figure_that_fails_never_costs_the_version(weights_dir, monkeypatch):
     """tiny-fnn has no categories, so a confusion matrix cannot be drawn for it: a real drawing failure."""
     spec = zoo.get_model("tiny-fnn")
     broken = dataclasses.replace(spec, figures=(loss_curve("step", first=0), CONFUSION_MATRIX))
-    monkeypatch.setitem(zoo.registry._MODELS, "tiny-fnn", broken)
+    monkeypatch.setitem(zoo.core.registry._MODELS, "tiny-fnn", broken)
     trained = cli("train", "tiny-fnn", "--recipe", "document")
     assert trained.exit_code == 0, trained.output
     assert "warning" in trained.stderr and "confusion_matrix.png" in trained.stderr
@@ -95,7 +95,7 @@ def test_a_figure_that_fails_never_costs_the_version(weights_dir, monkeypatch):
     assert redrawn.exit_code == 1 and "could not draw confusion_matrix.png" in redrawn.stderr
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == before  # every figure or nothing
 
-    monkeypatch.setitem(zoo.registry._MODELS, "tiny-fnn", spec)
+    monkeypatch.setitem(zoo.core.registry._MODELS, "tiny-fnn", spec)
     assert cli("card", "tiny-fnn:1").exit_code == 0
     card = zoo.WeightsStore(weights_dir).manifest("tiny-fnn", 1)["card"]
     assert card["failures"] == [] and "Not drawn" not in (folder / "README.md").read_text()

@@ -106,7 +106,7 @@ def test_version():
 def test_the_default_root_is_the_users_folder_beside_the_released_versions(tmp_path, monkeypatch):
     """With no root named, a new version goes to the per-user folder, the repository's weights/ stays as it is,
     the new version is the latest, and the released one keeps its number."""
-    from zoo.store import RELEASED_WEIGHTS
+    from zoo.store.versions import RELEASED_WEIGHTS
 
     monkeypatch.delenv("ZOO_WEIGHTS_DIR")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))

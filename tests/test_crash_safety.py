@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from serving import ZOO
 
-from zoo.files import STALE_SECONDS, is_leftover, remove_stale
-from zoo.store import WeightsStore
+from zoo.store.atomic import STALE_SECONDS, is_leftover, remove_stale
+from zoo.store.versions import WeightsStore
 
 MODEL = "linear-regression"
 

@@ -14,8 +14,9 @@ from safetensors import SafetensorError
 from typer.testing import CliRunner
 
 import zoo
-from zoo import formats, store
 from zoo.cli.main import app
+from zoo.exports import formats
+from zoo.store import versions as store
 
 runner = CliRunner()
 
@@ -160,7 +161,8 @@ def test_every_error_kind_says_whose_fault_it_is():
     }
     assert all(kind.caller_error for kind in caller) and not any(kind.caller_error for kind in disk)
     # Every kind the zoo defines is in one of the two sets: a new kind must say whose fault it is.
-    kinds = {kind for kind in vars(zoo.errors).values() if isinstance(kind, type) and issubclass(kind, zoo.ZooError)}
+    kinds = {kind for kind in vars(zoo.core.errors).values()
+             if isinstance(kind, type) and issubclass(kind, zoo.ZooError)}
     assert kinds - {zoo.ZooError} == caller | disk
 
 

@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 import zoo
-from zoo import exporter, formats
 from zoo.cli.main import app
-from zoo.store import sha256_file
+from zoo.exports import exporter, formats
+from zoo.store.versions import sha256_file
 
 EXPORTABLE = ["mnist-mlp", "lenet", "linear-regression", "two-layer-net", "tiny-fnn"]
 FORMATS = ["onnx", "torchscript", "pt2"]

@@ -19,8 +19,8 @@ import serving
 from PIL import Image, ImageDraw
 
 import zoo
-from zoo.cards import StoredCard
-from zoo.errors import InvalidSettingError
+from zoo.cards.card import StoredCard
+from zoo.core.errors import InvalidSettingError
 from zoo.serve import create_app
 from zoo.serve.cards import card_html, safe_url
 from zoo.serve.errors import public
@@ -157,7 +157,7 @@ def test_answers_name_no_server_path_or_hash(client, served_weights):
     for response in answers:
         assert response.status_code == 404
         text = response.get_data(as_text=True)
-        assert str(served_weights) not in text and str(zoo.store.RELEASED_WEIGHTS) not in text, text
+        assert str(served_weights) not in text and str(zoo.store.versions.RELEASED_WEIGHTS) not in text, text
 
 
 def test_public_messages_keep_routes_and_drop_paths_and_hashes():
@@ -230,7 +230,7 @@ def canvas_digit(side: int, mode: str) -> bytes:
 def test_a_large_picture_is_shrunk_first_and_read_as_a_small_one(client, mode):
     """A 4096x4096 picture and the same picture at 512x512 give the model nearly the same input, so the same answer."""
     large, small = canvas_digit(4096, mode), canvas_digit(512, mode)
-    batches = [zoo.imaging.image_to_batch(data) for data in (large, small)]
+    batches = [zoo.inputs.imaging.image_to_batch(data) for data in (large, small)]
     assert np.abs(batches[0] - batches[1]).max() < 0.15
     answers = [
         client.post("/v1/models/mnist-mlp/predict", data=data, content_type="image/png").get_json()
@@ -241,7 +241,7 @@ def test_a_large_picture_is_shrunk_first_and_read_as_a_small_one(client, mode):
 
 MEASURE = """
 import resource, sys
-from zoo.imaging import image_to_batch
+from zoo.inputs.imaging import image_to_batch
 data = sys.stdin.buffer.read()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 image_to_batch(data)

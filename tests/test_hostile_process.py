@@ -132,7 +132,7 @@ def post(url: str, data: bytes, content_type: str = "image/png") -> tuple[int, A
 
 def test_past_the_queue_bound_a_request_gets_503_with_retry_after_and_the_rest_their_answers(served_weights, tmp_path):
     large = canvas_digit(4096, "RGBA")  # a few hundred milliseconds each, so that requests pile up
-    runtime = zoo.runtimes.open_runtime("mnist-mlp", "onnx", str(served_weights))
+    runtime = zoo.exports.runtimes.open_runtime("mnist-mlp", "onnx", str(served_weights))
     process, url = start_server(served_weights, tmp_path, "--workers", "1", "--max-queue", "2", "--poll-seconds", "0")
     try:
         barrier = threading.Barrier(8)
@@ -145,7 +145,7 @@ def test_past_the_queue_bound_a_request_gets_503_with_retry_after_and_the_rest_t
             results = list(pool.map(one, range(8)))
         statuses = sorted(status for status, _, _ in results)
         assert set(statuses) == {200, 503} and statuses.count(200) >= 2, statuses
-        digit = int(runtime.run(zoo.imaging.image_to_batch(large)).argmax())
+        digit = int(runtime.run(zoo.inputs.imaging.image_to_batch(large)).argmax())
         for status, headers, answer in results:
             if status == 503:
                 assert headers.get("Retry-After") == "1" and "its limit" in answer["error"]

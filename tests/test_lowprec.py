@@ -20,13 +20,13 @@ from tritonclient.grpc import model_config_pb2
 from typer.testing import CliRunner
 
 import zoo
-from zoo import exporter
 from zoo.cli.main import app
-from zoo.data import fingerprint, load_mnist
-from zoo.formats import FORMATS, LOSSLESS_FORMATS
-from zoo.quantize import CALIBRATION_COUNT, Calibration, draw_calibration
+from zoo.core.data import fingerprint, load_mnist
+from zoo.exports import exporter
+from zoo.exports.formats import FORMATS, LOSSLESS_FORMATS
+from zoo.exports.quantize import CALIBRATION_COUNT, Calibration, draw_calibration
 from zoo.serve import create_app
-from zoo.store import RELEASED_WEIGHTS, sha256_file
+from zoo.store.versions import RELEASED_WEIGHTS, sha256_file
 
 LOSSY = ("onnx-int8", "onnx-fp16")
 # The ceilings: above them something is stored twice or left in float32.
@@ -152,7 +152,7 @@ def test_the_card_lists_each_file_with_its_size_score_and_difference(lowprec):
 
 
 def test_runtimes_answer_float32_batches_from_the_low_precision_files(lowprec, data_dir):
-    images = zoo.data.mnist_test_images(data_dir, 300)[0].numpy()
+    images = zoo.core.data.mnist_test_images(data_dir, 300)[0].numpy()
     eager = zoo.open_runtime("mnist-mlp:1", "torch", weights_dir=str(lowprec)).run(images)
     for fmt in LOSSY:
         runtime = zoo.open_runtime("mnist-mlp:1", fmt, weights_dir=str(lowprec))
@@ -273,7 +273,7 @@ def test_auto_never_picks_a_lossy_format(int8_only):
 @pytest.mark.parametrize("fmt", LOSSY)
 def test_the_server_says_which_file_answered(int8_only, data_dir, fmt):
     client = create_app({"WEIGHTS_DIR": str(int8_only), "BACKEND": fmt, "MODELS": ["mnist-mlp"]}).test_client()
-    images = zoo.data.mnist_test_images(data_dir, 8)[0]
+    images = zoo.core.data.mnist_test_images(data_dir, 8)[0]
     answer = client.post("/v1/models/mnist-mlp/versions/1/predict", json={"pixels": images[:, 0].tolist()}).get_json()
     assert answer["backend"] == fmt and answer["version"] == 1 and len(answer["predictions"]) == 8
     want = zoo.open_runtime("mnist-mlp:1", fmt, weights_dir=str(int8_only)).run(images.numpy()).argmax(1)
@@ -353,7 +353,7 @@ def test_zoo_serve_answers_from_the_fp16_file(lowprec, tmp_path, data_dir):
 
     process, url = start_server(lowprec, tmp_path, "--backend", "onnx-fp16", "--workers", "1", "--models", "mnist-mlp")
     try:
-        images = zoo.data.mnist_test_images(data_dir, 4)[0]
+        images = zoo.core.data.mnist_test_images(data_dir, 4)[0]
         body = json.dumps({"pixels": images[:, 0].tolist()}).encode()
         status, answer = call(url, "/v1/models/mnist-mlp/predict", body)
         assert status == 200 and answer["backend"] == "onnx-fp16"

@@ -1,7 +1,7 @@
 import pytest
 
 import zoo
-from zoo.recipes import parse_assignments
+from zoo.core.recipes import parse_assignments
 
 
 def recipe(name, **overrides):

@@ -2,7 +2,7 @@ import pytest
 from torch import nn
 
 import zoo
-from zoo.registry import register_model
+from zoo.core.registry import register_model
 
 EXPECTED = ["himmelblau", "lenet", "linear-regression", "mnist-mlp", "tiny-fnn", "two-layer-net"]
 PARAMETERS = {

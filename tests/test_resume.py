@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 import zoo
 from zoo.cli.main import app
-from zoo.training import CHECKPOINT_FILE, RUN_PREFIX
+from zoo.training.trainer import CHECKPOINT_FILE, RUN_PREFIX
 
 runner = CliRunner()
 

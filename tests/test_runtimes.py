@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.data import mnist_test_images
+from zoo.core.data import mnist_test_images
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from serving import SERVED, mnist_digits, photo_of
 import zoo
 from zoo.serve import create_app
 from zoo.serve.openapi import describe
-from zoo.store import RELEASED_WEIGHTS
+from zoo.store.versions import RELEASED_WEIGHTS
 
 served_weights = serving.served_weights  # the shared fixture, seen by this module's tests
 
@@ -118,7 +118,7 @@ def test_transparent_canvas_drawing(client, data_dir):
 
 
 def test_mnist_form_is_centred_by_mass_in_a_20_pixel_box():
-    from zoo.imaging import mnist_from_image
+    from zoo.inputs.imaging import mnist_from_image
 
     grey = np.ones((300, 500), np.float32)
     grey[40:140, 300:330] = 0.0  # a dark bar, off-centre, on white

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import zoo
-from zoo import store as store_module
-from zoo.store import WeightsStore, parse_ref
+from zoo.store import versions as store_module
+from zoo.store.versions import WeightsStore, parse_ref
 
 
 def tensors():

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 import zoo
 from zoo.cli.main import app
-from zoo.formats import FORMATS, TRITON_FORMATS, quiet_torchscript
-from zoo.store import RELEASED_WEIGHTS
+from zoo.exports.formats import FORMATS, TRITON_FORMATS, quiet_torchscript
+from zoo.store.versions import RELEASED_WEIGHTS
 
 runner = CliRunner()
 NUMPY_TYPES = {model_config_pb2.TYPE_FP32: np.float32}

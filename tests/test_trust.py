@@ -20,10 +20,10 @@ from serving import ZOO
 from typer.testing import CliRunner
 
 import zoo
-from zoo.cards import stored_card
+from zoo.cards.card import stored_card
 from zoo.cli.main import app
-from zoo.formats import load_pt2
-from zoo.store import RELEASED_WEIGHTS, WeightsStore, parse_ref
+from zoo.exports.formats import load_pt2
+from zoo.store.versions import RELEASED_WEIGHTS, WeightsStore, parse_ref
 
 runner = CliRunner()
 OUTSIDE = "/etc/passwd"
@@ -305,7 +305,8 @@ def test_a_plugin_that_fails_to_import_is_one_warning_line_and_the_rest_of_the_z
 def test_failed_plugins_are_listed_in_python_with_their_error(tmp_path):
     env = broken_plugins(tmp_path)
     script = (
-        "import json, zoo.registry as r; print(json.dumps(r.failed_plugins())); print('good-fnn' in r.list_models())"
+        "import json, zoo.core.registry as r; print(json.dumps(r.failed_plugins()));"
+        " print('good-fnn' in r.list_models())"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True
@@ -334,7 +335,7 @@ def shadowing_folder(folder: Path) -> Path:
 
 @pytest.mark.parametrize("has_safe_path", [True, False], ids=["-P", "python-3.10-bootstrap"])
 def test_a_rank_command_never_imports_from_the_current_folder(tmp_path, has_safe_path):
-    from zoo.distributed import rank_command
+    from zoo.training.distributed import rank_command
 
     folder = shadowing_folder(tmp_path)
     command = rank_command("zoo.cli.main", ["--version"], has_safe_path=has_safe_path)

@@ -173,7 +173,7 @@ def test_torch_hub_loads_the_released_mnist_mlp_at_its_accuracy(installed, data_
     bin_dir, env, work, _ = installed
     code = f"""
 import torch
-from zoo.data import mnist_test_images
+from zoo.core.data import mnist_test_images
 model = torch.hub.load({str(REPO)!r}, "mnist_mlp", source="local", weights="DEFAULT")
 x, y = mnist_test_images({str(data_dir)!r}, 10000)
 with torch.no_grad():

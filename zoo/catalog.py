@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo.errors import UnknownModelError
-from zoo.manifest import version_summary
-from zoo.registry import get_model, model_catalog
-from zoo.store import WeightsStore
+from zoo.core.errors import UnknownModelError
+from zoo.core.registry import get_model, model_catalog
+from zoo.store.manifest import version_summary
+from zoo.store.versions import WeightsStore
 
 
 def describe_model(name: str, weights_dir: str | None = None) -> dict[str, Any]:

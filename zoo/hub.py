@@ -6,12 +6,12 @@ from collections.abc import Callable
 
 from torch import nn
 
-from zoo.devices import resolve_device
-from zoo.errors import UnknownVersionError
-from zoo.loading import load_model
-from zoo.registry import get_model
-from zoo.store import RELEASED_WEIGHTS, WeightsStore
-from zoo.training import build
+from zoo.core.devices import resolve_device
+from zoo.core.errors import UnknownVersionError
+from zoo.core.registry import get_model
+from zoo.store.loading import load_model
+from zoo.store.versions import RELEASED_WEIGHTS, WeightsStore
+from zoo.training.trainer import build
 
 Weights = str | int | None
 

@@ -1,9 +1,9 @@
 """Predictions on a user's own inputs: files, folders, globs, stdin or plain numbers, answered in batches.
 
-Each input is read into the model's batch by `zoo.preprocessing.preprocess`, the function behind
-`LoadedModel.preprocess` and the server's readers (PNG/JPEG through zoo.imaging's image_to_batch, pixel
+Each input is read into the model's batch by `zoo.inputs.preprocessing.preprocess`, the function behind
+`LoadedModel.preprocess` and the server's readers (PNG/JPEG through zoo.inputs.imaging's image_to_batch, pixel
 arrays through pixels_to_batch, numbers through value_inputs), so a file classifies here as it does over HTTP.
-Answers come from zoo.inference, as the server's do. An input that cannot be read is one Prediction with
+Answers come from zoo.exports.inference, as the server's do. An input that cannot be read is one Prediction with
 its error; the others go on.
 """
 
@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from zoo.errors import InvalidInputError, ZooError
-from zoo.inference import classify_digits, predict_values
-from zoo.preprocessing import preprocess
-from zoo.registry import get_model
-from zoo.runtimes import Runtime, check_backend, exportable_model, open_runtime
-from zoo.spec import InputForm, ModelSpec
-from zoo.store import WeightsStore, parse_ref
+from zoo.core.errors import InvalidInputError, ZooError
+from zoo.core.registry import get_model
+from zoo.core.spec import InputForm, ModelSpec
+from zoo.exports.inference import classify_digits, predict_values
+from zoo.exports.runtimes import Runtime, check_backend, exportable_model, open_runtime
+from zoo.inputs.preprocessing import preprocess
+from zoo.store.versions import WeightsStore, parse_ref
 
 # The backend that picks per version: ONNX Runtime where the version has an ONNX export, else PyTorch.
 AUTO = "auto"

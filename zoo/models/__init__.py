@@ -3,7 +3,7 @@
 Models from elsewhere (plugins) register the same way: name their modules in $ZOO_MODEL_MODULES (comma-separated),
 or declare them under the `zoo.models` entry-point group of an installed package. A plugin is code, imported into
 every zoo process. One that fails to import is left out: its error is one warning line (logger `zoo`, stderr when
-logging is not configured), `zoo.registry.failed_plugins()` lists it, and asking for a model it would have
+logging is not configured), `zoo.core.registry.failed_plugins()` lists it, and asking for a model it would have
 registered names it in the unknown-model error; every other model works as before.
 """
 
@@ -13,7 +13,7 @@ import os
 import pkgutil
 from importlib.metadata import entry_points
 
-from zoo.registry import load_plugin
+from zoo.core.registry import load_plugin
 
 # The zoo's own models are part of the zoo: one that fails to import is a bug, and raises.
 for _module in pkgutil.iter_modules(__path__, prefix=f"{__name__}."):

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from zoo.errors import InvalidOverrideError
-from zoo.figures import Drawing, loss_curve
-from zoo.loops import minimise
-from zoo.recipes import Recipe
-from zoo.registry import register_model
-from zoo.spec import CardFigure, Minimise, ModelSpec
+from zoo.cards.figures import Drawing, loss_curve
+from zoo.core.errors import InvalidOverrideError
+from zoo.core.recipes import Recipe
+from zoo.core.registry import register_model
+from zoo.core.spec import CardFigure, Minimise, ModelSpec
+from zoo.training.loops import minimise
 
 # Himmelblau's four minima, all with f = 0.
 MINIMA = ((3.0, 2.0), (-2.805118, 3.131312), (-3.779310, -3.283186), (3.584428, -1.848126))

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.figures import CONFUSION_MATRIX, MISCLASSIFIED_DIGITS, loss_curve
-from zoo.registry import register_model
-from zoo.spec import ModelSpec
-from zoo.tasks import MNIST_CLASSIFICATION, MNIST_PREPROCESSING, ClassifierRecipe, MnistInput, digits_interface
+from zoo.cards.figures import CONFUSION_MATRIX, MISCLASSIFIED_DIGITS, loss_curve
+from zoo.core.registry import register_model
+from zoo.core.spec import ModelSpec
+from zoo.core.tasks import MNIST_CLASSIFICATION, MNIST_PREPROCESSING, ClassifierRecipe, MnistInput, digits_interface
 
 
 class LeNet(nn.Module):

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.data import DataContext, Splits, fingerprint
-from zoo.figures import Drawing, loss_curve
-from zoo.recipes import Recipe
-from zoo.registry import register_model
-from zoo.spec import CardFigure, InputForm, Interface, ModelSpec, Predict, Supervised, TensorSpec
+from zoo.cards.figures import Drawing, loss_curve
+from zoo.core.data import DataContext, Splits, fingerprint
+from zoo.core.recipes import Recipe
+from zoo.core.registry import register_model
+from zoo.core.spec import CardFigure, InputForm, Interface, ModelSpec, Predict, Supervised, TensorSpec
 
 X_SCALE = 0.1
 TRUE_SLOPE, TRUE_INTERCEPT = 0.5, 30.0

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from zoo.figures import CONFUSION_MATRIX, MISCLASSIFIED_DIGITS, loss_curve
-from zoo.registry import register_model
-from zoo.spec import ModelSpec
-from zoo.tasks import MNIST_CLASSIFICATION, ClassifierRecipe, MnistInput, digits_interface
+from zoo.cards.figures import CONFUSION_MATRIX, MISCLASSIFIED_DIGITS, loss_curve
+from zoo.core.registry import register_model
+from zoo.core.spec import ModelSpec
+from zoo.core.tasks import MNIST_CLASSIFICATION, ClassifierRecipe, MnistInput, digits_interface
 
 
 class MnistMLP(nn.Module):

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.data import DataContext, Splits, fingerprint
-from zoo.errors import InvalidOverrideError
-from zoo.figures import loss_curve
-from zoo.recipes import Recipe
-from zoo.registry import register_model
-from zoo.spec import InputForm, Interface, ModelSpec, Predict, Supervised, TensorSpec
+from zoo.cards.figures import loss_curve
+from zoo.core.data import DataContext, Splits, fingerprint
+from zoo.core.errors import InvalidOverrideError
+from zoo.core.recipes import Recipe
+from zoo.core.registry import register_model
+from zoo.core.spec import InputForm, Interface, ModelSpec, Predict, Supervised, TensorSpec
 
 X = [[0.5, 0.3]]
 Y = [[0.23, -0.07]]

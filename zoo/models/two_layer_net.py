@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.data import DataContext, Splits, fingerprint
-from zoo.figures import loss_curve
-from zoo.recipes import Recipe
-from zoo.registry import register_model
-from zoo.spec import InputForm, Interface, ModelSpec, Predict, Supervised, TensorSpec
+from zoo.cards.figures import loss_curve
+from zoo.core.data import DataContext, Splits, fingerprint
+from zoo.core.recipes import Recipe
+from zoo.core.registry import register_model
+from zoo.core.spec import InputForm, Interface, ModelSpec, Predict, Supervised, TensorSpec
 
 N, D_IN, H, D_OUT = 64, 1000, 100, 10
 

@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, TypedDict
 
-from zoo.errors import IntegrityError, StorageError
-from zoo.files import replace, stage_beside
+from zoo.core.errors import IntegrityError, StorageError
+from zoo.store.atomic import replace, stage_beside
 
 MANIFEST_FILE = "manifest.json"
 

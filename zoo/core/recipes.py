@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from zoo.errors import InvalidOverrideError
+from zoo.core.errors import InvalidOverrideError
 
 # Arithmetic of the forward pass and loss: autocast to bf16 or fp16 for the matrix products and convolutions,
 # or none. Weights, optimizer state and every metric stay float32 whatever is chosen.

@@ -8,14 +8,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.devices import resolve_device
-from zoo.errors import IntegrityError
-from zoo.manifest import MANIFEST_FILE, Manifest
-from zoo.preprocessing import preprocess
-from zoo.recipes import Recipe, recipe_from_dict
-from zoo.registry import get_model
-from zoo.spec import ModelSpec
-from zoo.store import StoredVersion, WeightsStore, parse_ref
+from zoo.core.devices import resolve_device
+from zoo.core.errors import IntegrityError
+from zoo.core.recipes import Recipe, recipe_from_dict
+from zoo.core.registry import get_model
+from zoo.core.spec import ModelSpec
+from zoo.inputs.preprocessing import preprocess
+from zoo.store.manifest import MANIFEST_FILE, Manifest
+from zoo.store.versions import StoredVersion, WeightsStore, parse_ref
 
 
 @dataclass

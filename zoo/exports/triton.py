@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import IntegrityError, InvalidSettingError, MissingArtifactError, NotExportableError, StorageError
-from zoo.files import publish_mode
-from zoo.formats import FORMATS, TORCH_PLATFORM, TRITON_FORMATS
-from zoo.registry import list_models
-from zoo.runtimes import artifact_path, exportable_model
-from zoo.spec import ModelSpec, TensorSpec
-from zoo.store import WeightsStore, parse_ref
+from zoo.core.errors import IntegrityError, InvalidSettingError, MissingArtifactError, NotExportableError, StorageError
+from zoo.core.registry import list_models
+from zoo.core.spec import ModelSpec, TensorSpec
+from zoo.exports.formats import FORMATS, TORCH_PLATFORM, TRITON_FORMATS
+from zoo.exports.runtimes import artifact_path, exportable_model
+from zoo.store.atomic import publish_mode
+from zoo.store.versions import WeightsStore, parse_ref
 
 # The format whose folder takes the model's own name; every other format's folder is MODEL-FORMAT.
 MAIN_FORMAT = "onnx"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo.data import DataContext, resolve_data_dir
-from zoo.devices import resolve_device
-from zoo.loading import load_version
-from zoo.runtimes import check_backend, open_runtime
+from zoo.core.data import DataContext, resolve_data_dir
+from zoo.core.devices import resolve_device
+from zoo.exports.runtimes import check_backend, open_runtime
+from zoo.store.loading import load_version
 
 
 def evaluate(

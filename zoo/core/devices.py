@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from zoo.errors import DeviceUnavailableError
+from zoo.core.errors import DeviceUnavailableError
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -15,11 +15,11 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from zoo.data import DataContext, Splits, fingerprint
-from zoo.distributed import current_world
-from zoo.errors import UnknownRecipeError
-from zoo.loops import LossFn, ProgressCallback, fit, minimise
-from zoo.recipes import Recipe, apply_overrides
+from zoo.core.data import DataContext, Splits, fingerprint
+from zoo.core.errors import UnknownRecipeError
+from zoo.core.recipes import Recipe, apply_overrides
+from zoo.training.distributed import current_world
+from zoo.training.loops import LossFn, ProgressCallback, fit, minimise
 
 # Any callable from an input batch to an output batch: an eval-mode module, or a runtime dressed as one.
 Predict = Callable[[torch.Tensor], torch.Tensor]
@@ -140,7 +140,7 @@ class CardFigure:
     """One figure of a version's model card: its PNG file, its caption, and how it is drawn.
 
     `draw(drawing, figure)` fills a blank matplotlib Figure of `size` inches (at 100 dpi) from a
-    `zoo.figures.Drawing`: the version's spec, recipe, manifest, eval-mode module and data.
+    `zoo.cards.figures.Drawing`: the version's spec, recipe, manifest, eval-mode module and data.
     """
 
     file: str
@@ -164,7 +164,7 @@ class ModelSpec:
     interface: Interface | None = None
     notes: str = ""
     default_recipe: str = "default"
-    # The model card's figures (zoo.figures has the shared ones); None: the training loss curve alone.
+    # The model card's figures (zoo.cards.figures has the shared ones); None: the training loss curve alone.
     figures: tuple[CardFigure, ...] | None = None
     # What the source document itself reports, set beside a version's own results on its card.
     document_result: str = ""

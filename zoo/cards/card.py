@@ -16,17 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.data import DataContext, resolve_data_dir
-from zoo.devices import resolve_device
-from zoo.errors import DrawingError, MissingCardError, ZooError
-from zoo.figures import Drawing, card_figures, draw_figure, recipe_changes, recipe_label
-from zoo.files import CARD_STAGING_PREFIX, replace_file
-from zoo.formats import FORMATS
-from zoo.loading import load_version
-from zoo.manifest import CardRecord, Manifest, version_file
-from zoo.registry import get_model
-from zoo.spec import InputForm, ModelSpec
-from zoo.store import WeightsStore, parse_ref
+from zoo.cards.figures import Drawing, card_figures, draw_figure, recipe_changes, recipe_label
+from zoo.core.data import DataContext, resolve_data_dir
+from zoo.core.devices import resolve_device
+from zoo.core.errors import DrawingError, MissingCardError, ZooError
+from zoo.core.registry import get_model
+from zoo.core.spec import InputForm, ModelSpec
+from zoo.exports.formats import FORMATS
+from zoo.store.atomic import CARD_STAGING_PREFIX, replace_file
+from zoo.store.loading import load_version
+from zoo.store.manifest import CardRecord, Manifest, version_file
+from zoo.store.versions import WeightsStore, parse_ref
 
 CARD_FILE = "README.md"
 # The zoo declares no license of its own, so the card says "other" (the model hub's value for that) and why.

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ComparisonError, StorageError
-from zoo.figures import draw_loss_comparison, json_ready, recipe_label, spec_loss_curve
-from zoo.registry import get_model
-from zoo.store import WeightsStore, parse_ref
+from zoo.cards.figures import draw_loss_comparison, json_ready, recipe_label, spec_loss_curve
+from zoo.core.errors import ComparisonError, StorageError
+from zoo.core.registry import get_model
+from zoo.store.versions import WeightsStore, parse_ref
 
 
 def compare(refs: Sequence[str], weights_dir: str | None = None, figure: str | None = None) -> dict[str, Any]:

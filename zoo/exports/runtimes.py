@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo.errors import InvalidInputError, MissingArtifactError, NotExportableError
-from zoo.formats import BACKENDS, FORMATS, NumpyPredict, file_of, platform_of, torch_predict
-from zoo.loading import load_version
-from zoo.manifest import Manifest, version_file
-from zoo.registry import get_model
-from zoo.spec import ModelSpec
-from zoo.store import WeightsStore, check_sha256, parse_ref
+from zoo.core.errors import InvalidInputError, MissingArtifactError, NotExportableError
+from zoo.core.registry import get_model
+from zoo.core.spec import ModelSpec
+from zoo.exports.formats import BACKENDS, FORMATS, NumpyPredict, file_of, platform_of, torch_predict
+from zoo.store.loading import load_version
+from zoo.store.manifest import Manifest, version_file
+from zoo.store.versions import WeightsStore, check_sha256, parse_ref
 
 
 @dataclass

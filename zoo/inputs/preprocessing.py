@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from zoo.errors import InvalidInputError
-from zoo.imaging import numeric_array, picture_to_batch
-from zoo.spec import InputForm, ModelSpec
+from zoo.core.errors import InvalidInputError
+from zoo.core.spec import InputForm, ModelSpec
+from zoo.inputs.imaging import numeric_array, picture_to_batch
 
 
 def value_inputs(values: Any, features: int) -> tuple[np.ndarray, bool]:

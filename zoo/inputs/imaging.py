@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from zoo.errors import InvalidInputError
+from zoo.core.errors import InvalidInputError
 
 SIDE, BOX = 28, 20
 IMAGE_FORMATS = ("PNG", "JPEG")

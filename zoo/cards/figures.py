@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.data import DataContext, Splits
-from zoo.files import replace_file
-from zoo.manifest import Manifest, sampled_steps
-from zoo.recipes import Recipe
-from zoo.spec import CardFigure, ModelSpec
-from zoo.tasks import predict_logits
+from zoo.core.data import DataContext, Splits
+from zoo.core.recipes import Recipe
+from zoo.core.spec import CardFigure, ModelSpec
+from zoo.core.tasks import predict_logits
+from zoo.store.atomic import replace_file
+from zoo.store.manifest import Manifest, sampled_steps
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from zoo.errors import DistributedRunError, ZooError
+from zoo.core.errors import DistributedRunError, ZooError
 
 if TYPE_CHECKING:
     from torch.distributed.elastic.multiprocessing.errors import ProcessFailure

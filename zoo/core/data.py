@@ -11,7 +11,7 @@ from pathlib import Path
 import platformdirs
 import torch
 
-from zoo.errors import DataNotFoundError
+from zoo.core.errors import DataNotFoundError
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.runtimes import Runtime
+from zoo.exports.runtimes import Runtime
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

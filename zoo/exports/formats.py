@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import IntegrityError, VerificationError
+from zoo.core.errors import IntegrityError, VerificationError
 
 if TYPE_CHECKING:  # the table is read by the command line's --help and completion, which must not load torch
     import numpy as np
     import torch
     from torch import nn
 
-    from zoo.spec import Interface
+    from zoo.core.spec import Interface
 
 NumpyPredict = Callable[["np.ndarray"], "np.ndarray"]
 # A batch of 1 would let the exporters specialise the batch dimension to 1, so they trace a batch of 2.
@@ -247,19 +247,19 @@ def check_pt2_archive(path: Path, data: bytes) -> None:
                                  f"({type(error).__name__})") from None
 
 
-# --- low precision, made from the float32 ONNX file (zoo/quantize.py)
+# --- low precision, made from the float32 ONNX file (zoo/exports/quantize.py)
 
 
 def convert_int8(source: Path, path: Path, interface: Interface, calibration: Any) -> dict[str, Any]:
-    """int8 from the float32 ONNX file, calibrated on `calibration` (a zoo.quantize.Calibration)."""
-    from zoo.quantize import quantize_int8
+    """int8 from the float32 ONNX file, calibrated on `calibration` (a zoo.exports.quantize.Calibration)."""
+    from zoo.exports.quantize import quantize_int8
 
     return quantize_int8(source, path, interface.input.name, calibration)
 
 
 def convert_fp16(source: Path, path: Path, interface: Interface, calibration: Any) -> dict[str, Any]:
     """float16 weights and arithmetic from the float32 ONNX file, float32 inputs and outputs."""
-    from zoo.quantize import convert_fp16 as to_fp16
+    from zoo.exports.quantize import convert_fp16 as to_fp16
 
     return to_fp16(source, path)
 
@@ -282,7 +282,7 @@ class Format:
     triton: bool = False
     derived_from: str | None = None
     convert: Callable[[Path, Path, Interface, Any], dict[str, Any]] | None = None
-    # Whether `convert` needs calibration inputs (a zoo.quantize.Calibration) drawn from the training split.
+    # Whether `convert` needs calibration inputs (a zoo.exports.quantize.Calibration) drawn from the training split.
     calibrated: bool = False
     # A lossy file answers differently from eager (beyond 1e-5): it is verified on the task against the file it is
     # derived from, and never chosen unasked (`all`, the server's `auto`).

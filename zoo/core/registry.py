@@ -21,10 +21,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from zoo.errors import UnknownModelError
+from zoo.core.errors import UnknownModelError
 
 if TYPE_CHECKING:
-    from zoo.spec import ModelSpec
+    from zoo.core.spec import ModelSpec
 
 _MODELS: dict[str, ModelSpec] = {}
 _loaded = False
@@ -32,7 +32,7 @@ _loaded = False
 _FAILED_PLUGINS: dict[str, str] = {}
 
 S = TypeVar("S", bound=Callable[[], "ModelSpec"])
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parent.parent  # zoo/
 # Bumped whenever the catalog's entries change shape, so an older cache is never read as a newer one.
 CATALOG_FORMAT = 1
 
@@ -167,7 +167,7 @@ def catalog_cache(sources: list[tuple[str, str]]) -> Path:
 
 def sources_key(sources: list[tuple[str, str]]) -> str:
     """A fingerprint of every file the metadata comes from: the model modules and the zoo's own sources."""
-    files = sorted({path for _, path in sources} | {str(p) for p in PACKAGE.glob("*.py")})
+    files = sorted({path for _, path in sources} | {str(p) for p in PACKAGE.rglob("*.py")})
     stamps = []
     for path in files:
         try:

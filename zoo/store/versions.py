@@ -5,8 +5,8 @@ Where versions live: the weights root is `--weights-dir`, else $ZOO_WEIGHTS_DIR,
 package are seen beside the user's own: they are read-only, keep their numbers, and a new version takes the
 next number after every version of either, so it is the latest. An explicit root is that root alone.
 
-A version is published by renaming a synced staging folder to its number (zoo.files.publish_folder); what a killed
-writer leaves (staging folders, temp files) is removed by the next write to that model once it is an hour old.
+A version is published by renaming a synced staging folder to its number (zoo.store.atomic.publish_folder); what a
+killed writer leaves (staging folders, temp files) is removed by the next write to that model once it is an hour old.
 Version numbers, in folder names and in references, are ASCII digits without a leading zero.
 """
 
@@ -26,8 +26,8 @@ import platformdirs
 from filelock import FileLock
 from safetensors import SafetensorError
 
-from zoo.errors import IntegrityError, ReadOnlyVersionError, StorageError, UnknownVersionError, ZooError
-from zoo.files import (
+from zoo.core.errors import IntegrityError, ReadOnlyVersionError, StorageError, UnknownVersionError, ZooError
+from zoo.store.atomic import (
     CARD_STAGING_PREFIX,
     VERSION_STAGING_PREFIX,
     publish_folder,
@@ -37,7 +37,7 @@ from zoo.files import (
     sync_file,
     sync_folder,
 )
-from zoo.manifest import MANIFEST_FILE, Manifest, read_manifest, stage_manifest, version_file, write_manifest
+from zoo.store.manifest import MANIFEST_FILE, Manifest, read_manifest, stage_manifest, version_file, write_manifest
 
 if TYPE_CHECKING:  # torch is imported where tensors are read or written, so listing versions never loads it
     import torch
@@ -70,7 +70,7 @@ def load_file(filename: str, device: str = "cpu") -> dict[str, torch.Tensor]:
 
 def released_weights_dir() -> Path:
     """The versions released with the zoo: package data of an installed zoo, else the checkout's weights/."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # zoo/
     installed = package / "weights"
     return installed if installed.is_dir() else package.parent / "weights"
 
@@ -256,7 +256,7 @@ class WeightsStore:
 
     def remove_leftovers(self, name: str) -> list[Path]:
         """Remove what killed writers left in `name`'s folder of this store's root (staging folders of versions and
-        cards, temp files) once it is older than an hour (zoo.files.STALE_SECONDS); return what was removed.
+        cards, temp files) once it is older than an hour (zoo.store.atomic.STALE_SECONDS); return what was removed.
         Released versions are never touched."""
         folder = self.root / name
         removed = remove_stale(folder, prefixes=(VERSION_STAGING_PREFIX,), patterns=())

@@ -3,7 +3,7 @@
 Both take and return float32 tensors under the float32 file's names, so a client sends what it sends today.
 int8 is calibrated on training inputs drawn from the version's seed; what it was calibrated on is recorded
 (`Calibration.record`) so the file can be remade exactly. Neither is within 1e-5 of eager, so the exporter
-verifies them on the task instead (test-set accuracy against the float32 file's: zoo/exporter.py).
+verifies them on the task instead (test-set accuracy against the float32 file's: zoo/exports/exporter.py).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo.data import fingerprint
-from zoo.errors import VerificationError
+from zoo.core.data import fingerprint
+from zoo.core.errors import VerificationError
 
 # "A few hundred" training inputs: from 256 to 1024 the int8 accuracy of mnist-mlp and lenet moves by at most
 # 0.01 points (benchmarks/README.md), and calibration stays under a second.

@@ -19,10 +19,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from zoo.data import Splits
-from zoo.distributed import all_ranks_mean, current_world, data_parallel
-from zoo.errors import InvalidOverrideError, StorageError
-from zoo.recipes import Recipe
+from zoo.core.data import Splits
+from zoo.core.errors import InvalidOverrideError, StorageError
+from zoo.core.recipes import Recipe
+from zoo.training.distributed import all_ranks_mean, current_world, data_parallel
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -20,17 +20,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo.cards import card_text
-from zoo.data import DataContext, Splits, resolve_data_dir
-from zoo.errors import NotExportableError, StorageError, VerificationError, ZooError
-from zoo.figures import Drawing
-from zoo.files import publish_mode
-from zoo.formats import FORMATS, LOSSLESS_FORMATS, load_onnx
-from zoo.loading import LoadedModel, load_version
-from zoo.manifest import ArtifactRecord, Manifest
-from zoo.quantize import Calibration, draw_calibration
-from zoo.runtimes import exportable_model
-from zoo.store import WeightsStore, check_sha256, parse_ref, sha256_file
+from zoo.cards.card import card_text
+from zoo.cards.figures import Drawing
+from zoo.core.data import DataContext, Splits, resolve_data_dir
+from zoo.core.errors import NotExportableError, StorageError, VerificationError, ZooError
+from zoo.exports.formats import FORMATS, LOSSLESS_FORMATS, load_onnx
+from zoo.exports.quantize import Calibration, draw_calibration
+from zoo.exports.runtimes import exportable_model
+from zoo.store.atomic import publish_mode
+from zoo.store.loading import LoadedModel, load_version
+from zoo.store.manifest import ArtifactRecord, Manifest
+from zoo.store.versions import WeightsStore, check_sha256, parse_ref, sha256_file
 
 DEFAULT_FORMATS = ("onnx",)
 TOLERANCE = 1e-5

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.data import DataContext, Splits, load_mnist, mnist_test_images
-from zoo.recipes import Recipe
-from zoo.spec import InputForm, Interface, Predict, Supervised, TensorSpec
+from zoo.core.data import DataContext, Splits, load_mnist, mnist_test_images
+from zoo.core.recipes import Recipe
+from zoo.core.spec import InputForm, Interface, Predict, Supervised, TensorSpec
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 MNIST_PREPROCESSING = (

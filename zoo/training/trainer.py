@@ -20,18 +20,25 @@ import torch
 from filelock import FileLock, Timeout
 from torch import nn
 
-from zoo.cards import publish_card
-from zoo.data import DataContext, resolve_data_dir
-from zoo.devices import resolve_device
-from zoo.distributed import World, all_ranks_reached, from_main_rank, process_group, rank_device, record_failure
-from zoo.errors import DeviceUnavailableError, IntegrityError, InvalidSettingError, NotDataParallelError, ZooError
-from zoo.figures import Drawing
-from zoo.loops import Checkpointing, ProgressCallback, check_precision, checkpointing, load_checkpoint
-from zoo.manifest import Manifest, ParentRecord, sampled_steps
-from zoo.recipes import Recipe
-from zoo.registry import get_model
-from zoo.spec import ModelSpec
-from zoo.store import WeightsStore, parse_ref
+from zoo.cards.card import publish_card
+from zoo.cards.figures import Drawing
+from zoo.core.data import DataContext, resolve_data_dir
+from zoo.core.devices import resolve_device
+from zoo.core.errors import DeviceUnavailableError, IntegrityError, InvalidSettingError, NotDataParallelError, ZooError
+from zoo.core.recipes import Recipe
+from zoo.core.registry import get_model
+from zoo.core.spec import ModelSpec
+from zoo.store.manifest import Manifest, ParentRecord, sampled_steps
+from zoo.store.versions import WeightsStore, parse_ref
+from zoo.training.distributed import (
+    World,
+    all_ranks_reached,
+    from_main_rank,
+    process_group,
+    rank_device,
+    record_failure,
+)
+from zoo.training.loops import Checkpointing, ProgressCallback, check_precision, checkpointing, load_checkpoint
 
 # A run's folder while it trains: ROOT/MODEL/.run-KEY/checkpoint.pt, KEY a hash of everything that decides its
 # steps, so the same command finds it again to resume. Removed once the version is published.
@@ -130,7 +137,7 @@ def train(
     calling `on_resume(epoch, epochs)` first, and ends with the weights an unstopped run would have.
 
     Started as one rank of a distributed run (RANK, WORLD_SIZE, LOCAL_RANK in the environment, see
-    zoo.distributed), it trains its shard under DDP; rank 0 evaluates and publishes once every rank is done.
+    zoo.training.distributed), it trains its shard under DDP; rank 0 evaluates and publishes once every rank is done.
     """
     world = World.from_env()
     try:

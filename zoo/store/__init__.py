@@ -1,0 +1,1 @@
+"""The store: versioned weights on disk, their manifests, the atomic writer, and loading a version back."""

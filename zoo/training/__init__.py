@@ -1,0 +1,1 @@
+"""Training: the optimisation loops, data-parallel processes, and the trainer that turns a recipe into a version."""
