@@ -11,8 +11,8 @@ import numpy as np
 import orjson
 
 from zoo.core.errors import InvalidInputError, NotExportableError
-from zoo.inputs.imaging import DEFAULT_MAX_PIXELS
 from zoo.core.spec import Interface, ModelSpec
+from zoo.inputs.imaging import DEFAULT_MAX_PIXELS
 
 DEFAULT_MAX_BATCH = 256
 

@@ -16,12 +16,12 @@ from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.wrappers import Request
 
 from zoo.core.errors import InvalidInputError
-from zoo.inputs.imaging import image_to_batch, pixels_to_batch
-from zoo.exports.inference import classify_digits, predict_values
-from zoo.inputs.preprocessing import value_inputs
-from zoo.exports.runtimes import Runtime
-from zoo.serve.checks import RequestLimits, check_batch, check_keys, interface, parse_json
 from zoo.core.spec import InputForm, ModelSpec
+from zoo.exports.inference import classify_digits, predict_values
+from zoo.exports.runtimes import Runtime
+from zoo.inputs.imaging import image_to_batch, pixels_to_batch
+from zoo.inputs.preprocessing import value_inputs
+from zoo.serve.checks import RequestLimits, check_batch, check_keys, interface, parse_json
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
 

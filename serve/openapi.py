@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from zoo.core.registry import get_model
+from zoo.core.spec import InputForm, ModelSpec
 from zoo.serve.checks import DEFAULT_MAX_BATCH, interface
 from zoo.serve.forms import FORMS, IMAGE_TYPES, value_example
 from zoo.serve.v2_codec import V2_HEADER_LENGTH, v2_datatype
-from zoo.core.spec import InputForm, ModelSpec
 
 # Numbers that are finite as float32: JSON allows larger ones, which the model could only see as infinity. The bound
 # is the largest double that rounds to a finite float32 (just under 2**128 - 2**103), so that the schema and the

@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from zoo.store.manifest import version_summary
 from zoo.serve.checks import interface
 from zoo.serve.context import request_limits, served_models, served_runtime
 from zoo.serve.forms import FORMS
 from zoo.serve.metrics import record_inference
+from zoo.store.manifest import version_summary
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
 

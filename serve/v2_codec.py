@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from zoo.core.errors import InvalidInputError
-from zoo.inputs.imaging import numeric_array
-from zoo.exports.runtimes import Runtime
-from zoo.serve.checks import RequestLimits, check_batch, check_keys, field, interface, json_type, shown
 from zoo.core.spec import TensorSpec
+from zoo.exports.runtimes import Runtime
+from zoo.inputs.imaging import numeric_array
+from zoo.serve.checks import RequestLimits, check_batch, check_keys, field, interface, json_type, shown
 
 V2_HEADER_LENGTH = "Inference-Header-Content-Length"
 # model_name and model_version: KServe's own client (InferRequest.to_rest) sends them in every body.
