@@ -4,6 +4,10 @@ on Flask's development server, and KServe's own model server (kserve.ModelServer
 Requests: one digit as a PNG (v1), one digit as a v2 JSON tensor, and batches of 32 digits (v1 JSON pixels, v2
 JSON). wrk (apt-get install wrk) drives the load when it is installed, else this script's client threads.
 
+`--floor` measures single v2 JSON requests only, on `zoo serve` beside two floors on granian (benchmarks/floor_apps.py:
+a raw ASGI app returning a fixed answer, and a Flask app on granian's WSGI interface with one thread that parses the
+body with orjson and returns the same answer), in `--rounds` rounds of one run, with zoo's ratios to the Flask floor.
+
 `--overload` measures instead what 512 connections do to 2 workers, with the queue bound (`--max-queue`, the
 default) and without it (`--max-queue 0`), beside the same server at 8 connections, all in one run. hey
 (apt-get install hey) drives it, because it records every request's status and latency, so the p99 of the
@@ -13,6 +17,7 @@ On a shared machine, run it under `chrt -r 10` (root) so that other work does no
 
     ZOO_DATA_DIR=../shared/data python benchmarks/serve_load.py [--kserve-python /tmp/kserve/bin/python] [--seconds 10]
     ZOO_DATA_DIR=../shared/data python benchmarks/serve_load.py --overload [--seconds 10]
+    ZOO_DATA_DIR=../shared/data python benchmarks/serve_load.py --floor [--rounds 2]
 """
 
 from __future__ import annotations
@@ -266,6 +271,45 @@ def overload(weights: Path, scratch: Path, seconds: float, workers: int, body: b
     print(f"\n{os.cpu_count()} CPUs, hey, single v2 JSON requests for {MODEL}, zoo serve with {workers} workers")
 
 
+def floor(weights: Path, scratch: Path, args: argparse.Namespace, body: bytes) -> None:
+    """Single v2 JSON requests on the two floors and on `zoo serve`, each in turn, `args.rounds` times in one run."""
+    granian = [sys.executable, "-m", "granian", "--workers", str(args.workers), "--port", "{port}", "--working-dir",
+               str(ROOT / "benchmarks"), "--log-level", "warning", "--no-access-log"]
+    servers = {
+        "granian, raw ASGI app, fixed answer": ([*granian, "--interface", "asgi", "floor_apps:raw_asgi"], "/"),
+        "granian WSGI, 1 thread: Flask, orjson parse, fixed answer": (
+            [*granian, "--interface", "wsgi", "--blocking-threads", "1", "floor_apps:flask_orjson"],
+            "/v2/health/ready",
+        ),
+        "zoo serve": (
+            [str(Path(sys.executable).with_name("zoo")), "serve", "--port", "{port}", "--weights-dir", str(weights),
+             "--workers", str(args.workers), "--models", MODEL, "--poll-seconds", "0"],
+            "/v2/health/ready",
+        ),
+    }
+    rows: list[tuple[int, str, dict[str, float]]] = []
+    for round_ in range(1, args.rounds + 1):
+        for label, (command, ready) in servers.items():
+            port = free_port()
+            process = start([part.format(port=port) for part in command], port, ready)
+            try:
+                result = load_wrk(port, f"/v2/models/{MODEL}/infer", body, args.seconds, args.concurrency, scratch)
+            finally:
+                process.terminate()
+                process.wait(timeout=60)
+            rows.append((round_, label, result))
+            print(f"round {round_} {label:60} " + "  ".join(f"{k} {v:,.1f}" for k, v in result.items()), flush=True)
+    print("\n| round | server | requests/s | p50 ms | p99 ms | errors | requests/s / Flask floor | p99 / Flask floor |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    flask_label = list(servers)[1]
+    for round_, label, r in rows:
+        flask = next(f for n, lab, f in rows if n == round_ and lab == flask_label)
+        print(f"| {round_} | {label} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} | "
+              f"{r['rps'] / flask['rps']:.0%} | {r['p99'] / flask['p99']:.2f}x |")
+    print(f"\n{os.cpu_count()} CPUs, wrk -t2 -c{args.concurrency} -d{args.seconds:g}s, single v2 JSON requests for "
+          f"{MODEL} ({len(body):,} bytes), {args.workers} workers each")
+
+
 def with_onnx(weights_dir: Path, scratch: Path) -> Path:
     """`weights_dir` itself when mnist-mlp's latest version has an ONNX export, else a copy with one made."""
     import zoo
@@ -318,6 +362,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="length of each wrk run")
     parser.add_argument("--kserve-python", help="a Python with kserve installed, for the KServe baseline")
     parser.add_argument("--overload", action="store_true", help="512 connections, with and without the queue bound")
+    parser.add_argument("--floor", action="store_true", help="single v2 JSON on zoo serve beside granian floors")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of the --floor run")
     parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--refusal-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -349,6 +395,8 @@ def main() -> None:
         weights = with_onnx(Path(args.weights_dir).resolve(), Path(scratch))
         if args.overload:
             return overload(weights, Path(scratch), args.seconds, args.workers, requests["single v2 JSON"][1])
+        if args.floor:
+            return floor(weights, Path(scratch), args, requests["single v2 JSON"][1])
         onnx_file = zoo_onnx_file(weights)
         servers = {  # label -> (command, ready path, which requests it takes: v1 baseline / v2 / zoo)
             "Flask dev server (baseline)": (

@@ -8,6 +8,7 @@ the server accepts every one the schemas call valid. Only data here: the app ser
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -17,8 +18,11 @@ from zoo.serve.checks import DEFAULT_MAX_BATCH, interface
 from zoo.serve.forms import FORMS, IMAGE_TYPES, value_example
 from zoo.serve.v2_codec import V2_HEADER_LENGTH, v2_datatype
 
-# Finite float32 numbers: JSON allows larger ones, which the model could only see as infinity.
-NUMBER = {"type": "number", "minimum": -3.4e38, "maximum": 3.4e38}
+# Numbers that are finite as float32: JSON allows larger ones, which the model could only see as infinity. The bound
+# is the largest double that rounds to a finite float32 (just under 2**128 - 2**103), so that the schema and the
+# server's own finiteness check draw the same line: a number above it is refused, one at or below it is answered.
+FLOAT32_BOUND = 3.4028235677973362e38
+NUMBER = {"type": "number", "minimum": -FLOAT32_BOUND, "maximum": FLOAT32_BOUND}
 
 
 def _array(items: dict[str, Any], low: int, high: int | None = None) -> dict[str, Any]:
@@ -29,14 +33,15 @@ def pixels_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
     """The JSON body of a digits model's /v1 predict: one image or a batch of pixels."""
     pixel = {"type": "number", "minimum": 0, "maximum": 255}
     image = [_array(_array(pixel, 28), 28), _array(pixel, 784)]
-    batch = _array({"anyOf": [*image, _array(_array(_array(pixel, 28), 28), 1)]}, 1, max_batch)
+    # A batch is of one image form throughout: numpy reads mixed forms as ragged.
+    batch = [_array(form, 1, max_batch) for form in (*image, _array(_array(_array(pixel, 28), 28), 1))]
     return {
         "type": "object",
         "required": ["pixels"],
         "additionalProperties": False,
         "description": "one 28x28 or 784-value image, or a batch ([N,28,28], [N,784], [N,1,28,28]); "
         "values 0-255 or 0-1; white on black or black on white",
-        "properties": {"pixels": {"anyOf": [*image, batch]}},
+        "properties": {"pixels": {"anyOf": [*image, *batch]}},
     }
 
 
@@ -60,7 +65,7 @@ BINARY = {"type": "string", "format": "binary"}
 # The schema of each medium a form reads besides JSON (serve/forms.py lists which a form takes).
 MEDIA_SCHEMAS: dict[str, dict[str, Any]] = {
     **{kind: {"schema": BINARY} for kind in IMAGE_TYPES},
-    "multipart/form-data": {"schema": {"type": "object", "properties": {"image": BINARY}}},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {"image": BINARY}}},
 }
 JSON_SCHEMAS: dict[InputForm, Callable[[ModelSpec, int], dict[str, Any]]] = {
     InputForm.DIGITS: pixels_schema,
@@ -100,54 +105,64 @@ def _body(schema: dict[str, Any], other_media: dict[str, Any] | None = None) -> 
     return {"required": True, "content": {"application/json": {"schema": schema}, **(other_media or {})}}
 
 
-def v2_request_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
-    """The v2 infer request for `spec`: exactly one input, its name, datatype and shape with a batch of 1..max_batch.
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` or null: the server reads an optional field sent as null as absent."""
+    return {"anyOf": [schema, {"type": "null"}]}
 
-    JSON Schema cannot tie the number of `data` values to the product of `shape`; the description says so.
-    """
-    features = [{"const": dim} for dim in interface(spec).input.features]
-    tensor = {
+
+def _nested(dims: list[int]) -> dict[str, Any]:
+    """Arrays nested as `dims`, of numbers."""
+    return NUMBER if not dims else _array(_nested(dims[1:]), dims[0])
+
+
+def v2_tensor_schema(spec: ModelSpec, batch: int) -> dict[str, Any]:
+    """The v2 input tensor of `spec` for a batch of `batch`: its shape, and exactly the values that shape needs, flat
+    or nested as the shape."""
+    tensor = interface(spec).input
+    shape = [batch, *tensor.features]
+    return {
         "type": "object",
         "required": ["name", "shape", "datatype", "data"],
         "additionalProperties": False,
         "properties": {
-            "name": {"const": interface(spec).input.name},
-            "datatype": {"const": v2_datatype(interface(spec).input)},
-            "shape": {
-                "type": "array",
-                "prefixItems": [{"type": "integer", "minimum": 1, "maximum": max_batch}, *features],
-                "items": False,
-                "minItems": 1 + len(features),
-            },
-            "data": {
-                "type": "array",
-                "minItems": 1,
-                "items": {"anyOf": [NUMBER, {"type": "array"}]},
-                "description": "the shape's product of values, row-major, flat or nested",
-            },
-            "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer", "minimum": 4}}},
+            "name": {"const": tensor.name},
+            "datatype": {"const": v2_datatype(tensor)},
+            "shape": {"const": shape},
+            "data": {"anyOf": [_array(NUMBER, math.prod(shape)), _nested(shape)]},
+            # binary_data_size announces binary data after the JSON, which a JSON body has none of (the binary
+            # extension's requests are described in the operation's description).
+            "parameters": _nullable({"type": "object", "properties": {"binary_data_size": False}}),
         },
     }
+
+
+def v2_request_schema(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
+    """The v2 infer request for `spec`: exactly one input, its name, datatype, a shape with a batch of 1..max_batch
+    and as many values as that shape needs (one schema per batch size, as JSON Schema cannot tie a count to
+    another field)."""
     output = {
         "type": "object",
         "required": ["name"],
         "additionalProperties": False,
         "properties": {
             "name": {"const": interface(spec).output.name},
-            "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}},
+            "parameters": _nullable({"type": "object", "properties": {"binary_data": _nullable({"type": "boolean"})}}),
         },
     }
+    tensors = [v2_tensor_schema(spec, batch) for batch in range(1, max_batch + 1)]
     return {
         "type": "object",
         "required": ["inputs"],
         "additionalProperties": False,
         "properties": {
-            "id": {"type": "string"},
-            "model_name": {"const": spec.name, "description": "as KServe's client sends it: the route's model"},
-            "model_version": {"type": "string"},
-            "inputs": {"type": "array", "items": tensor, "minItems": 1, "maxItems": 1},
-            "outputs": {"type": "array", "items": output},
-            "parameters": {"type": "object", "properties": {"binary_data_output": {"type": "boolean"}}},
+            "id": _nullable({"type": "string"}),
+            "model_name": {"enum": [spec.name, None], "description": "as KServe's client sends it: the route's model"},
+            "model_version": _nullable({"type": "string"}),
+            "inputs": {"type": "array", "items": {"anyOf": tensors}, "minItems": 1, "maxItems": 1},
+            "outputs": _nullable({"type": "array", "items": output}),
+            "parameters": _nullable(
+                {"type": "object", "properties": {"binary_data_output": _nullable({"type": "boolean"})}}
+            ),
         },
     }
 
@@ -160,7 +175,9 @@ def _tensor_out(spec: ModelSpec) -> dict[str, Any]:
             "name": {"const": interface(spec).output.name},
             "datatype": {"const": v2_datatype(interface(spec).output)},
             "shape": {"type": "array", "items": {"type": "integer"}},
-            "data": {"type": "array", "items": NUMBER},
+            # null where the model's output overflowed to infinity or NaN (JSON has neither), as it can for inputs
+            # near the float32 bound.
+            "data": {"type": "array", "items": {"anyOf": [NUMBER, {"type": "null"}]}},
             "parameters": OBJECT,
         },
     }
@@ -178,26 +195,28 @@ def _model_paths(spec: ModelSpec, max_batch: int) -> dict[str, Any]:
         },
     }
     infer = {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": v2_request_schema(spec, max_batch)},
-                "application/octet-stream": {
-                    "schema": {"type": "string", "format": "binary"},
-                    "description": f"Triton's binary tensor extension: JSON header of "
-                    f"{V2_HEADER_LENGTH} bytes, then the tensor's bytes",
-                },
-            },
-        },
+        # OpenAPI cannot tie a header to one media type: a binary body is only valid with the header giving its
+        # JSON's length, so it is described here rather than declared as a body any bytes would fit.
+        "description": f"Triton's binary tensor extension is accepted too: a body of the JSON request (its input "
+        f"with parameters.binary_data_size instead of data), then the tensor's little-endian bytes, with the "
+        f"{V2_HEADER_LENGTH} header giving the JSON's length in bytes.",
+        "requestBody": _body(v2_request_schema(spec, max_batch)),
         "responses": {
-            **_ok(
-                "outputs",
-                {
-                    "type": "object",
-                    "required": ["model_name", "model_version", "outputs"],
-                    "properties": {"outputs": {"type": "array", "items": _tensor_out(spec)}},
+            "200": {
+                "description": "outputs: JSON, or with binary_data_output the binary tensor extension's JSON and bytes",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["model_name", "model_version", "outputs"],
+                            "properties": {"outputs": {"type": "array", "items": _tensor_out(spec)}},
+                        }
+                    },
+                    "application/octet-stream": {"schema": BINARY},
                 },
-            ),
+                "headers": {V2_HEADER_LENGTH: {"schema": {"type": "integer", "minimum": 0},
+                                               "description": "with a binary answer: its JSON's length in bytes"}},
+            },
             **ERRORS,
         },
     }

@@ -19,7 +19,7 @@ from zoo.core.errors import InvalidInputError
 from zoo.core.spec import TensorSpec
 from zoo.exports.runtimes import Runtime
 from zoo.inputs.imaging import numeric_array
-from zoo.serve.checks import RequestLimits, check_batch, check_keys, field, interface, shown
+from zoo.serve.checks import RequestLimits, check_batch, check_keys, field, interface, json_type, shown
 
 V2_HEADER_LENGTH = "Inference-Header-Content-Length"
 # model_name and model_version: KServe's own client (InferRequest.to_rest) sends them in every body.
@@ -141,6 +141,8 @@ def _json_input(tensor: dict[str, Any], binary: bytes, spec: TensorSpec, limits:
         return tensor_values(spec, shape, limits, raw=binary)
     if "data" not in tensor:
         raise InvalidInputError(f"expected input {spec.name!r} to carry 'data' (or binary_data_size), got neither")
+    if not isinstance(tensor["data"], list):  # the protocol's data is an array, even of one value
+        raise InvalidInputError(f"expected input {spec.name!r} 'data' to be an array, got {json_type(tensor['data'])}")
     return tensor_values(spec, shape, limits, data=tensor["data"])
 
 
