@@ -93,19 +93,21 @@ def start_server(weights: Path | None, cwd: Path, *args: str, env: dict[str, str
 
 
 def start_process(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """A server process ("{port}" in `command` becomes a reserved port, held until the server stops), returned once
-    /v2/health/ready answers 200."""
-    port = ReservedPort()
+    """A server process ("{port}" and "{grpc_port}" in `command` become reserved ports, held until the server
+    stops), returned once /v2/health/ready answers 200."""
+    ports = {name: ReservedPort() for name in ("{port}", "{grpc_port}") if name in command}
+    port = ports["{port}"]
     # A session of its own, so that stop_server can kill the workers with the main process: a worker left without
     # its parent would hold the output pipe open and hang communicate().
-    process = subprocess.Popen([part.replace("{port}", str(port.port)) for part in command], cwd=cwd, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    _RESERVED[process.pid] = port
+    process = subprocess.Popen([str(ports[part].port) if part in ports else part for part in command], cwd=cwd,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    _RESERVED[process.pid] = list(ports.values())
     url = f"http://127.0.0.1:{port.port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            _RESERVED.pop(process.pid).release()
+            release(process)
             raise AssertionError(f"{command[0]} exited with {process.returncode}:\n{process.stdout.read()}")
         try:
             with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
@@ -116,7 +118,12 @@ def start_process(command: list[str], cwd: Path, env: dict[str, str] | None = No
     raise AssertionError(f"{command[0]} not ready after 90 s:\n{stop_server(process)}")
 
 
-_RESERVED: dict[int, ReservedPort] = {}  # server pid -> the port it was started on, released when it stops
+_RESERVED: dict[int, list[ReservedPort]] = {}  # server pid -> the ports it was started on, released when it stops
+
+
+def release(process: subprocess.Popen) -> None:
+    for port in _RESERVED.pop(process.pid, []):
+        port.release()
 
 
 def stop_server(process: subprocess.Popen) -> str:
@@ -128,8 +135,7 @@ def stop_server(process: subprocess.Popen) -> str:
         os.killpg(process.pid, signal.SIGKILL)
         return process.communicate(timeout=15)[0]
     finally:
-        if process.pid in _RESERVED:
-            _RESERVED.pop(process.pid).release()
+        release(process)
 
 
 def call(url: str, path: str, body: bytes | None = None, content_type: str = "application/json"):

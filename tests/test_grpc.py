@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import serving
 import tritonclient.grpc as triton
-from serving import free_port, mnist_digits
+from serving import ReservedPort, mnist_digits
 from typer.testing import CliRunner
 
 from zoo.cli.main import app as cli
@@ -247,17 +247,16 @@ def test_a_grpc_port_in_use_or_equal_to_the_http_port_is_refused_in_one_line():
     import socket
 
     runner = CliRunner()
-    with socket.socket() as taken:
+    with ReservedPort() as http, socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        result = runner.invoke(cli, ["serve", "--port", str(free_port()), "--grpc-port", str(taken.getsockname()[1])])
-    assert result.exit_code == 2 and "Address already in use" in result.output and "--grpc-port" in result.output
-    port = free_port()
-    result = runner.invoke(cli, ["serve", "--port", str(port), "--grpc-port", str(port)])
-    assert result.exit_code == 2 and "--grpc-port must differ from --port" in result.output
-    result = runner.invoke(cli, ["serve", "--port", str(free_port()), "--grpc-port", "70000"])
-    assert result.exit_code == 2 and "--grpc-port must be a TCP port from 1 to 65535, got 70000" in " ".join(
-        result.output.split())
+        result = runner.invoke(cli, ["serve", "--port", str(http.port), "--grpc-port", str(taken.getsockname()[1])])
+        assert result.exit_code == 2 and "Address already in use" in result.output and "--grpc-port" in result.output
+        result = runner.invoke(cli, ["serve", "--port", str(http.port), "--grpc-port", str(http.port)])
+        assert result.exit_code == 2 and "--grpc-port must differ from --port" in result.output
+        result = runner.invoke(cli, ["serve", "--port", str(http.port), "--grpc-port", "70000"])
+        assert result.exit_code == 2 and "--grpc-port must be a TCP port from 1 to 65535, got 70000" in " ".join(
+            result.output.split())
 
 
 # --- statistics

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import serving
 import tritonclient.grpc as triton
-from serving import call, free_port, start_server, stop_server
+from serving import call, start_server, stop_server
 
 import zoo
 from zoo.serve.grpc_front import SERVICE
@@ -89,8 +89,8 @@ def regression_input(batch: int) -> triton.InferInput:
 
 
 def grpc_server(root: Path, tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str, str, int]:
-    port = free_port()
-    process, url = start_server(root, tmp_path, "--grpc-port", str(port), *args)
+    process, url = start_server(root, tmp_path, "--grpc-port", "{grpc_port}", *args)
+    port = int(process.args[process.args.index("--grpc-port") + 1])
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 30  # the HTTP readiness can come before every worker's gRPC listens
     while len(owners(children(process.pid), sockets_on(port, "0A"))) < len(children(process.pid)):
