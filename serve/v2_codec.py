@@ -198,14 +198,16 @@ def tensor_values(
 
 
 def tensor_shape(shape: Any, name: str) -> list[int]:
-    """A v2 tensor's `shape` checked: a list of at most MAX_DIMENSIONS non-negative integers."""
+    """A v2 tensor's `shape` checked: a list of 1 to MAX_DIMENSIONS non-negative integers (the first is the
+    batch)."""
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise InvalidInputError(
             f"expected input {name!r} 'shape' as a list of non-negative integers, got {shown(shape)}"
         )
-    if len(shape) > MAX_DIMENSIONS:
+    if not 1 <= len(shape) <= MAX_DIMENSIONS:
         raise InvalidInputError(
-            f"expected input {name!r} 'shape' of at most {MAX_DIMENSIONS} dimensions, got {len(shape)}"
+            f"expected input {name!r} 'shape' of 1 to {MAX_DIMENSIONS} dimensions (the first is the batch), "
+            f"got {len(shape)}"
         )
     return shape
 

@@ -95,6 +95,7 @@ TYPE_CONFUSED = {
     "shape whose product wraps to 0 in int64": v2(shape=[2**32, 2**32, 1, 1]),
     "enormous shape": v2(shape=[10**30, 1, 28, 28]),
     "zero-size shape": v2(data=[], shape=[0, 1, 28, 28]),
+    "shape of no dimensions, one value": v2(data=[0.5], shape=[]),
     "data of strings": v2(data=["0"] * 784),
     "inputs an object": {"inputs": {"name": "image"}},
     "request a list": [v2()],
