@@ -42,6 +42,29 @@ def served_weights(trained_weights, tmp_path_factory, data_dir) -> Path:
     return cached(tmp_path_factory, "served-weights", build)
 
 
+@pytest.fixture
+def root(served_weights, tmp_path) -> Path:
+    """A weights root of its own (linear-regression 1 and 2, lenet 1, exported), to change under a server."""
+    root = tmp_path / "weights"
+    for name in ("linear-regression", "lenet"):
+        shutil.copytree(served_weights / name, root / name)
+    return root
+
+
+def children(pid: int) -> list[int]:
+    """The server's worker processes."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
 def mnist_digits(data_dir: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The first `count` MNIST test digits as uint8 [count, 28, 28] and their labels."""
     images, labels = mnist_test_images(data_dir, count)

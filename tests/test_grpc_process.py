@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,38 +18,16 @@ import numpy as np
 import pytest
 import serving
 import tritonclient.grpc as triton
-from serving import call, start_server, stop_server
+from serving import call, children, start_server, stop_server
 
 import zoo
 from zoo.serve.grpc_front import SERVICE
 
 pytestmark = pytest.mark.slow
 served_weights = serving.served_weights
+root = serving.root
 README = Path(__file__).resolve().parent.parent / "README.md"
 INFER = f"/{SERVICE}/ModelInfer"
-
-
-@pytest.fixture
-def root(served_weights, tmp_path) -> Path:
-    """A weights root of its own (linear-regression 1 and 2, lenet 1, exported), to change under a server."""
-    root = tmp_path / "weights"
-    for name in ("linear-regression", "lenet"):
-        shutil.copytree(served_weights / name, root / name)
-    return root
-
-
-def children(pid: int) -> list[int]:
-    """The server's worker processes."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def sockets_on(port: int, state: str) -> set[int]:

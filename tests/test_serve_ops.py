@@ -20,35 +20,13 @@ from typing import Any
 import numpy as np
 import pytest
 import serving
-from serving import call, start_server, stop_server
+from serving import call, children, start_server, stop_server
 
 import zoo
 
 pytestmark = pytest.mark.slow
 served_weights = serving.served_weights
-
-
-@pytest.fixture
-def root(served_weights, tmp_path) -> Path:
-    """A weights root of its own (linear-regression 1 and 2, lenet 1, exported), to change under a server."""
-    root = tmp_path / "weights"
-    for name in ("linear-regression", "lenet"):
-        shutil.copytree(served_weights / name, root / name)
-    return root
-
-
-def children(pid: int) -> list[int]:
-    """The server's worker processes."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
+root = serving.root
 
 
 def rss_kib(pid: int) -> int:
