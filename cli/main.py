@@ -46,6 +46,43 @@ class ZooGroup(TyperGroup):
             errors.print(f"[bold red]error:[/] {escape(error.spelled(FLAGS))}", soft_wrap=True)
             raise typer.Exit(2 if error.caller_error else 1) from None
 
+    # Typer coerces every parameter through a pydantic TypeAdapter, built on first use: importing pydantic is
+    # ~60 ms of a start that must stay under 0.3 s. The on/off flags that --help processes (--help, --version,
+    # --install-completion...) are already bools, and completion only reads the words typed so far, so neither
+    # needs it; a command that runs still coerces all its other parameters through Typer's adapters.
+    def get_params(self, ctx: typer.Context) -> list[Any]:  # type: ignore[override]
+        return _uncoerced(super().get_params(ctx), ctx)
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:  # type: ignore[override]
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _uncoerced(command.get_params(ctx), ctx)
+        return command
+
+
+try:  # Typer's coercion layer, private to Typer 0.29: another Typer coerces as it always does, only slower to start
+    from typer._coercion import RuntimeParam
+
+    class _AsParsed(RuntimeParam):
+        """Typer's coercion step that keeps the value click parsed."""
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            return value
+except ImportError:
+    _AsParsed = None  # type: ignore[assignment,misc]
+
+
+def _uncoerced(params: list[Any], ctx: typer.Context) -> list[Any]:
+    """Lets on/off flags, and while completing every parameter, keep the value click parsed (a flag's is a bool)."""
+    if _AsParsed is None:
+        return params
+    for param in params:
+        descriptor = getattr(param, "type_descriptor", None)
+        if descriptor is None or getattr(param, "_runtime_param", False) is not None:
+            continue  # not a Typer parameter, or coerced already
+        if ctx.resilient_parsing or (getattr(param, "is_flag", False) and descriptor.annotation is bool):
+            param._runtime_param = _AsParsed(annotation=descriptor.annotation, parameter_info=descriptor.parameter_info)
+    return params
 
 app = typer.Typer(
     cls=ZooGroup,
@@ -53,6 +90,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    # Plain help, as click writes it: Typer's rich panels import rich's Markdown and traceback renderers (~50 ms
+    # here), which alone would put `zoo CMD --help` over its 0.3 s budget. Tables and errors still use rich.
+    rich_markup_mode=None,
 )
 
 

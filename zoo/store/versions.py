@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import platformdirs
-from filelock import FileLock
 from safetensors import SafetensorError
 
 from zoo.core.errors import IntegrityError, ReadOnlyVersionError, Setting, StorageError, UnknownVersionError, ZooError
@@ -293,6 +292,8 @@ class WeightsStore:
         self.check_writable(name, version)
         path = self.version_dir(name, version)
         try:
+            from filelock import FileLock  # here: listing versions (completion, `zoo list`) never locks
+
             with FileLock(str(path / ".manifest.lock")):
                 self.remove_leftovers(name)
                 manifest = self.manifest(name, version)
