@@ -171,7 +171,7 @@ def _read_file(path: Path, spec: ModelSpec) -> Any:
         if suffix == ".json":
             return _from_json(path.read_bytes(), spec)
         return path.read_bytes()
-    except OSError as error:
+    except OSError as error:  # reading the caller's input, not writing: a file it named that cannot be read
         raise InvalidInputError(f"could not read the file: {error.strerror or error}") from None
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,7 @@ from zoo.core.errors import DrawingError, MissingCardError, ZooError
 from zoo.core.registry import get_model
 from zoo.core.spec import InputForm, Interface, ModelSpec
 from zoo.exports.formats import FORMATS
-from zoo.store.atomic import CARD_STAGING_PREFIX, replace_file
+from zoo.store.atomic import CARD_STAGING_PREFIX, replace_file, staging_folder, storage_errors
 from zoo.store.loading import LoadedModel, load_version
 from zoo.store.manifest import CardRecord, Manifest, version_file
 from zoo.store.versions import WeightsStore, parse_ref
@@ -77,13 +75,8 @@ def draw_card(ref: str, weights_dir: str | None = None, data_dir: str | None = N
                       DataContext(resolve_data_dir(data_dir), resolve_device(device)))
     folder = loaded.stored.path
     started = time.perf_counter()
-    try:
-        staging = Path(tempfile.mkdtemp(dir=folder, prefix=CARD_STAGING_PREFIX))
-    except OSError as error:
-        raise DrawingError(
-            f"could not write the card of {name}:{loaded.version} in {folder}: {error.strerror}"
-        ) from None
-    try:
+    with storage_errors(f"write the card of {name}:{loaded.version}", folder), \
+            staging_folder(folder, CARD_STAGING_PREFIX) as staging:
         figures = []
         for figure in card_figures(drawing.spec):
             try:
@@ -101,8 +94,6 @@ def draw_card(ref: str, weights_dir: str | None = None, data_dir: str | None = N
         record["drawing_seconds"] = round(time.perf_counter() - started, 3)
         staged = {staging / file: folder / file for file in [*figures, CARD_FILE]}
         manifest = store.commit(name, loaded.version, staged, lambda m: m.__setitem__("card", record))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {"model": name, "version": loaded.version, "folder": str(folder), **manifest["card"]}
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from zoo.cards.figures import draw_loss_comparison, json_ready, recipe_label, spec_loss_curve
-from zoo.core.errors import ComparisonError, StorageError
+from zoo.core.errors import ComparisonError
 from zoo.core.registry import get_model
+from zoo.store.atomic import storage_errors
 from zoo.store.versions import WeightsStore, parse_ref
 
 
@@ -36,11 +37,9 @@ def compare(refs: Sequence[str], weights_dir: str | None = None, figure: str | N
     recipe = {key: [json_ready(p.get(key)) for p in params] for key in param_keys}
     path = Path(figure or f"{name}-{'-'.join(map(str, versions))}-loss.png").expanduser()
     labels = [f"{name}:{version} ({recipe_label(spec, m)})" for version, m in zip(versions, manifests, strict=True)]
-    try:
+    with storage_errors(f"write the loss figure {path}"):
         draw_loss_comparison(spec_loss_curve(spec), manifests, labels, f"{name}: training loss of versions "
                              f"{', '.join(map(str, versions))}", path)
-    except OSError as error:
-        raise StorageError(f"could not write the loss figure {path}: {error.strerror or error}") from None
     return {
         "model": name,
         "versions": versions,

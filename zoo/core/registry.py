@@ -173,13 +173,16 @@ def sources_key(sources: list[tuple[str, str]]) -> str:
         try:
             info = os.stat(path if os.path.isfile(path) else os.path.join(path, "__init__.py"))
             stamps.append((path, info.st_mtime_ns, info.st_size))
-        except OSError:
+        except OSError:  # a source that is gone: its absence is part of the fingerprint
             stamps.append((path, None, None))
     return hashlib.sha256(json.dumps([CATALOG_FORMAT, sys.version, stamps]).encode()).hexdigest()
 
 
 def _write_quietly(path: Path, data: Any) -> None:
-    """Write the cache beside and rename it over; a cache that cannot be written only costs speed."""
+    """Write the cache beside and rename it over; a cache that cannot be written only costs speed.
+
+    Not through zoo.store.atomic, which sits above core, and not synced: a cache torn by a crash does not parse and
+    is rebuilt (model_catalog), so no OSError here is anyone's error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -8,10 +8,11 @@ test-split score against the float32 ONNX file's, within a bound the manifest re
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,11 +20,11 @@ import numpy as np
 import torch
 
 from zoo.core.data import DataContext, Splits, resolve_data_dir
-from zoo.core.errors import NotExportableError, StorageError, VerificationError, ZooError
+from zoo.core.errors import NotExportableError, VerificationError
 from zoo.exports.formats import FORMATS, LOSSLESS_FORMATS, load_onnx
 from zoo.exports.quantize import Calibration, draw_calibration
 from zoo.exports.runtimes import exportable_model
-from zoo.store.atomic import temp_beside
+from zoo.store.atomic import storage_errors, temp_beside
 from zoo.store.loading import LoadedModel, load_version
 from zoo.store.manifest import ArtifactRecord, Manifest
 from zoo.store.versions import WeightsStore, check_sha256, parse_ref, sha256_file
@@ -78,7 +79,7 @@ def export(
     bounds = {"max_accuracy_drop": max_accuracy_drop, "max_relative_error": max_relative_error}
     staged: dict[Path, Path] = {}  # temp file -> final path
     scratch: list[Path] = []  # temp files that are never published (a float32 file made only to derive from)
-    try:
+    with _removed_after(staged, scratch), storage_errors(f"write the export of {name}:{loaded.version}", folder):
         entries: dict[str, ArtifactRecord] = {}
         written: dict[str, Path] = {}  # format -> its file as this export wrote it
         for fmt in formats:
@@ -92,16 +93,17 @@ def export(
             manifest.setdefault("artifacts", {}).update(entries)
 
         store.commit(name, loaded.version, staged, record)
-    except OSError as error:
-        if isinstance(error, ZooError):
-            raise
-        where = getattr(error, "filename", None) or folder
-        raise StorageError(f"could not write the export of {name}:{loaded.version} in {where}: "
-                           f"{error.strerror or error}") from None
+    return {"model": name, "version": loaded.version, "folder": str(folder), "artifacts": entries}
+
+
+@contextlib.contextmanager
+def _removed_after(staged: dict[Path, Path], scratch: list[Path]) -> Iterator[None]:
+    """On leaving, remove the temp files still staged (those of an export that failed) and the scratch files."""
+    try:
+        yield
     finally:
         for temp in [*staged, *scratch]:
             temp.unlink(missing_ok=True)
-    return {"model": name, "version": loaded.version, "folder": str(folder), "artifacts": entries}
 
 
 def _export_one(fmt: str, loaded: LoadedModel, opset: int | None, verify: bool, inputs: torch.Tensor,

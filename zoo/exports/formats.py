@@ -188,7 +188,7 @@ def load_pt2(path: Path, threads: int | None = None) -> NumpyPredict:
     """
     try:
         data = path.read_bytes()
-    except OSError as error:
+    except OSError as error:  # reading, not writing: an export that cannot be read is a fault of the file
         raise IntegrityError(f"could not read {path}: {error.strerror or error}") from None
     check_pt2_archive(path, data)
     import torch

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.core.errors import IntegrityError, InvalidSettingError, MissingArtifactError, NotExportableError, StorageError
+from zoo.core.errors import IntegrityError, InvalidSettingError, MissingArtifactError, NotExportableError
 from zoo.core.registry import list_models
 from zoo.core.spec import ModelSpec, TensorSpec
 from zoo.exports.formats import FORMATS, TORCH_PLATFORM, TRITON_FORMATS
 from zoo.exports.runtimes import artifact_path, exportable_model
-from zoo.store.atomic import publish_mode
+from zoo.store.atomic import publish_mode, staged_folder, storage_errors
 from zoo.store.versions import WeightsStore, parse_ref
 
 # The format whose folder takes the model's own name; every other format's folder is MODEL-FORMAT.
@@ -220,25 +219,18 @@ def _onnx_tensors(path: Path) -> tuple[tuple[TritonTensor, ...], tuple[TritonTen
 
 def _write_atomically(target: Path, models: list[TritonModel], files: dict[Path, Path]) -> None:
     """Build the repository in a staging folder beside `target`, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging-"))
-    try:
-        for model in models:
-            (staging / model.folder).mkdir()
-            (staging / model.folder / "config.pbtxt").write_text(model.config_pbtxt())
-        for source, inside in files.items():
-            (staging / inside).parent.mkdir(exist_ok=True)
-            shutil.copyfile(source, staging / inside)
-        for path in [staging, *staging.rglob("*")]:
-            publish_mode(path)
+    with storage_errors(f"write the Triton repository {target}"):
+        target.parent.mkdir(parents=True, exist_ok=True)
         # rename() onto an empty folder replaces it; onto a non-empty one it fails, so nothing is overwritten.
-        os.rename(staging, target)
-    except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise StorageError(f"could not write the Triton repository {target}: {error.strerror or error}") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        with staged_folder(target) as staging:
+            for model in models:
+                (staging / model.folder).mkdir()
+                (staging / model.folder / "config.pbtxt").write_text(model.config_pbtxt())
+            for source, inside in files.items():
+                (staging / inside).parent.mkdir(exist_ok=True)
+                shutil.copyfile(source, staging / inside)
+            for path in staging.rglob("*"):
+                publish_mode(path)
 
 
 def _tensor_dict(tensor: TritonTensor) -> dict[str, Any]:

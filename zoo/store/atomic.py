@@ -2,9 +2,12 @@
 
 A file is written to a temp file beside its target, synced, and renamed over it; the folder that holds the rename is
 synced too, so the new name survives a crash (POSIX makes a rename durable only once its directory is synced).
-A version is written into a staging folder whose files and entries are synced before it is renamed to its number.
+A folder (a version, a Triton repository) is built in a staging folder beside its target whose files and entries are
+synced before it is renamed into place, and the parent after it.
 What a crash leaves behind (the temp and staging names below) is removed by the next write to that model,
 once it is older than STALE_SECONDS.
+
+An OSError met while writing becomes the zoo's StorageError here, in `storage_errors`, and nowhere else.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from zoo.core.errors import StorageError, ZooError
 
 # tempfile creates private (0600/0700) entries; published files get the modes the umask allows,
 # so that, say, a server running as another user can read them.
@@ -111,6 +117,45 @@ def publish_folder(staging: Path, final: Path) -> None:
     sync_tree(staging)
     os.rename(staging, final)
     sync_folder(final.parent)
+
+
+@contextmanager
+def staging_folder(parent: Path, prefix: str) -> Iterator[Path]:
+    """A new empty folder `prefix`XXXX in `parent` with ordinary permissions, to build something in; on leaving, it is
+    removed with whatever is in it, unless it was published (renamed away: `publish_folder`) meanwhile."""
+    staging = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    try:
+        publish_mode(staging)
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def staged_folder(target: Path) -> Iterator[Path]:
+    """Build `target` whole or not at all: yield a staging folder beside it (`.NAME.staging-XXXX`), then sync it and
+    rename it into place (`publish_folder`). An error inside, or a `target` that is a non-empty folder already, leaves
+    `target` as it was and removes the staging folder."""
+    with staging_folder(target.parent, f".{target.name}.staging-") as staging:
+        yield staging
+        publish_folder(staging, target)
+
+
+@contextmanager
+def storage_errors(what: str, where: Path | str | None = None,
+                   also: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Raise an OSError (or one of `also`, a library's own I/O error) from inside as the zoo's StorageError:
+    "could not `what` in `where`: reason", naming the file the error names in place of `where` if it names one (with
+    no `where`, the message is "could not `what`: reason"). A ZooError passes as it is."""
+    caught: tuple[type[Exception], ...] = (OSError, *also)
+    try:
+        yield
+    except ZooError:
+        raise
+    except caught as error:
+        place = None if where is None else getattr(error, "filename", None) or where
+        reason = getattr(error, "strerror", None) or str(error)
+        raise StorageError(f"could not {what}{'' if place is None else f' in {place}'}: {reason}") from None
 
 
 def is_leftover(name: str, prefixes: Iterable[str] = (), patterns: Iterable[str] = TEMP_FILE_PATTERNS) -> bool:

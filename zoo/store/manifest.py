@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, TypedDict
 
-from zoo.core.errors import IntegrityError, StorageError
-from zoo.store.atomic import replace, stage_beside
+from zoo.core.errors import IntegrityError
+from zoo.store.atomic import replace, stage_beside, storage_errors
 
 MANIFEST_FILE = "manifest.json"
 
@@ -182,20 +182,14 @@ def version_file(folder: Path, name: str, key: str = "file") -> Path:
 def stage_manifest(path: Path, manifest: Manifest) -> Path:
     """Write the manifest to a temp file beside `path` and return it; the caller renames it over `path`."""
     text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
-    try:
+    with storage_errors(f"write {path}"):
         return stage_beside(path, lambda handle: handle.write(text.encode()))
-    except OSError as error:
-        raise StorageError(f"could not write {path}: {error.strerror or error}") from None
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:
     """Write the manifest beside `path` and rename it over, so a reader never sees half a file."""
-    try:
+    with storage_errors(f"write {path}"):
         replace(stage_manifest(path, manifest), path)
-    except StorageError:
-        raise
-    except OSError as error:
-        raise StorageError(f"could not write {path}: {error.strerror or error}") from None
 
 
 def sampled_steps(length: int, points: int = 100) -> list[int]:

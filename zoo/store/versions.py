@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from typing import TYPE_CHECKING
 import platformdirs
 from safetensors import SafetensorError
 
-from zoo.core.errors import IntegrityError, ReadOnlyVersionError, Setting, StorageError, UnknownVersionError, ZooError
+from zoo.core.errors import IntegrityError, ReadOnlyVersionError, Setting, UnknownVersionError
 from zoo.store.atomic import (
     CARD_STAGING_PREFIX,
     VERSION_STAGING_PREFIX,
@@ -33,6 +31,8 @@ from zoo.store.atomic import (
     publish_mode,
     remove_stale,
     replace,
+    staging_folder,
+    storage_errors,
     sync_file,
     sync_folder,
 )
@@ -208,50 +208,44 @@ class WeightsStore:
         no trace.
         """
         folder = self.root / name
-        staging: Path | None = None
-        try:
+        what = f"write a new version of {name}"
+        with storage_errors(what, folder, also=(SafetensorError,)):
             folder.mkdir(parents=True, exist_ok=True)
             self.remove_leftovers(name)
-            staging = Path(tempfile.mkdtemp(dir=folder, prefix=VERSION_STAGING_PREFIX))
-            weights = staging / WEIGHTS_FILE
-            tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
-            save_file(tensors, str(weights), metadata={"model": name})
-            publish_mode(weights)
-            publish_mode(staging)
-            manifest = {
-                **manifest,
-                "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights), "bytes": weights.stat().st_size},
-            }
-            taken = set(self._versions_in(self.released, name))
-            version = max(self.versions(name), default=0) + 1
-            while True:
-                record: Manifest = {"model": name, "version": version, **manifest}
-                if before_publish is not None:
-                    before_publish(staging, record)
-                write_manifest(staging / MANIFEST_FILE, record)
-                try:
-                    # rename() of a folder onto an existing non-empty one fails, so the number is claimed atomically;
-                    # the weights, the staging folder and, after the rename, the model's folder are synced.
-                    publish_folder(staging, folder / str(version))
-                    return version
-                except OSError:
-                    if not (folder / str(version)).exists():
-                        raise
+            with staging_folder(folder, VERSION_STAGING_PREFIX) as staging, \
+                    storage_errors(what, staging, also=(SafetensorError,)):
+                weights = staging / WEIGHTS_FILE
+                tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
+                save_file(tensors, str(weights), metadata={"model": name})
+                publish_mode(weights)
+                manifest = {
+                    **manifest,
+                    "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights), "bytes": weights.stat().st_size},
+                }
+                return self._claim(name, staging, manifest, before_publish)
+
+    def _claim(self, name: str, staging: Path, manifest: Manifest,
+               before_publish: Callable[[Path, Manifest], None] | None) -> int:
+        """Publish `staging` as the next free version of `name` and return its number."""
+        folder = staging.parent
+        taken = set(self._versions_in(self.released, name))
+        version = max(self.versions(name), default=0) + 1
+        while True:
+            record: Manifest = {"model": name, "version": version, **manifest}
+            if before_publish is not None:
+                before_publish(staging, record)
+            write_manifest(staging / MANIFEST_FILE, record)
+            try:
+                # rename() of a folder onto an existing non-empty one fails, so the number is claimed atomically;
+                # the weights, the staging folder and, after the rename, the model's folder are synced.
+                publish_folder(staging, folder / str(version))
+                return version
+            except OSError:  # not a StorageError yet: a number taken meanwhile is the next number's turn
+                if not (folder / str(version)).exists():
+                    raise
+                version += 1
+                while version in taken:
                     version += 1
-                    while version in taken:
-                        version += 1
-        except (OSError, SafetensorError) as error:
-            if staging is not None:
-                shutil.rmtree(staging, ignore_errors=True)
-            if isinstance(error, ZooError):
-                raise
-            where = getattr(error, "filename", None) or staging or folder
-            reason = getattr(error, "strerror", None) or str(error)
-            raise StorageError(f"could not write a new version of {name} in {where}: {reason}") from None
-        except BaseException:
-            if staging is not None:
-                shutil.rmtree(staging, ignore_errors=True)
-            raise
 
     def remove_leftovers(self, name: str) -> list[Path]:
         """Remove what killed writers left in `name`'s folder of this store's root (staging folders of versions and
@@ -291,31 +285,26 @@ class WeightsStore:
         """
         self.check_writable(name, version)
         path = self.version_dir(name, version)
-        try:
-            from filelock import FileLock  # here: listing versions (completion, `zoo list`) never locks
+        from filelock import FileLock  # here: listing versions (completion, `zoo list`) never locks
 
-            with FileLock(str(path / ".manifest.lock")):
-                self.remove_leftovers(name)
-                manifest = self.manifest(name, version)
-                change(manifest)
-                new_manifest = stage_manifest(path / MANIFEST_FILE, manifest)
-                staged[new_manifest] = path / MANIFEST_FILE
-                moved_into: set[Path] = set()
-                for temp, final in list(staged.items()):
-                    if final.parent != path:
-                        final.parent.mkdir(exist_ok=True)
-                    if final == path / MANIFEST_FILE:
-                        # The files it lists are in place and synced before the manifest that lists them.
-                        for parent in moved_into:
-                            sync_folder(parent)
-                        replace(temp, final)
-                    else:
-                        sync_file(temp)  # the exporter's files are written by torch and onnx, unsynced
-                        os.replace(temp, final)
-                        moved_into.add(final.parent)
-                    del staged[temp]
-        except ZooError:
-            raise
-        except OSError as error:
-            raise StorageError(f"could not update {path}: {error.strerror or error}") from None
+        with storage_errors(f"update {path}"), FileLock(str(path / ".manifest.lock")):
+            self.remove_leftovers(name)
+            manifest = self.manifest(name, version)
+            change(manifest)
+            new_manifest = stage_manifest(path / MANIFEST_FILE, manifest)
+            staged[new_manifest] = path / MANIFEST_FILE
+            moved_into: set[Path] = set()
+            for temp, final in list(staged.items()):
+                if final.parent != path:
+                    final.parent.mkdir(exist_ok=True)
+                if final == path / MANIFEST_FILE:
+                    # The files it lists are in place and synced before the manifest that lists them.
+                    for parent in moved_into:
+                        sync_folder(parent)
+                    replace(temp, final)
+                else:
+                    sync_file(temp)  # the exporter's files are written by torch and onnx, unsynced
+                    os.replace(temp, final)
+                    moved_into.add(final.parent)
+                del staged[temp]
         return manifest

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import os
 import random
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -20,9 +19,10 @@ import torch.distributed as dist
 from torch import nn
 
 from zoo.core.data import Splits
-from zoo.core.errors import InvalidOverrideError, StorageError
+from zoo.core.errors import InvalidOverrideError
 from zoo.core.recipes import Recipe
 from zoo.core.spec import LossFn
+from zoo.store.atomic import replace_file, storage_errors
 from zoo.training.distributed import World, all_ranks_mean, current_world, data_parallel
 
 
@@ -101,18 +101,11 @@ class Checkpointing:
     def save(self, state: dict[str, Any]) -> None:
         """Write `state` beside the checkpoint and rename it over, so a kill never leaves half of one. The run
         folder appears with the first checkpoint: a run that fails before it leaves nothing behind."""
-        temp = self.path.with_name(f".{self.path.name}.tmp")
         buffer = io.BytesIO()
         torch.save(state, buffer)  # into memory: torch's own file writer aborts the process on a full disk
-        try:
+        with storage_errors(f"write a new version of {self.model} in {self.path} (its checkpoint)"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temp.write_bytes(buffer.getbuffer())
-            os.replace(temp, self.path)
-        except OSError as error:
-            with contextlib.suppress(OSError):
-                temp.unlink(missing_ok=True)
-            raise StorageError(f"could not write a new version of {self.model} in {self.path} (its checkpoint): "
-                               f"{error.strerror or error}") from None
+            replace_file(self.path, lambda handle: handle.write(buffer.getbuffer()))
 
 
 _CHECKPOINTING: ContextVar[Checkpointing | None] = ContextVar("zoo_checkpointing", default=None)
