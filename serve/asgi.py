@@ -4,7 +4,8 @@ then hands the complete request to the Flask (WSGI) app.
 - **Slow clients cost a buffer, not a thread.** Under plain WSGI a client that sends its headers and then trickles
   its body holds a worker thread for as long as it likes. Here a thread is taken only once the request is
   complete, and a body that has not arrived within BODY_TIMEOUT seconds is answered 408 and its connection closed.
-  A body whose Content-Length is over the limit is refused (413) unread.
+  A body whose Content-Length is over the limit is refused (413) unread; one without (chunked) is refused once
+  its first limit + 1 bytes have come, and its connection closed.
 - **One queue per worker, bounded.** Complete requests wait in the worker's queue and run in turn: on the event
   loop itself with one request thread (the default), else on a pool. Past MAX_QUEUE waiting requests a new one is
   refused at once with 503 and Retry-After, as Triton's queue policy does, so that overload sheds load instead of
@@ -105,6 +106,13 @@ class BufferedWSGI:
                 record_refusal(408)
                 return await self._answer(send, 408, {"error": f"Request Timeout: expected the whole body within "
                                                                f"{self.body_timeout:g} s, got part of it"}, close=True)
+        if len(body) > self.limit:
+            # Came without a Content-Length to refuse it by (chunked): only the first limit + 1 bytes were read, which
+            # Flask would take for the whole body (and call cut JSON invalid); the rest is left unread, so the
+            # connection closes.
+            record_refusal(413)
+            return await self._answer(send, 413, {"error": f"Request Entity Too Large: expected a body of at most "
+                                                           f"{self.limit} bytes, got more"}, close=True)
         if self._full():
             return await self._refuse(send, close=False)
         environ = self._environ(scope, headers, body)
@@ -151,7 +159,7 @@ class BufferedWSGI:
             await asyncio.sleep(0)
 
     async def _read_body(self, receive: Receive) -> bytes:
-        """The whole body, or its first limit + 1 bytes (enough for Flask to answer 413)."""
+        """The whole body, or its first limit + 1 bytes (enough to know it is over the limit)."""
         parts, size = [], 0
         while True:
             message = await receive()
@@ -172,7 +180,7 @@ class BufferedWSGI:
         close: bool = False,
         extra: list[tuple[str, str]] | None = None,
     ) -> None:
-        """A JSON answer from the front itself, without the app (liveness, 408, 503)."""
+        """A JSON answer from the front itself, without the app (liveness, 408, 413, 503)."""
         body = orjson.dumps(document)
         headers = [
             ("content-type", "application/json"),

@@ -97,7 +97,8 @@ def record_loaded(served: ServedModels) -> None:
 
 
 def record_refusal(status: int) -> None:
-    """Count a request the ASGI front answered itself: 408 (body too slow) or 503 (queue full)."""
+    """Count a request the ASGI front answered itself: 408 (body too slow), 413 (a chunked body over the limit) or
+    503 (queue full)."""
     instruments().requests.labels("", "", "refused by the front", str(status)).inc()
 
 

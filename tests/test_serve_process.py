@@ -70,9 +70,6 @@ def test_a_body_over_the_limit_is_refused_from_its_headers(server):
     assert call(server, "/v2/health/ready")[0] == 200
 
 
-@pytest.mark.xfail(strict=True, reason="a known defect, left to the serve/ work: serve/asgi.py reads a body without "
-                   "Content-Length up to the limit + 1 bytes and hands Flask that much as the whole body, so the cut "
-                   "JSON is answered 400 'invalid JSON' instead of 413")
 def test_a_chunked_body_over_the_limit_is_refused_without_a_content_length(server):
     """No Content-Length to refuse from: a JSON body comes in chunks past the 8 MiB limit (valid JSON all along, so
     only its size is wrong), and is refused with 413 all the same, the server still answering."""
