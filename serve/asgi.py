@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import gc
 import io
 import re
@@ -32,8 +33,10 @@ import orjson
 from flask import Flask
 
 from zoo.serve import create_app
+from zoo.serve.context import MODELS_KEY
 from zoo.serve.metrics import record_refusal
 from zoo.serve.statistics import ARRIVED
+from zoo.serve.v2 import DirectInfer
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -74,12 +77,14 @@ class BufferedWSGI:
         self.limit = app.config["MAX_CONTENT_LENGTH"]
         self.body_timeout = float(app.config["BODY_TIMEOUT"])
         self.max_queue = int(app.config["MAX_QUEUE"])  # 0: no bound
+        # /v2 infer answered without Flask's request machinery, when the app is the zoo's (not another WSGI app)
+        self.direct = DirectInfer(app) if MODELS_KEY in app.extensions else None
         # One request thread is the event loop itself: a hand-off to a pool of one would only add a wake-up and
         # two GIL switches to every request, while the loop could do nothing else with the GIL meanwhile.
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="zoo-request") if threads > 1 else None
         self.long_pool = ThreadPoolExecutor(1, thread_name_prefix="zoo-long-request")
         self.queued = 0  # complete requests admitted and not yet answered
-        self._inline: collections.deque[tuple[dict[str, Any], asyncio.Future[Started]]] = collections.deque()
+        self._inline: collections.deque[tuple[Callable[[], Started], asyncio.Future[Started]]] = collections.deque()
         self._runner: asyncio.Task[None] | None = None
         self.grpc: Any = None  # the worker's GrpcFront, once the lifespan has started it
 
@@ -99,7 +104,8 @@ class BufferedWSGI:
         body = b""
         # Over the limit by its header: Flask answers 413 from the header alone, so nothing is read. A body still
         # arriving is the client's time, bounded by the body timeout; it joins the queue once complete.
-        if not (declared and _CONTENT_LENGTH.fullmatch(declared) and int(declared) > self.limit):
+        over = bool(declared and _CONTENT_LENGTH.fullmatch(declared) and int(declared) > self.limit)
+        if not over:
             try:
                 body = await _within(self.body_timeout or None, self._read_body(receive))
             except asyncio.TimeoutError:
@@ -115,10 +121,18 @@ class BufferedWSGI:
                                                            f"{self.limit} bytes, got more"}, close=True)
         if self._full():
             return await self._refuse(send, close=False)
-        environ = self._environ(scope, headers, body)
+        call: Callable[[], Started]
+        route = None if over or self.direct is None else self.direct.match(scope["method"], scope["path"], headers)
+        if route is not None and self.direct is not None:
+            client = scope.get("client") or ("", 0)
+            call = functools.partial(self.direct, route, scope["path"], headers, body, time.perf_counter(), client[0])
+            long = len(body) > LONG_BODY
+        else:
+            environ = self._environ(scope, headers, body)
+            call, long = functools.partial(self._call, environ), runs_long(environ, body)
         self.queued += 1
         try:
-            status, response_headers, chunks = await self._run(environ, body)
+            status, response_headers, chunks = await self._run(call, long)
         finally:
             self.queued -= 1
         await send({"type": "http.response.start", "status": status,
@@ -134,14 +148,14 @@ class BufferedWSGI:
                                                 f"waiting, its limit; retry after a second"},
                            close=close, extra=[("retry-after", "1")])
 
-    def _run(self, environ: dict[str, Any], body: bytes) -> Awaitable[Started]:
+    def _run(self, call: Callable[[], Started], long: bool) -> Awaitable[Started]:
         loop = asyncio.get_running_loop()
-        if runs_long(environ, body):
-            return loop.run_in_executor(self.long_pool, self._call, environ)
+        if long:
+            return loop.run_in_executor(self.long_pool, call)
         if self.pool is not None:
-            return loop.run_in_executor(self.pool, self._call, environ)
+            return loop.run_in_executor(self.pool, call)
         future: asyncio.Future[Started] = loop.create_future()
-        self._inline.append((environ, future))
+        self._inline.append((call, future))
         if self._runner is None or self._runner.done():
             self._runner = loop.create_task(self._run_inline())
         return future
@@ -151,9 +165,9 @@ class BufferedWSGI:
         refused)."""
         while self._inline:
             for _ in range(len(self._inline)):
-                environ, future = self._inline.popleft()
+                call, future = self._inline.popleft()
                 try:
-                    future.set_result(self._call(environ))
+                    future.set_result(call())
                 except BaseException as error:  # noqa: BLE001 (the request's own coroutine raises it)
                     future.set_exception(error)
             await asyncio.sleep(0)

@@ -27,26 +27,29 @@ def public(message: str) -> str:
     return _DIGEST.sub("<sha256>", _SERVER_PATH.sub("<server path>", message))
 
 
-def register_error_handlers(app: Flask) -> None:
-    """The caller's mistakes -> 404 (unknown model or version) or 400; faults of files on disk -> 500 and a log
-    line; HTTP errors keep their status; anything else -> 500."""
-
-    @app.errorhandler(ZooError)
-    def zoo_error(error: ZooError) -> tuple[Response, int]:
+def error_answer(error: Exception) -> tuple[int, str]:
+    """The status and client-facing message of an error raised while answering: a caller's mistake -> 404 (unknown
+    model or version) or 400; a fault of files on disk -> 500 and a log line; an HTTP error keeps its status;
+    anything else -> 500 and the traceback in the log."""
+    if isinstance(error, ZooError):
         if not error.caller_error:
             log.error("%s: %s", type(error).__name__, error)
-            return jsonify(error=f"server fault: {public(str(error))}"), 500
-        return jsonify(error=public(str(error))), 404 if isinstance(error, LookupError) else 400
+            return 500, f"server fault: {public(str(error))}"
+        return 404 if isinstance(error, LookupError) else 400, public(str(error))
+    if isinstance(error, HTTPException):
+        return error.code or 500, public(f"{error.name}: {error.description}")
+    log.error("unhandled error", exc_info=error)
+    return 500, f"internal error ({type(error).__name__}); the server logged the details"
 
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> tuple[Response, int]:
-        response = jsonify(error=public(f"{error.name}: {error.description}"))
-        allowed = getattr(error, "valid_methods", None)  # MethodNotAllowed's
-        if error.code == 405 and allowed:
-            response.headers["Allow"] = ", ".join(allowed)
-        return response, error.code or 500
+
+def register_error_handlers(app: Flask) -> None:
+    """Flask's answers to every error, through error_answer (405s also say the allowed methods)."""
 
     @app.errorhandler(Exception)
-    def unexpected(error: Exception) -> tuple[Response, int]:
-        log.exception("unhandled error")
-        return jsonify(error=f"internal error ({type(error).__name__}); the server logged the details"), 500
+    def answer(error: Exception) -> tuple[Response, int]:
+        status, message = error_answer(error)
+        response = jsonify(error=message)
+        allowed = getattr(error, "valid_methods", None)  # MethodNotAllowed's
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
+        return response, status

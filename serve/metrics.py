@@ -140,40 +140,29 @@ def instrument(app: Flask) -> None:
     @app.after_request
     def count(response: Response) -> Response:
         seconds = time.perf_counter() - g.get("zoo_started", time.perf_counter())
-        model = (request.view_args or {}).get("name", "")
-        if model and model not in current_app.extensions[MODELS_KEY].runtimes:
-            model = UNSERVED
-        version = str(g.get("zoo_version", ""))  # set only once a served version was found
-        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        instruments().requests.labels(model, version, route, str(response.status_code)).inc()
-        instruments().latency.labels(model).observe(seconds)
-        if log_format == "json":
-            access_log.info(
-                json.dumps(
-                    {
-                        "time": time.time(),
-                        "remote": request.remote_addr,
-                        "method": request.method,
-                        "path": request.path,
-                        "status": response.status_code,
-                        "model": model,
-                        "version": version,
-                        "bytes": response.content_length,
-                        "latency_ms": round(seconds * 1000, 3),
-                    }
-                )
-            )
-        elif log_format:
-            access_log.info(
-                '%s "%s %s" %s %s %.2fms',
-                request.remote_addr,
-                escaped(request.method),
-                escaped(request.path),
-                response.status_code,
-                response.content_length,
-                seconds * 1000,
-            )
+        observe_request(current_app.extensions[MODELS_KEY], (request.view_args or {}).get("name", ""),
+                        str(g.get("zoo_version", "")),  # set only once a served version was found
+                        request.url_rule.rule if request.url_rule is not None else "unmatched",
+                        response.status_code, seconds, log_format, request.remote_addr or "", request.method,
+                        request.path, response.content_length)
         return response
+
+
+def observe_request(served: ServedModels, model: str, version: str, route: str, status: int, seconds: float,
+                    log_format: str | None, remote: str, method: str, path: str, size: int | None) -> None:
+    """Count and time one HTTP request by model, version, route and status, and write its access-log line when
+    `log_format` is "text" or "json": for Flask's requests and for those the ASGI front answers itself."""
+    if model and model not in served.runtimes:
+        model = UNSERVED
+    instruments().requests.labels(model, version, route, str(status)).inc()
+    instruments().latency.labels(model).observe(seconds)
+    if log_format == "json":
+        access_log.info(json.dumps({"time": time.time(), "remote": remote, "method": method, "path": path,
+                                    "status": status, "model": model, "version": version, "bytes": size,
+                                    "latency_ms": round(seconds * 1000, 3)}))
+    elif log_format:
+        access_log.info('%s "%s %s" %s %s %.2fms', remote, escaped(method), escaped(path), status, size,
+                        seconds * 1000)
 
 
 _UNPRINTABLE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\]')
