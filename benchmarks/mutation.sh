@@ -3,7 +3,7 @@
 # each against the fast tests that cover it. Not part of CI: it runs the tests once per mutant (hours on 2 cores).
 #
 #   bash benchmarks/mutation.sh                 # every module in MODULES below
-#   bash benchmarks/mutation.sh store payloads  # some of them
+#   bash benchmarks/mutation.sh store forms     # some of them
 #
 # cosmic-ray mutates files in place, so it works on a copy of the working tree in $MUTATION_DIR (default
 # /tmp/zoo-mutation), installed editable into a venv of its own that borrows the dependencies of this checkout's
@@ -21,11 +21,13 @@ BIN="$REPO/.venv/bin"
 declare -A MODULES=(
     [store]="zoo/store/versions.py|tests/test_store.py|"
     [manifest]="zoo/store/manifest.py|tests/test_store.py tests/test_errors.py tests/test_trust.py|"
-    [payloads]="serve/payloads.py|tests/test_serve.py tests/test_hostile.py|not shipped_mnist"
+    [v2_codec]="serve/v2_codec.py|tests/test_serve.py tests/test_hostile.py tests/test_grpc.py|not shipped_mnist"
+    [forms]="serve/forms.py|tests/test_serve.py tests/test_hostile.py|not shipped_mnist"
+    [checks]="serve/checks.py|tests/test_serve.py tests/test_hostile.py tests/test_grpc.py|not shipped_mnist"
     [imaging]="zoo/inputs/imaging.py|tests/test_serve.py tests/test_hostile.py tests/test_predict.py|not shipped_mnist"
     [exporter]="zoo/exports/exporter.py|tests/test_export.py|refused or within or later_format or no_verify or reexport"
 )
-ORDER=(store manifest payloads imaging exporter)
+ORDER=(store manifest v2_codec forms checks imaging exporter)
 [ "$#" -gt 0 ] && ORDER=("$@")
 
 # A copy of the working tree (tracked and untracked files git does not ignore), fresh each run.
