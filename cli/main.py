@@ -29,9 +29,11 @@ console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 
 
-# The zoo's parameters, as this command line spells them: an error naming one as its fix says the flag instead.
+# The zoo's parameters and functions, as this command line spells them: an error naming one as its fix says the flag
+# or the command instead (zoo.core.errors: Setting, Call).
 FLAGS = {"device": "--device", "data_dir": "--data-dir", "weights_dir": "--weights-dir",
-         "nproc_per_node": "--nproc-per-node"}
+         "nproc_per_node": "--nproc-per-node", "formats": "--format", "versions": "--versions",
+         "train": "zoo train", "export": "zoo export", "describe_model": "zoo info"}
 
 
 class ZooGroup(TyperGroup):

@@ -1,6 +1,8 @@
 """The one place where errors become HTTP answers: JSON {"error": "..."} with a 4xx or a 5xx status.
 
-What a client reads names no file of the server's and no hash (`public`); the log keeps the whole message.
+What a client reads names no file of the server's and no hash (`public`); the log keeps the whole message. The
+parameters an error names as fixes are said as this server's settings (SPELLING); the HTTP and gRPC fronts both
+render errors with `shown`.
 """
 
 from __future__ import annotations
@@ -21,10 +23,19 @@ _SERVER_PATH = re.compile(
 )
 _DIGEST = re.compile(r"\b[0-9a-f]{64}\b")
 
+# The zoo's parameters as this server names them: its settings (create_app's config keys, what `zoo serve`'s flags
+# fill in); the zoo's functions keep their Python names, the server has no command for them.
+SPELLING = {"weights_dir": "WEIGHTS_DIR", "versions": "VERSIONS", "backend": "BACKEND", "models": "MODELS"}
+
 
 def public(message: str) -> str:
     """`message` with the server's own paths and file hashes left out, as a client may read it."""
     return _DIGEST.sub("<sha256>", _SERVER_PATH.sub("<server path>", message))
+
+
+def shown(error: ZooError) -> str:
+    """`error`'s message as this server says it: its settings' names (SPELLING), none of its paths or hashes."""
+    return public(error.spelled(SPELLING))
 
 
 def error_answer(error: Exception) -> tuple[int, str]:
@@ -33,9 +44,9 @@ def error_answer(error: Exception) -> tuple[int, str]:
     anything else -> 500 and the traceback in the log."""
     if isinstance(error, ZooError):
         if not error.caller_error:
-            log.error("%s: %s", type(error).__name__, error)
-            return 500, f"server fault: {public(str(error))}"
-        return 404 if isinstance(error, LookupError) else 400, public(str(error))
+            log.error("%s: %s", type(error).__name__, error.spelled(SPELLING))
+            return 500, f"server fault: {shown(error)}"
+        return 404 if isinstance(error, LookupError) else 400, shown(error)
     if isinstance(error, HTTPException):
         return error.code or 500, public(f"{error.name}: {error.description}")
     log.error("unhandled error", exc_info=error)

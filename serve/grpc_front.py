@@ -27,7 +27,7 @@ from zoo.core.errors import InvalidInputError, ZooError
 from zoo.exports.runtimes import Runtime
 from zoo.serve.checks import RequestLimits, interface
 from zoo.serve.context import LIMITS_KEY, MODELS_KEY
-from zoo.serve.errors import public
+from zoo.serve.errors import SPELLING, shown
 from zoo.serve.grpc_protocol import grpc_predict_v2_pb2 as pb
 from zoo.serve.metrics import UNSERVED, access_log, escaped, instruments, record_inference
 from zoo.serve.statistics import Durations, model_statistics, record_failure, record_success
@@ -69,10 +69,10 @@ def status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
         return error.code, str(error)
     if isinstance(error, ZooError):
         if not error.caller_error:
-            log.error("%s: %s", type(error).__name__, error)
-            return grpc.StatusCode.INTERNAL, f"server fault: {public(str(error))}"
+            log.error("%s: %s", type(error).__name__, error.spelled(SPELLING))
+            return grpc.StatusCode.INTERNAL, f"server fault: {shown(error)}"
         code = grpc.StatusCode.NOT_FOUND if isinstance(error, LookupError) else grpc.StatusCode.INVALID_ARGUMENT
-        return code, public(str(error))
+        return code, shown(error)
     log.exception("unhandled error in a gRPC request", exc_info=error)
     return grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__}); the server logged the details"
 

@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from zoo.core.errors import InvalidSettingError, MissingArtifactError, UnknownModelError, UnknownVersionError, ZooError
+from zoo.core.errors import (
+    Call,
+    InvalidSettingError,
+    MissingArtifactError,
+    Setting,
+    UnknownModelError,
+    UnknownVersionError,
+    ZooError,
+)
 from zoo.core.registry import get_model, list_models
 from zoo.exports.runtimes import Runtime, check_backend, exportable_model, open_runtime
 from zoo.serve.checks import interface
@@ -50,8 +58,9 @@ class VersionPolicy:
         numbers = [version_number(part.strip()) for part in text.split(",")]
         if all(number is not None for number in numbers):
             return cls(specific=tuple(sorted({number for number in numbers if number is not None})))
+        fix = Setting("versions")
         raise InvalidSettingError(
-            f"--versions expects all, latest:N (N >= 1) or version numbers like 1,3; got {text!r}"
+            f"{fix} expects all, latest:N (N >= 1) or version numbers like 1,3; got {text!r}", settings=(fix,)
         )
 
     def choose(self, versions: list[int]) -> list[int]:
@@ -112,23 +121,28 @@ def plan_versions(
         if chosen:
             plan[name] = chosen
         elif named and not unexported:
+            fix = Call("train", name)
             raise UnknownVersionError(
-                f"cannot serve {name}: no trained versions in {store.where} "
-                f"under version policy {policy} (zoo train {name})"
+                f"cannot serve {name}: no trained versions in {store.where} under version policy {policy} ({fix})",
+                settings=(fix,),
             )
     if unexported and (named or not plan):
-        commands = ", ".join(f"`zoo export {ref} --format {backend}`" for ref in unexported)
+        fixes = tuple(Call("export", ref, (Setting("formats", [backend]),)) for ref in unexported)
         raise MissingArtifactError(
-            f"no {backend} export to serve for {', '.join(unexported)}; create it with {commands}"
+            f"no {backend} export to serve for {', '.join(unexported)}; create it with "
+            f"{', '.join(f'`{fix}`' for fix in fixes)}",
+            settings=fixes,
         )
     for ref in unexported:
         log.warning(
             "not serving %s on %s: no %s export (zoo export %s --format %s)", ref, backend, backend, ref, backend
         )
     if not plan:
+        train, root = Call("train", "mnist-mlp"), Setting("weights_dir")
         raise UnknownVersionError(
             f"nothing to serve: no trained versions of {', '.join(names)} in {store.where}; "
-            f"train one (zoo train mnist-mlp) or pass --weights-dir"
+            f"train one ({train}) or pass {root}",
+            settings=(train, root),
         )
     return plan
 

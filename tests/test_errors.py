@@ -225,3 +225,41 @@ def test_the_library_names_the_parameter_and_the_cli_its_flag(monkeypatch, weigh
     result = runner.invoke(app, ["train", "tiny-fnn", "--device", "cuda"])
     assert result.exit_code == 2
     assert result.stderr.strip().endswith("use --device cpu") and "device='cpu'" not in result.stderr
+
+
+def test_a_call_named_as_a_fix_is_python_in_the_library_a_command_in_the_cli_and_python_on_the_server():
+    from zoo.cli.main import FLAGS
+    from zoo.core.errors import Call, Setting
+    from zoo.serve.errors import shown
+
+    fix = Call("export", "lenet:1", (Setting("formats", ["pt2", "onnx"]),))
+    error = zoo.MissingArtifactError(f"create it with `{fix}`", settings=(fix,))
+    assert str(error) == "create it with `export('lenet:1', formats=['pt2', 'onnx'])`"
+    assert error.spelled(FLAGS) == "create it with `zoo export lenet:1 --format pt2 --format onnx`"
+    assert shown(error) == str(error)  # the server has no command for it
+    assert str(Call("export")) == "export(...)" and Call("export").spelled(FLAGS) == "zoo export"
+    root = Setting("weights_dir")
+    assert shown(zoo.UnknownVersionError(f"pass {root}", settings=(root,))) == "pass WEIGHTS_DIR"
+
+
+def test_a_ranks_error_keeps_its_settings_for_the_launcher_to_spell(monkeypatch, tmp_path):
+    """A rank records its error in Python's words with its settings; the launching process reads both back, so the
+    CLI spells the relayed message once."""
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    from zoo.cli.main import FLAGS
+    from zoo.core.errors import Call, Setting
+    from zoo.training.distributed import describe, record_failure, recorded_settings
+
+    error_file = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
+    fixes = (Setting("device", "cpu"), Call("export", "lenet:1", (Setting("formats", ["onnx"]),)))
+    try:
+        raise zoo.DeviceUnavailableError(f"use {fixes[0]} or run `{fixes[1]}`", settings=fixes)
+    except zoo.DeviceUnavailableError as error:
+        record_failure(error)
+    failure = ProcessFailure(local_rank=1, pid=1, exitcode=2, error_file=str(error_file))
+    assert recorded_settings(failure) == fixes
+    relayed = zoo.DistributedRunError(f"rank 1 of 2 failed: {describe(failure)}", settings=recorded_settings(failure))
+    assert str(relayed).endswith("use device='cpu' or run `export('lenet:1', formats=['onnx'])`")
+    assert relayed.spelled(FLAGS).endswith("use --device cpu or run `zoo export lenet:1 --format onnx`")

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 
 import zoo
 from zoo.cards.card import StoredCard
+from zoo.cli.main import FLAGS
 from zoo.core.errors import InvalidSettingError
 from zoo.serve import create_app
 from zoo.serve.cards import card_html, safe_url
@@ -136,8 +137,9 @@ def test_versions_must_be_ascii_digits_without_leading_zeros(client, version):
 
 @pytest.mark.parametrize("text", ["latest:²", "latest:١", "²", "1,²", "latest:" + "9" * 5000, "latest:0"])
 def test_version_policies_must_be_ascii_digits(text):
-    with pytest.raises(InvalidSettingError, match="--versions expects"):
+    with pytest.raises(InvalidSettingError, match="^versions expects") as raised:
         VersionPolicy.parse(text)
+    assert raised.value.spelled(FLAGS).startswith("--versions expects")
 
 
 def test_ascii_version_numbers_still_work(client):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 import zoo
+from zoo.cli.main import FLAGS
 from zoo.core.data import mnist_test_images
 
 
@@ -51,8 +53,10 @@ def test_run_is_safe_from_many_threads(lenet_weights, digits):
 
 
 def test_missing_artifact_names_the_command_that_makes_it(lenet_weights):
-    with pytest.raises(zoo.ExportError, match=r"zoo export lenet:1 --format pt2"):
+    """The library names the call that makes it; the CLI says it as its command."""
+    with pytest.raises(zoo.ExportError, match=re.escape("export('lenet:1', formats=['pt2'])")) as raised:
         zoo.open_runtime("lenet", "pt2", weights_dir=str(lenet_weights))
+    assert "zoo export lenet:1 --format pt2" in raised.value.spelled(FLAGS)
 
 
 def test_altered_artifact_is_refused(lenet_weights, tmp_path):

@@ -17,6 +17,7 @@ from PIL import Image
 from serving import SERVED, mnist_digits, photo_of
 
 import zoo
+from zoo.cli.main import FLAGS
 from zoo.serve import create_app
 from zoo.store.versions import RELEASED_WEIGHTS
 
@@ -420,13 +421,17 @@ def test_onnx_backend_answers_like_torch(served_weights, data_dir):
 
 
 def test_onnx_backend_without_exports_names_the_export_command(trained_weights):
-    with pytest.raises(zoo.ExportError, match=r"zoo export mnist-mlp:1 --format onnx"):
+    with pytest.raises(zoo.ExportError, match=re.escape("export('mnist-mlp:1', formats=['onnx'])")) as raised:
         create_app({"WEIGHTS_DIR": str(trained_weights), "BACKEND": "onnx"})
+    assert "zoo export mnist-mlp:1 --format onnx" in raised.value.spelled(FLAGS)
 
 
 def test_empty_weights_root_says_what_to_do(tmp_path):
-    with pytest.raises(zoo.UnknownVersionError, match="nothing to serve.*zoo train"):
+    python = r"nothing to serve.*\(train\('mnist-mlp'\)\) or pass weights_dir"
+    with pytest.raises(zoo.UnknownVersionError, match=python) as raised:
         create_app({"WEIGHTS_DIR": str(tmp_path)})
+    assert re.search("nothing to serve.*zoo train", raised.value.spelled(FLAGS))
+    assert re.search("nothing to serve.*--weights-dir", raised.value.spelled(FLAGS))
 
 
 def test_shipped_mnist_weights_score_their_recorded_accuracy_through_the_server(data_dir):

@@ -25,25 +25,60 @@ class Setting:
     def __str__(self) -> str:
         return self.parameter if self.value is None else f"{self.parameter}={self.value!r}"
 
+    def spelled(self, spell: dict[str, str]) -> str | None:
+        """The setting in a front end's words (`spell[parameter]`, then the value; a list's values each after its
+        own), or None where `spell` does not name the parameter."""
+        words = spell.get(self.parameter)
+        if words is None or self.value is None:
+            return words
+        values = self.value if isinstance(self.value, (list, tuple)) else [self.value]
+        return " ".join(f"{words} {value}" for value in values)
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call of the zoo's API that an error's message names as a fix: `str()` is how the message spells it,
+    e.g. export('lenet:1', formats=['pt2']); a front end with a command for `function` says that command instead,
+    with its settings as its own flags (the CLI: zoo export lenet:1 --format pt2)."""
+
+    function: str
+    ref: str | None = None  # the model or version it is called on; None: the caller's own, shown as ...
+    settings: tuple[Setting, ...] = ()
+
+    def __str__(self) -> str:
+        arguments = ["..." if self.ref is None else repr(self.ref), *map(str, self.settings)]
+        return f"{self.function}({', '.join(arguments)})"
+
+    def spelled(self, spell: dict[str, str]) -> str | None:
+        """The call as `spell[function]` with the reference and each setting in `spell`'s words, or None where
+        `spell` has no command for `function`."""
+        command = spell.get(self.function)
+        if command is None:
+            return None
+        words = [command, *([] if self.ref is None else [self.ref])]
+        words += [setting.spelled(spell) or str(setting) for setting in self.settings]
+        return " ".join(words)
+
 
 class ZooError(Exception):
-    """Base of every error the zoo raises on purpose; `settings` are the parameters its message names as fixes."""
+    """Base of every error the zoo raises on purpose; `settings` are the parameters (and calls) its message names
+    as fixes."""
 
     caller_error: ClassVar[bool] = True
 
-    def __init__(self, message: str = "", *, settings: tuple[Setting, ...] = ()) -> None:
+    def __init__(self, message: str = "", *, settings: tuple[Setting | Call, ...] = ()) -> None:
         super().__init__(message)
         self.settings = settings
 
     def spelled(self, spell: dict[str, str]) -> str:
-        """The message with each setting whose parameter `spell` names in that front end's words: `spell[parameter]`
-        for the parameter, with the value after it (the CLI: {"device": "--device"} turns device='cpu' into
-        --device cpu)."""
+        """The message with each setting and call that `spell` names said in that front end's words:
+        `spell[parameter]` for a parameter, with the value after it (the CLI: {"device": "--device"} turns
+        device='cpu' into --device cpu), and `spell[function]` for a call (Call.spelled)."""
         message = str(self)
-        for setting in self.settings:
-            if setting.parameter in spell:
-                words = spell[setting.parameter]
-                message = message.replace(str(setting), words if setting.value is None else f"{words} {setting.value}")
+        for fix in self.settings:
+            words = fix.spelled(spell)
+            if words is not None:
+                message = message.replace(str(fix), words)
         return message
 
 

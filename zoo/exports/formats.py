@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.core.errors import IntegrityError, VerificationError
+from zoo.core.errors import Call, IntegrityError, Setting, VerificationError
 
 if TYPE_CHECKING:  # the table is read by the command line's --help and completion, which must not load torch
     import numpy as np
@@ -213,8 +213,9 @@ def check_pt2_archive(path: Path, data: bytes) -> None:
     members other than tensors, configs and example inputs (AOTInductor libraries, pickled legacy files, custom or
     opaque objects), payloads marked `use_pickle`, or example inputs that a weights_only load refuses."""
     def refuse(reason: str) -> IntegrityError:
+        fix = Call("export", settings=(Setting("formats", ["pt2"]),))
         return IntegrityError(f"{path} is refused: {reason}; the zoo loads only what torch.export.save writes for "
-                              "tensors, without unpickling (re-export it with `zoo export --format pt2`)")
+                              f"tensors, without unpickling (re-export it with `{fix}`)", settings=(fix,))
 
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo.core.errors import InvalidInputError, MissingArtifactError, NotExportableError
+from zoo.core.errors import Call, InvalidInputError, MissingArtifactError, NotExportableError, Setting
 from zoo.core.registry import get_model
 from zoo.core.spec import ModelSpec
 from zoo.exports.formats import BACKENDS, FORMATS, NumpyPredict, file_of, platform_of, torch_predict
@@ -69,9 +69,11 @@ def exportable_model(name: str) -> ModelSpec:
     """The spec of `name` if it has a forward pass over inputs to export and run; raise saying so otherwise."""
     spec = get_model(name)
     if not spec.exportable:
+        why = Call("describe_model", name)
         raise NotExportableError(
             f"{name} cannot be exported or run on inputs: it has no forward pass over inputs "
-            f"(only models with an input spec can; `zoo info {name}` says why)"
+            f"(only models with an input spec can; `{why}` says why)",
+            settings=(why,),
         )
     return spec
 
@@ -88,9 +90,9 @@ def artifact_path(name: str, version: int, folder: Path, manifest: Manifest, bac
     # The file the manifest names, or the format's own name; a name or symlink leading out of the folder is refused.
     path = version_file(folder, (record or {}).get("file", FORMATS[backend].file), f"artifacts.{backend}.file")
     if record is None or not path.is_file():
+        fix = Call("export", f"{name}:{version}", (Setting("formats", [backend]),))
         raise MissingArtifactError(
-            f"{name} version {version} has no {backend} artifact in {folder}; "
-            f"create it with `zoo export {name}:{version} --format {backend}`"
+            f"{name} version {version} has no {backend} artifact in {folder}; create it with `{fix}`", settings=(fix,)
         )
     check_sha256(path, record["sha256"])
     return path

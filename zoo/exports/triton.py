@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.core.errors import IntegrityError, InvalidSettingError, MissingArtifactError, NotExportableError
+from zoo.core.errors import Call, IntegrityError, InvalidSettingError, MissingArtifactError, NotExportableError, Setting
 from zoo.core.registry import list_models
 from zoo.core.spec import ModelSpec, TensorSpec
 from zoo.exports.formats import FORMATS, TORCH_PLATFORM, TRITON_FORMATS
@@ -145,9 +145,10 @@ def _chosen_versions(store: WeightsStore, refs: Sequence[str], formats: Sequence
             if exported:
                 chosen[name] = exported
         if not chosen:
+            fix = Call("export", "mnist-mlp", (Setting("formats", [formats[0]]),))
             raise MissingArtifactError(
-                f"no version in {store.where} is exported to {' and '.join(formats)}; export one first, "
-                f"e.g. `zoo export mnist-mlp --format {formats[0]}`"
+                f"no version in {store.where} is exported to {' and '.join(formats)}; export one first, e.g. `{fix}`",
+                settings=(fix,),
             )
     return {name: sorted(versions) for name, versions in chosen.items()}
 
@@ -202,9 +203,11 @@ def _onnx_tensors(path: Path) -> tuple[tuple[TritonTensor, ...], tuple[TritonTen
             kind = value.type.tensor_type
             dims = list(kind.shape.dim)
             if not dims or not dims[0].dim_param:
+                fix = Call("export")
                 raise IntegrityError(
-                    f"{path}: {value.name!r} has no dynamic batch dimension; expected [N, ...] "
-                    "(re-export it with `zoo export`)"
+                    f"{path}: {value.name!r} has no dynamic batch dimension; expected [N, ...] (re-export it with "
+                    f"`{fix}`)",
+                    settings=(fix,),
                 )
             tensors.append(
                 TritonTensor(

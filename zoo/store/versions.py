@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import platformdirs
 from safetensors import SafetensorError
 
-from zoo.core.errors import IntegrityError, ReadOnlyVersionError, Setting, UnknownVersionError
+from zoo.core.errors import Call, IntegrityError, ReadOnlyVersionError, Setting, UnknownVersionError
 from zoo.store.atomic import (
     CARD_STAGING_PREFIX,
     VERSION_STAGING_PREFIX,
@@ -181,8 +181,9 @@ class WeightsStore:
         known = self.versions(name)
         if version is None:
             if not known:
+                fix = Call("train", name)
                 raise UnknownVersionError(
-                    f"no trained versions of {name!r} in {self.where}; train one first (zoo train {name})"
+                    f"no trained versions of {name!r} in {self.where}; train one first ({fix})", settings=(fix,)
                 )
             return known[-1]
         if version not in known:

@@ -10,18 +10,24 @@ its shard of every batch under DistributedDataParallel; rank 0 alone evaluates a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import signal
 import sys
+import time
+import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from zoo.core.errors import DistributedRunError, ZooError
+from zoo.core.errors import Call, DistributedRunError, Setting, ZooError
+from zoo.store.atomic import replace_file
 
 if TYPE_CHECKING:
     from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
@@ -133,11 +139,31 @@ def from_main_rank(value: Any) -> Any:
 
 def record_failure(error: BaseException) -> None:
     """Write a zoo error of this rank where torch.distributed's launcher reads it (TORCHELASTIC_ERROR_FILE), so
-    `launch` names this rank and its message as the run's cause; a no-op outside a launched run."""
-    if isinstance(error, ZooError) and os.environ.get("TORCHELASTIC_ERROR_FILE"):
-        from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+    `launch` names this rank and its message as the run's cause; a no-op outside a launched run.
 
-        ErrorHandler().record_exception(error)
+    The file is what torch's ErrorHandler.record_exception writes, with the error's settings beside the message:
+    the message stays in Python's words, and the launching process's front end spells it once (ZooError.spelled)."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if isinstance(error, ZooError) and path:
+        extra = {"py_callstack": traceback.format_exc(), "timestamp": str(int(time.time())),
+                 _SETTINGS_KEY: [dataclasses.asdict(fix) for fix in error.settings]}
+        text = json.dumps({"message": {"message": f"{type(error).__name__}: {error}", "extraInfo": extra}})
+        replace_file(Path(path), lambda handle: handle.write(text.encode("utf-8")))
+
+
+_SETTINGS_KEY = "zoo_settings"
+
+
+def recorded_settings(failure: ProcessFailure) -> tuple[Setting | Call, ...]:
+    """The settings of the error a failed rank recorded (record_failure); none for another failure."""
+    message = failure.message if recorded(failure) else None
+    extra: dict[str, Any] = message.get("extraInfo", {}) if isinstance(message, dict) else {}
+
+    def setting(data: dict[str, Any]) -> Setting:
+        return Setting(data["parameter"], data["value"])
+
+    return tuple(Call(data["function"], data["ref"], tuple(map(setting, data["settings"]))) if "function" in data
+                 else setting(data) for data in extra.get(_SETTINGS_KEY, []))
 
 
 @dataclass(frozen=True)
@@ -205,7 +231,8 @@ def launch(topology: Topology, module: str, args: Sequence[str]) -> None:
     except ChildFailedError as error:
         rank, failure = root_cause(error.failures)
         raise DistributedRunError(
-            f"rank {rank} of {topology.world_size} failed: {describe(failure)}; no version was published"
+            f"rank {rank} of {topology.world_size} failed: {describe(failure)}; no version was published",
+            settings=recorded_settings(failure),
         ) from None
 
 
