@@ -82,8 +82,9 @@ def _version(text: str) -> str | None:
     return text or None
 
 
-# The typed contents field that carries each datatype's values (grpc_predict_v2.proto's InferTensorContents).
-CONTENTS = {"FP32": "fp32_contents"}
+# The typed contents field that carries the values of each dtype a TensorSpec declares (grpc_predict_v2.proto's
+# InferTensorContents).
+CONTENTS = {"float32": "fp32_contents"}
 
 
 def decode_infer(request: Any, runtime: Runtime, limits: RequestLimits) -> np.ndarray:
@@ -109,7 +110,7 @@ def decode_infer(request: Any, runtime: Runtime, limits: RequestLimits) -> np.nd
                                     f"contents, got {len(request.raw_input_contents)} raw entries"
                                     f"{' and ' + ', '.join(typed) if typed else ''}")
         return tensor_values(spec, shape, limits, raw=request.raw_input_contents[0])
-    wanted = CONTENTS[v2_datatype(spec)]
+    wanted = CONTENTS[spec.dtype]
     if typed != [wanted]:
         raise InvalidInputError(f"expected input {spec.name!r} {v2_datatype(spec)} values in {wanted} or "
                                 f"raw_input_contents, got {', '.join(typed) or 'neither'}")
@@ -146,7 +147,7 @@ class InferenceService:
     def model_metadata(self, request: Any) -> Any:
         self._check_ready()
         runtime = self.served.get(request.name, _version(request.version))
-        document = model_metadata(request.name, runtime, list(self.served.versions(request.name)))
+        document = model_metadata(self.served.description(request.name), runtime)
         document.pop("parameters")  # the proto's ModelMetadataResponse has no parameters
         return pb.ModelMetadataResponse(**document)
 

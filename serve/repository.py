@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.catalog import ModelDescription, describe
 from zoo.core.errors import (
     Call,
     InvalidSettingError,
@@ -293,6 +294,10 @@ class ServedModels:
     def names(self) -> list[str]:
         """The served models' names."""
         return list(self.runtimes)
+
+    def description(self, name: str) -> ModelDescription:
+        """`name` as every listing describes it (zoo.catalog.describe), with its served versions."""
+        return describe(name, [runtime.manifest for runtime in self.versions(name).values()])
 
     def versions(self, name: str) -> dict[int, Runtime]:
         """The served versions of `name` (the 404-kind error when it is not served)."""

@@ -7,32 +7,33 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from zoo.catalog import describe
 from zoo.serve.checks import interface
 from zoo.serve.context import request_limits, served_models, served_runtime
 from zoo.serve.forms import FORMS
 from zoo.serve.metrics import record_inference
-from zoo.store.manifest import version_summary
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
 
 
 def model_metadata(name: str) -> dict[str, Any]:
     """What a client needs to call a served model: its tensors, form, preprocessing and served versions."""
-    versions = served_models().versions(name)
-    latest = versions[max(versions)]
-    spec = latest.spec
-    tensors = interface(spec)
+    runtimes = served_models().versions(name)
+    latest = runtimes[max(runtimes)]
+    described = describe(name, [runtime.manifest for runtime in runtimes.values()])
+    entry = described.entry
     return {
         "name": name,
-        "summary": spec.summary,
-        "task": spec.task,
-        "form": tensors.form.value,
-        "input": tensors.input.to_dict(),
-        "output": tensors.output.to_dict(),
-        "preprocessing": spec.preprocessing,
+        "summary": entry["summary"],
+        "task": entry["task"],
+        "form": entry["form"],
+        "input": entry["input"],
+        "output": entry["output"],
+        "preprocessing": entry["preprocessing"],
         "backend": latest.backend,
         "latest_version": latest.version,
-        "versions": [{**version_summary(r.manifest), "backend": r.backend} for r in versions.values()],
+        "versions": [{**summary, "backend": runtime.backend}
+                     for summary, runtime in zip(described.versions, runtimes.values(), strict=True)],
         "predict": f"/v1/models/{name}/predict",
     }
 

@@ -58,7 +58,7 @@ def server() -> Response:
 @v2.get("/models/<name>/versions/<version>")
 def metadata(name: str, version: str | None = None) -> Response:
     runtime = served_runtime(name, version)
-    return jsonify(model_metadata(name, runtime, list(served_models().versions(name))))
+    return jsonify(model_metadata(served_models().description(name), runtime))
 
 
 @v2.get("/models/<name>/ready")

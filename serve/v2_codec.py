@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.catalog import ModelDescription
 from zoo.core.errors import InvalidInputError
 from zoo.core.spec import TensorSpec
 from zoo.exports.runtimes import Runtime
@@ -27,8 +28,6 @@ V2_REQUEST_KEYS = {"id", "model_name", "model_version", "parameters", "inputs", 
 V2_TENSOR_KEYS = {"name", "shape", "datatype", "data", "parameters"}
 V2_OUTPUT_KEYS = {"name", "parameters"}
 MAX_DIMENSIONS = 8
-# The v2 protocol's names for the dtypes a TensorSpec declares.
-V2_DATATYPES = {"float32": "FP32"}
 SERVER_EXTENSIONS = ["binary_tensor_data", "statistics"]  # statistics: serve/statistics.py
 
 # A byte count in a header: ASCII digits, short enough that int() is cheap (str.isdigit takes "²" and "١").
@@ -36,8 +35,8 @@ _BYTE_COUNT = re.compile(r"0|[1-9][0-9]{0,17}")
 
 
 def v2_datatype(tensor: TensorSpec) -> str:
-    """The v2 protocol's datatype of `tensor` (FP32 for float32)."""
-    return V2_DATATYPES[tensor.dtype]
+    """The v2 protocol's datatype of `tensor` (FP32 for float32): TensorSpec.datatype."""
+    return tensor.datatype
 
 
 def wire_dtype(tensor: TensorSpec) -> np.dtype[Any]:
@@ -60,15 +59,18 @@ def server_metadata() -> dict[str, Any]:
     return {"name": "zoo", "version": package_version("zoo"), "extensions": SERVER_EXTENSIONS}
 
 
-def model_metadata(name: str, runtime: Runtime, versions: list[int]) -> dict[str, Any]:
-    """The v2 model metadata of `runtime` (one served version of `name`), listing every served version."""
+def model_metadata(described: ModelDescription, runtime: Runtime) -> dict[str, Any]:
+    """The v2 model metadata of `runtime` (one served version of the model `described` with every served version)."""
+    # The description's tensors are the spec's: None only for a model that runs on no inputs, which interface()
+    # refuses (no such model is served).
     tensors = interface(runtime.spec)
+    inputs, outputs = described.input or tensors.input, described.output or tensors.output
     return {
-        "name": name,
-        "versions": [str(v) for v in versions],
+        "name": described.name,
+        "versions": [str(v) for v in described.version_numbers],
         "platform": runtime.platform,
-        "inputs": [tensor_metadata(tensors.input)],
-        "outputs": [tensor_metadata(tensors.output)],
+        "inputs": [tensor_metadata(inputs)],
+        "outputs": [tensor_metadata(outputs)],
         # The platform is the same for every ONNX file; which one answers (float32, int8, float16) is said here.
         "parameters": {"backend": runtime.backend, "file": runtime.file or runtime.manifest["weights"]["file"]},
     }

@@ -32,13 +32,24 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 R = TypeVar("R", bound=Recipe)
 
 
+# The Open Inference Protocol's (v2: KServe, Triton) name of each dtype a TensorSpec may declare, the one mapping
+# between them; Triton's model configuration spells the same names after TYPE_.
+DATATYPES = {"float32": "FP32", "float16": "FP16", "float64": "FP64", "int64": "INT64", "int32": "INT32",
+             "int8": "INT8", "uint8": "UINT8", "bool": "BOOL"}
+
+
 @dataclass(frozen=True)
 class TensorSpec:
-    """A named tensor with its shape (`"N"` marks the batch dimension) and dtype."""
+    """A named tensor with its shape (`"N"` marks the batch dimension) and dtype (a numpy dtype name)."""
 
     name: str
     shape: tuple[Any, ...]
     dtype: str = "float32"
+
+    @property
+    def datatype(self) -> str:
+        """The dtype as the v2 protocol names it (FP32 for float32: DATATYPES)."""
+        return DATATYPES[self.dtype]
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}

@@ -18,7 +18,7 @@ from typing import Any
 
 from zoo.core.errors import Call, IntegrityError, InvalidSettingError, MissingArtifactError, NotExportableError, Setting
 from zoo.core.registry import list_models
-from zoo.core.spec import ModelSpec, TensorSpec
+from zoo.core.spec import DATATYPES, ModelSpec, TensorSpec
 from zoo.exports.formats import FORMATS, TORCH_PLATFORM, TRITON_FORMATS
 from zoo.exports.runtimes import artifact_path, exportable_model
 from zoo.store.atomic import publish_mode, staged_folder, storage_errors
@@ -27,11 +27,10 @@ from zoo.store.versions import WeightsStore, parse_ref
 # The format whose folder takes the model's own name; every other format's folder is MODEL-FORMAT.
 MAIN_FORMAT = "onnx"
 DEFAULT_MAX_BATCH = 256
-# Triton's data types (model_config.proto) by the spec's dtype names and by ONNX's TensorProto names.
-_TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",
-                 "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "bool": "TYPE_BOOL"}
-_ONNX_TYPES = {"FLOAT": "TYPE_FP32", "FLOAT16": "TYPE_FP16", "DOUBLE": "TYPE_FP64", "INT64": "TYPE_INT64",
-               "INT32": "TYPE_INT32", "INT8": "TYPE_INT8", "UINT8": "TYPE_UINT8", "BOOL": "TYPE_BOOL"}
+# The spec's dtype names by ONNX's TensorProto names; Triton's data types (model_config.proto) are TYPE_ and the
+# v2 name of a TensorSpec's dtype (zoo.core.spec.DATATYPES).
+_ONNX_DTYPES = {"FLOAT": "float32", "FLOAT16": "float16", "DOUBLE": "float64", "INT64": "int64", "INT32": "int32",
+                "INT8": "int8", "UINT8": "uint8", "BOOL": "bool"}
 
 
 @dataclass(frozen=True)
@@ -188,7 +187,12 @@ def _tensors(
 
 
 def _from_spec(name: str, tensor: TensorSpec) -> TritonTensor:
-    return TritonTensor(name, _TRITON_TYPES[tensor.dtype], tuple(tensor.features))
+    return TritonTensor(name, _triton_type(tensor.dtype), tuple(tensor.features))
+
+
+def _triton_type(dtype: str) -> str:
+    """Triton's data type for a spec's dtype name (TYPE_FP32 for float32)."""
+    return f"TYPE_{DATATYPES[dtype]}"
 
 
 def _onnx_tensors(path: Path) -> tuple[tuple[TritonTensor, ...], tuple[TritonTensor, ...]]:
@@ -212,7 +216,7 @@ def _onnx_tensors(path: Path) -> tuple[tuple[TritonTensor, ...], tuple[TritonTen
             tensors.append(
                 TritonTensor(
                     value.name,
-                    _ONNX_TYPES[onnx.TensorProto.DataType.Name(kind.elem_type)],
+                    _triton_type(_ONNX_DTYPES[onnx.TensorProto.DataType.Name(kind.elem_type)]),
                     tuple(d.dim_value for d in dims[1:]),
                 )
             )
