@@ -51,7 +51,7 @@ def baseline_app(weights_dir: str):
 
     from zoo.store.loading import load_version
 
-    model = load_version(MODEL, weights_dir).model
+    model = load_version(MODEL, weights_dir=weights_dir).model
     app = Flask("baseline")
 
     @app.post("/predict")

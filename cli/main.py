@@ -131,7 +131,8 @@ def complete_ref(ctx: typer.Context, incomplete: str) -> list[str]:
         versions = zoo.WeightsStore(ctx.params.get("weights_dir")).versions(name)
     except Exception:
         return []
-    return [ref for ref in (*(f"{name}:{v}" for v in versions), f"{name}:latest") if ref.startswith(incomplete)]
+    return [ref for ref in (*(str(zoo.ModelRef(name, v)) for v in versions), f"{name}:latest")
+            if ref.startswith(incomplete)]
 
 
 def complete_recipe(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -184,7 +185,8 @@ def list_command(
     as_json: JsonFlag = False,
 ) -> None:
     """List the registered models with their recipes and trained versions."""
-    rows = [zoo.describe_model(name, weights_dir) for name in zoo.model_catalog()]
+    store = zoo.WeightsStore.at(weights_dir)
+    rows = [zoo.describe_model(name, store) for name in zoo.model_catalog()]
     if as_json:
         return _print_json(rows)
     table = Table(title="zoo models")
@@ -207,7 +209,7 @@ def list_command(
 @app.command()
 def info(model: ModelArg, weights_dir: WeightsDir = None, as_json: JsonFlag = False) -> None:
     """Show a model's architecture, parameter count, recipes and versions."""
-    row = zoo.describe_model(model, weights_dir)
+    row = zoo.describe_model(model, zoo.WeightsStore.at(weights_dir))
     if as_json:
         return _print_json(row)
     console.print(f"[bold]{row['name']}[/] - {row['summary']}")
@@ -315,6 +317,7 @@ def train(
         if value is not None:
             overrides[key] = value
     topology, world = zoo.Topology(nproc_per_node, nnodes, node_rank, master_addr, master_port), zoo.World.from_env()
+    store, parent = zoo.WeightsStore.at(weights_dir), zoo.ModelRef.parse(from_) if from_ is not None else None
     if topology.world_size > 1:
         if world.size > 1:
             raise zoo.InvalidSettingError(
@@ -323,8 +326,8 @@ def train(
             )
         # The caller's mistakes are refused here, before any process starts; each rank is zoo's own entry point.
         zoo.check_training(model, recipe, overrides, device, topology.world_size)
-        launched = zoo.launch_training(topology, model, recipe=recipe, overrides=overrides, device=device,
-                                       data_dir=data_dir, weights_dir=weights_dir, parent=from_, resume=resume,
+        launched = zoo.launch_training(topology, model, recipe=recipe, overrides=overrides, data_dir=data_dir,
+                                       weights_dir=store, device=device, parent=parent, resume=resume,
                                        checkpoint_every=checkpoint_every)
         return _report_training(model, launched, as_json) if launched is not None else None
     from rich.progress import (
@@ -355,11 +358,11 @@ def train(
             model,
             recipe,
             overrides,
-            device=device,
             data_dir=data_dir,
-            weights_dir=weights_dir,
+            weights_dir=store,
+            device=device,
             on_progress=lambda p: bar.update(task, completed=p.step, total=p.total, loss=p.loss),
-            parent=from_,
+            parent=parent,
             resume=resume,
             checkpoint_every=checkpoint_every,
             on_resume=resumed,
@@ -374,7 +377,7 @@ def _report_training(model: str, result: Any, as_json: bool) -> None:
     for failure in result.card_failures:
         errors.print(
             f"[bold yellow]warning:[/] the card was published without {escape(failure)}; "
-            f"`zoo card {model}:{result.version}` draws it again",
+            f"`zoo card {zoo.ModelRef(model, result.version)}` draws it again",
             soft_wrap=True,
         )
     if as_json:
@@ -414,14 +417,13 @@ def evaluate(
     as_json: JsonFlag = False,
 ) -> None:
     """Check a version's weights against its manifest and recompute its held-out metrics."""
-    report = zoo.evaluate(ref, weights_dir=weights_dir, data_dir=data_dir, device=device, backend=backend.value)
+    report = zoo.evaluate(zoo.ModelRef.parse(ref), data_dir=data_dir, weights_dir=zoo.WeightsStore.at(weights_dir),
+                          device=device, backend=backend.value)
     if as_json:
-        return _print_json(report)
-    table = Table(
-        "metric", "now", "recorded", title=f"{report['model']} version {report['version']} ({report['backend']})"
-    )
-    for key, value in report["metrics"].items():
-        table.add_row(key, _fmt(value), _fmt(report["recorded"].get(key, "-")))
+        return _print_json(report.to_dict())
+    table = Table("metric", "now", "recorded", title=f"{report.model} version {report.version} ({report.backend})")
+    for key, value in report.metrics.items():
+        table.add_row(key, _fmt(value), _fmt(report.recorded.get(key, "-")))
     console.print(table)
 
 
@@ -444,11 +446,10 @@ def export(
 ) -> None:
     """Export a version to ONNX (float32, int8, fp16), TorchScript or torch.export files beside its weights, each
     verified: against eager, or for int8 and fp16 on the test split against float32."""
-    report = zoo.export(
-        ref, [f.value for f in format_], opset=opset, verify=verify, weights_dir=weights_dir, data_dir=data_dir
-    )
+    report = zoo.export(zoo.ModelRef.parse(ref), [f.value for f in format_], data_dir=data_dir,
+                        weights_dir=zoo.WeightsStore.at(weights_dir), opset=opset, verify=verify)
     if as_json:
-        return _print_json(report)
+        return _print_json(report.to_dict())
     table = Table(
         "format",
         "file",
@@ -456,9 +457,9 @@ def export(
         "sha256",
         "max abs diff",
         "test split",
-        title=f"{report['model']} version {report['version']} -> {report['folder']}",
+        title=f"{report.model} version {report.version} -> {report.folder}",
     )
-    for fmt, entry in report["artifacts"].items():
+    for fmt, entry in report.artifacts.items():
         check = entry["verification"]
         table.add_row(
             fmt,
@@ -469,7 +470,7 @@ def export(
             _task_score(check),
         )
     console.print(table)
-    for fmt in report["artifacts"]:
+    for fmt in report.artifacts:
         if zoo.FORMATS[fmt].note:
             console.print(f"note: {zoo.FORMATS[fmt].note}")
 
@@ -550,7 +551,7 @@ def serve(
         workers=workers,
         threads=threads,
         backend=backend.value,
-        weights_dir=weights_dir,
+        weights_dir=zoo.WeightsStore.at(weights_dir),
         max_body_bytes=max_body_bytes,
         max_batch=max_batch,
         models=chosen,
@@ -597,11 +598,11 @@ def predict(
     if as_json and as_csv:
         raise zoo.InvalidSettingError("expected one of --json and --csv, got both")
     run = zoo.predict(
-        ref,
+        zoo.ModelRef.parse(ref),
         inputs,
-        backend=backend.value,
-        weights_dir=weights_dir,
+        weights_dir=zoo.WeightsStore.at(weights_dir),
         device=device,
+        backend=backend.value,
         batch_size=batch_size,
         stdin=sys.stdin.buffer,
     )
@@ -625,7 +626,7 @@ def predict(
         disable=len(run.sources) <= PROGRESS_AFTER,
     )
     with bar:
-        task = bar.add_task(f"predict {run.runtime.name}:{run.runtime.version}", total=len(run.sources))
+        task = bar.add_task(f"predict {zoo.ModelRef(run.runtime.name, run.runtime.version)}", total=len(run.sources))
         run.on_input = lambda done: bar.update(task, completed=done)
         failed = _print_predictions(run, top_k, "json" if as_json else "csv" if as_csv else "table", errors)
     if failed:
@@ -689,7 +690,9 @@ def triton_repo(
     as_json: JsonFlag = False,
 ) -> None:
     """Write a Triton Inference Server model repository (config.pbtxt + numbered model.onnx) from exported versions."""
-    report = zoo.write_triton_repository(directory, refs or [], [f.value for f in format_], max_batch_size, weights_dir)
+    report = zoo.write_triton_repository(directory, [zoo.ModelRef.parse(ref) for ref in refs or []],
+                                         [f.value for f in format_], weights_dir=zoo.WeightsStore.at(weights_dir),
+                                         max_batch_size=max_batch_size)
     if as_json:
         return _print_json(report)
     table = Table(
@@ -720,13 +723,14 @@ def card(
     as_json: JsonFlag = False,
 ) -> None:
     """Write or rewrite a stored version's model card (README.md) and its figures, in the version's folder."""
-    report = zoo.draw_card(ref, weights_dir=weights_dir, data_dir=data_dir, device=device)
+    report = zoo.draw_card(zoo.ModelRef.parse(ref), data_dir=data_dir, weights_dir=zoo.WeightsStore.at(weights_dir),
+                           device=device)
     if as_json:
-        return _print_json(report)
+        return _print_json(report.to_dict())
     console.print(
-        f"[bold green]{report['model']}[/] version {report['version']}: card and "
-        f"{len(report['figures'])} figures ({', '.join(report['figures'])}) drawn in "
-        f"{report['drawing_seconds']:.1f} s -> {report['folder']}"
+        f"[bold green]{report.model}[/] version {report.version}: card and "
+        f"{len(report.figures)} figures ({', '.join(report.figures)}) drawn in "
+        f"{report.drawing_seconds:.1f} s -> {report.folder}"
     )
 
 
@@ -743,19 +747,20 @@ def compare(
     as_json: JsonFlag = False,
 ) -> None:
     """Set versions of one model side by side: metrics, recipe differences, and their loss curves in one figure."""
-    report = zoo.compare(refs, weights_dir=weights_dir, figure=figure)
+    report = zoo.compare([zoo.ModelRef.parse(ref) for ref in refs], weights_dir=zoo.WeightsStore.at(weights_dir),
+                         figure=figure)
     if as_json:
-        return _print_json(report)
-    heads = [f"{report['model']}:{version}" for version in report["versions"]]
-    metrics = Table("metric", *heads, title=f"{report['model']}: metrics")
-    for key, values in report["metrics"].items():
+        return _print_json(report.to_dict())
+    heads = [str(zoo.ModelRef(report.model, version)) for version in report.versions]
+    metrics = Table("metric", *heads, title=f"{report.model}: metrics")
+    for key, values in report.metrics.items():
         metrics.add_row(key, *(_fmt(v) if v is not None else "-" for v in values))
     console.print(metrics)
     recipes = Table("hyperparameter", *heads, title="recipe differences")
-    for key, values in report["recipe_differences"].items():
+    for key, values in report.recipe_differences.items():
         recipes.add_row(key, *(_fmt(v) for v in values))
-    console.print(recipes if report["recipe_differences"] else "the recipes are the same")
-    console.print(f"loss curves -> {report['figure']}")
+    console.print(recipes if report.recipe_differences else "the recipes are the same")
+    console.print(f"loss curves -> {report.figure}")
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 from zoo.inputs.imaging import DEFAULT_MAX_PIXELS
 from zoo.serve.cards import cards
 from zoo.serve.checks import DEFAULT_MAX_BATCH, RequestLimits
-from zoo.serve.context import LIMITS_KEY, MODELS_KEY, served_models
+from zoo.serve.context import LIMITS_KEY, MODELS_KEY, STORE_KEY, served_models
 from zoo.serve.errors import register_error_handlers
 from zoo.serve.health import health
 from zoo.serve.json_provider import OrjsonProvider
@@ -21,6 +21,7 @@ from zoo.serve.repository import AUTO, ServedModels, VersionPolicy
 from zoo.serve.statistics import statistics
 from zoo.serve.v1 import v1
 from zoo.serve.v2 import v2
+from zoo.store.versions import WeightsStore
 
 DEFAULTS: dict[str, Any] = {
     "WEIGHTS_DIR": None,  # None: $ZOO_WEIGHTS_DIR, else your user folder beside the released versions
@@ -54,7 +55,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         import torch
 
         torch.set_num_threads(app.config["TORCH_THREADS"])
-    served = ServedModels(app.config["MODELS"], app.config["WEIGHTS_DIR"], app.config["BACKEND"],
+    # One store per app: the served models and the card pages read the same one.
+    store = app.extensions[STORE_KEY] = WeightsStore.at(app.config["WEIGHTS_DIR"])
+    served = ServedModels(app.config["MODELS"], store, app.config["BACKEND"],
                           VersionPolicy.parse(str(app.config["VERSIONS"])), app.config["RUNTIME_THREADS"]).open()
     record_loaded(served)
     if app.config["POLL_SECONDS"]:

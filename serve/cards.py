@@ -7,12 +7,14 @@ import re
 from xml.etree.ElementTree import Element
 
 import markdown
-from flask import Blueprint, Response, current_app, send_from_directory
+from flask import Blueprint, Response, send_from_directory
 from markdown.treeprocessors import Treeprocessor
 from werkzeug.exceptions import NotFound
 
 from zoo.cards.card import StoredCard, stored_card
 from zoo.core.errors import UnknownVersionError
+from zoo.core.reference import ModelRef
+from zoo.serve.context import weights_store
 from zoo.serve.repository import version_number
 
 cards = Blueprint("cards", __name__)
@@ -84,7 +86,7 @@ def _card(name: str, version: str | None) -> StoredCard:
     number = None if version is None else version_number(version)
     if version is not None and number is None:
         raise UnknownVersionError(f"expected a version number like 1 or 12, got {version[:40]!r}")
-    return stored_card(name, number, current_app.config["WEIGHTS_DIR"])
+    return stored_card(name, number, weights_dir=weights_store())
 
 
 @cards.get("/models/<name>")
@@ -100,6 +102,6 @@ def card_figure(name: str, version: str, file: str) -> Response:
     card = _card(name, version)
     if file not in card.figures:
         raise NotFound(
-            f"{name}:{card.version} has no figure {file!r}; its card shows {', '.join(card.figures) or 'none'}"
+            f"{ModelRef(name, card.version)} has no figure {file!r}; its card shows {', '.join(card.figures) or 'none'}"
         )
     return send_from_directory(card.folder, file, mimetype="image/png", max_age=0)

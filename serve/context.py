@@ -11,14 +11,21 @@ from flask import current_app, g
 from zoo.exports.runtimes import Runtime
 from zoo.serve.checks import RequestLimits
 from zoo.serve.repository import ServedModels
+from zoo.store.versions import WeightsStore
 
-MODELS_KEY, LIMITS_KEY = "zoo.models", "zoo.limits"
+MODELS_KEY, LIMITS_KEY, STORE_KEY = "zoo.models", "zoo.limits", "zoo.store"
 
 
 def served_models() -> ServedModels:
     """The ServedModels of the app handling the current request."""
     served: ServedModels = current_app.extensions[MODELS_KEY]
     return served
+
+
+def weights_store() -> WeightsStore:
+    """The WeightsStore the app handling the current request serves from."""
+    store: WeightsStore = current_app.extensions[STORE_KEY]
+    return store
 
 
 def request_limits() -> RequestLimits:

@@ -24,8 +24,9 @@ from zoo.core.errors import (
     UnknownVersionError,
     ZooError,
 )
+from zoo.core.reference import ModelRef
 from zoo.core.registry import get_model, list_models
-from zoo.exports.runtimes import Runtime, check_backend, exportable_model, open_runtime
+from zoo.exports.runtimes import Runtime, check_backend, exportable_model, open_stored
 from zoo.serve.checks import interface
 from zoo.store.versions import WeightsStore, is_version_number
 
@@ -80,7 +81,7 @@ ALL_VERSIONS = VersionPolicy()
 
 
 def plan_versions(
-    models: Iterable[str] | None, weights_dir: str | None, backend: str = AUTO, policy: VersionPolicy = ALL_VERSIONS
+    models: Iterable[str] | None, store: WeightsStore, backend: str = AUTO, policy: VersionPolicy = ALL_VERSIONS
 ) -> dict[str, dict[int, str]]:
     """Each model's versions to serve under `policy`, with the backend each answers on, checked without loading.
 
@@ -90,7 +91,6 @@ def plan_versions(
     """
     if backend != AUTO:
         check_backend(backend)
-    store = WeightsStore(weights_dir)
     named = models is not None
     names = list(models) if models is not None else [name for name in list_models() if get_model(name).exportable]
     plan: dict[str, dict[int, str]] = {}
@@ -106,7 +106,7 @@ def plan_versions(
         else:
             chosen = {v: backend for v in versions if exports[v] is UNREADABLE or backend in exports[v]}
             if versions and not chosen:
-                unexported.append(f"{name}:{versions[-1]}")
+                unexported.append(str(ModelRef(name, versions[-1])))
             elif len(chosen) != len(versions):
                 skipped = ", ".join(str(v) for v in versions if v not in chosen)
                 log.warning(
@@ -179,13 +179,13 @@ class ServedModels:
     def __init__(
         self,
         models: Iterable[str] | None,
-        weights_dir: str | None,
+        store: WeightsStore,
         backend: str = AUTO,
         policy: VersionPolicy = ALL_VERSIONS,
         threads: int | None = None,
     ) -> None:
         self.models = None if models is None else tuple(models)
-        self.weights_dir, self.backend, self.policy, self.threads = weights_dir, backend, policy, threads
+        self.store, self.backend, self.policy, self.threads = store, backend, policy, threads
         self.runtimes: dict[str, dict[int, Runtime]] = {}
         self.failed: dict[tuple[str, int], str] = {}  # (model, version) -> why it is not served, for the log
         self.opened = False
@@ -198,7 +198,7 @@ class ServedModels:
 
     def open(self) -> ServedModels:
         """Open and warm up every planned version, leaving out (and logging) any that fails, then mark ready."""
-        plan = plan_versions(self.models, self.weights_dir, self.backend, self.policy)
+        plan = plan_versions(self.models, self.store, self.backend, self.policy)
         self.refresh(plan)
         for name, versions in self.runtimes.items():
             log.info("serving %s version(s) %s", name, ", ".join(f"{v} on {r.backend}" for v, r in versions.items()))
@@ -208,7 +208,7 @@ class ServedModels:
     def _open(self, name: str, version: int, backend: str) -> Runtime | None:
         """The warmed runtime, or None with one log line (the first time this version fails this way)."""
         try:
-            runtime = warmed(open_runtime(f"{name}:{version}", backend, self.weights_dir, threads=self.threads))
+            runtime = warmed(open_stored(ModelRef(name, version), self.store, backend, threads=self.threads))
         except Exception as error:  # a damaged file may fail inside onnxruntime or torch, not only in the zoo's checks
             reason = f"{type(error).__name__}: {error}"
             if self.failed.get((name, version)) != reason:
@@ -225,7 +225,7 @@ class ServedModels:
         with self._refreshing:
             if plan is None:
                 try:
-                    plan = plan_versions(self.models, self.weights_dir, self.backend, self.policy)
+                    plan = plan_versions(self.models, self.store, self.backend, self.policy)
                 except ZooError as error:
                     log.error("reload: keeping what is served: %s", error)
                     raise
@@ -242,7 +242,7 @@ class ServedModels:
                     runtime = self._open(name, version, backend)
                     if runtime is not None:
                         fresh[name][version] = runtime
-                        added.append(f"{name}:{version}")
+                        added.append(str(ModelRef(name, version)))
                     elif old is not None:
                         fresh[name][version] = old
                 if not fresh[name]:
@@ -250,7 +250,8 @@ class ServedModels:
             planned = {(name, v) for name, versions in plan.items() for v in versions}
             self.failed = {key: reason for key, reason in self.failed.items() if key in planned}
             removed = [
-                f"{name}:{v}" for name, versions in current.items() for v in versions if v not in fresh.get(name, {})
+                str(ModelRef(name, v)) for name, versions in current.items() for v in versions
+                if v not in fresh.get(name, {})
             ]
             self.runtimes = fresh
         if self.opened and (added or removed):

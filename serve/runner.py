@@ -17,7 +17,7 @@ from typing import Any
 
 from zoo.core.errors import InvalidSettingError
 from zoo.serve.repository import VersionPolicy, plan_versions
-from zoo.store.versions import WeightsStore
+from zoo.store.versions import WeightsLocation, WeightsStore
 
 
 def check_address(host: str, port: int, option: str = "--port") -> None:
@@ -81,7 +81,7 @@ def run(
     workers: int = 2,
     threads: int = 1,
     backend: str = "auto",
-    weights_dir: str | None = None,
+    weights_dir: WeightsLocation = None,
     max_body_bytes: int = 8 * 1024 * 1024,
     max_batch: int = 256,
     models: tuple[str, ...] | None = None,
@@ -113,10 +113,12 @@ def run(
         if grpc_port == port:
             raise InvalidSettingError(f"--grpc-port must differ from --port, got {port} for both")
         check_address(host, grpc_port, "--grpc-port")
-    check_weights_root(WeightsStore(weights_dir))
-    plan_versions(models, weights_dir, backend, VersionPolicy.parse(versions))
+    store = WeightsStore.at(weights_dir)
+    check_weights_root(store)
+    plan_versions(models, store, backend, VersionPolicy.parse(versions))
     # Requests already run side by side on workers and threads; intra-op threads would only fight them.
-    config = {"WEIGHTS_DIR": weights_dir, "BACKEND": backend, "MODELS": list(models) if models else None,
+    root = None if store.named_root is None else str(store.named_root)  # each worker makes the same store of it
+    config = {"WEIGHTS_DIR": root, "BACKEND": backend, "MODELS": list(models) if models else None,
               "VERSIONS": versions, "POLL_SECONDS": poll_seconds, "MAX_CONTENT_LENGTH": max_body_bytes,
               "MAX_BATCH": max_batch, "RUNTIME_THREADS": 1, "TORCH_THREADS": 1, "ACCESS_LOG": access_log,
               "THREADS": threads, "BODY_TIMEOUT": body_timeout, "MAX_QUEUE": max_queue,

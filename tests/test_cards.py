@@ -114,7 +114,7 @@ def test_a_figure_that_fails_never_costs_the_version(weights_dir, monkeypatch):
     assert card["figures"] == ["loss.png"] and card["failures"][0].startswith("confusion_matrix.png: ")
     assert (folder / "model.safetensors").is_file() and not (folder / "confusion_matrix.png").exists()
     assert "Not drawn: confusion_matrix.png" in (folder / "README.md").read_text()
-    assert zoo.evaluate("tiny-fnn:1")["metrics"]["loss"] > 0
+    assert zoo.evaluate("tiny-fnn:1").metrics["loss"] > 0
 
     before = {path.name: path.read_bytes() for path in folder.iterdir()}
     redrawn = cli("card", "tiny-fnn:1")

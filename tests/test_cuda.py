@@ -66,9 +66,9 @@ def test_every_recipe_trains_on_cuda_and_evaluates_on_cuda_and_cpu(trained_on_cu
             assert result.metrics["accuracy"] >= BARS[name]
         ref = f"{name}:{result.version}"
         on_cuda = zoo.evaluate(ref, weights_dir=str(cuda_root), data_dir=str(data_dir), device="cuda")
-        assert on_cuda["metrics"] == on_cuda["recorded"]
+        assert on_cuda.metrics == on_cuda.recorded
         on_cpu = zoo.evaluate(ref, weights_dir=str(cuda_root), data_dir=str(data_dir), device="cpu")
-        close_to(on_cpu["recorded"], on_cpu["metrics"])
+        close_to(on_cpu.recorded, on_cpu.metrics)
 
 
 @pytest.mark.parametrize("name", [name for name in MODELS if zoo.get_model(name).exportable])
@@ -76,12 +76,12 @@ def test_cuda_trained_versions_export_and_verify_on_cpu(trained_on_cuda, cuda_ro
     result = trained_on_cuda[name, "default"]
     ref = f"{name}:{result.version}"
     report = zoo.export(ref, ["all"], weights_dir=str(cuda_root), data_dir=str(data_dir))
-    assert set(report["artifacts"]) == set(zoo.LOSSLESS_FORMATS)  # all: every lossless format
-    for entry in report["artifacts"].values():
+    assert set(report.artifacts) == set(zoo.LOSSLESS_FORMATS)  # all: every lossless format
+    for entry in report.artifacts.values():
         assert entry["verification"] is not None
     for backend in ("onnx", "torchscript", "pt2"):
         scored = zoo.evaluate(ref, weights_dir=str(cuda_root), data_dir=str(data_dir), backend=backend)
-        close_to(scored["recorded"], scored["metrics"])
+        close_to(scored.recorded, scored.metrics)
 
 
 def test_a_cuda_trained_version_is_served(trained_on_cuda, cuda_root, data_dir):

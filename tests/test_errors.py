@@ -209,7 +209,8 @@ def test_a_backend_is_scored_on_its_own_outputs(weights_dir, data_dir):
     (first / "manifest.json").write_text(json.dumps(manifest))
 
     def scores(backend: str, version: int) -> dict:
-        return zoo.evaluate(f"linear-regression:{version}", str(weights_dir), str(data_dir), backend=backend)["metrics"]
+        return zoo.evaluate(f"linear-regression:{version}", weights_dir=str(weights_dir), data_dir=str(data_dir),
+                            backend=backend).metrics
 
     assert scores("onnx", 1)["slope"] == pytest.approx(scores("torch", 2)["slope"], abs=1e-5)
     assert scores("onnx", 1)["intercept"] == pytest.approx(scores("torch", 2)["intercept"], abs=1e-5)

@@ -153,15 +153,15 @@ def test_export_is_silent_and_warning_free(weights_copy, data_dir, capfd):
     assert [str(w.message) for w in caught] == []
     out, err = capfd.readouterr()
     assert out == "" and err == ""
-    assert sorted(report["artifacts"]) == sorted(FORMATS) and report["version"] == 1
+    assert sorted(report.artifacts) == sorted(FORMATS) and report.version == 1
 
 
 def test_reexport_overwrites_in_place(weights_copy, data_dir):
     first = zoo.export("tiny-fnn", ["onnx"], weights_dir=str(weights_copy), data_dir=str(data_dir))
     second = zoo.export("tiny-fnn:1", ["onnx", "pt2"], opset=18, weights_dir=str(weights_copy), data_dir=str(data_dir))
     manifest = zoo.WeightsStore(weights_copy).manifest("tiny-fnn", 1)
-    assert first["artifacts"]["onnx"]["opset"] == 20 and manifest["artifacts"]["onnx"]["opset"] == 18
-    assert manifest["artifacts"]["onnx"]["sha256"] == second["artifacts"]["onnx"]["sha256"]
+    assert first.artifacts["onnx"]["opset"] == 20 and manifest["artifacts"]["onnx"]["opset"] == 18
+    assert manifest["artifacts"]["onnx"]["sha256"] == second.artifacts["onnx"]["sha256"]
     assert manifest["artifacts"]["onnx"]["sha256"] == sha256_file(weights_copy / "tiny-fnn" / "1" / "model.onnx")
     assert sorted(manifest["artifacts"]) == ["onnx", "pt2"]
 
@@ -170,7 +170,7 @@ def test_no_verify_records_that_it_was_not_verified(weights_copy, data_dir):
     report = zoo.export(
         "linear-regression", ["torchscript"], verify=False, weights_dir=str(weights_copy), data_dir=str(data_dir)
     )
-    assert report["artifacts"]["torchscript"]["verification"] is None
+    assert report.artifacts["torchscript"]["verification"] is None
 
 
 def test_cli_export_prints_table_and_one_deprecation_note(weights_copy, data_dir):
@@ -270,7 +270,7 @@ def test_an_export_within_the_tolerance_is_kept(weights_copy, data_dir, monkeypa
     """The same plant, a quarter of the tolerance: the verifier refuses what is wrong, not everything that differs."""
     plant(monkeypatch, "onnx", exporter.TOLERANCE / 4, 1)
     report = zoo.export("tiny-fnn", ["onnx"], weights_dir=str(weights_copy), data_dir=str(data_dir))
-    verification = report["artifacts"]["onnx"]["verification"]
+    verification = report.artifacts["onnx"]["verification"]
     assert verification["passed"] and exporter.TOLERANCE / 8 < verification["max_abs_diff"] < exporter.TOLERANCE
 
 

@@ -132,7 +132,7 @@ def post(url: str, data: bytes, content_type: str = "image/png") -> tuple[int, A
 
 def test_past_the_queue_bound_a_request_gets_503_with_retry_after_and_the_rest_their_answers(served_weights, tmp_path):
     large = canvas_digit(4096, "RGBA")  # a few hundred milliseconds each, so that requests pile up
-    runtime = zoo.exports.runtimes.open_runtime("mnist-mlp", "onnx", str(served_weights))
+    runtime = zoo.exports.runtimes.open_runtime("mnist-mlp", "onnx", weights_dir=str(served_weights))
     process, url = start_server(served_weights, tmp_path, "--workers", "1", "--max-queue", "2", "--poll-seconds", "0")
     try:
         barrier = threading.Barrier(8)

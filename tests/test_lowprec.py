@@ -199,9 +199,9 @@ def test_a_version_without_onnx_gets_only_what_was_asked(trained_weights, tmp_pa
     assert sorted(zoo.WeightsStore(root).manifest("mnist-mlp", 1)["artifacts"]) == ["onnx-int8"]
     assert set(snapshot(folder)) - before == {"model.int8.onnx", "test_data_set_0/input_0.pb",
                                               "test_data_set_0/output_0.pb", ".manifest.lock"}
-    check = report["artifacts"]["onnx-int8"]["verification"]
+    check = report.artifacts["onnx-int8"]["verification"]
     assert check["accuracy_drop"] <= 0.5
-    assert report["artifacts"]["onnx-int8"]["bytes"] <= 0.35 * report["artifacts"]["onnx-int8"]["derived_from"]["bytes"]
+    assert report.artifacts["onnx-int8"]["bytes"] <= 0.35 * report.artifacts["onnx-int8"]["derived_from"]["bytes"]
 
 
 def ruined(train_x: torch.Tensor, seed: int, source: str, count: int = CALIBRATION_COUNT) -> Calibration:
@@ -243,7 +243,7 @@ def test_no_verify_records_that_the_lossy_file_was_not_verified(lowprec, tmp_pat
     shutil.copytree(lowprec / "linear-regression", root / "linear-regression")
     report = zoo.export("linear-regression:1", ["onnx-fp16"], verify=False, weights_dir=str(root),
                         data_dir=str(data_dir))
-    assert report["artifacts"]["onnx-fp16"]["verification"] is None
+    assert report.artifacts["onnx-fp16"]["verification"] is None
 
 
 # --- serving
@@ -265,9 +265,10 @@ def int8_only(trained_weights, tmp_path_factory, data_dir) -> Path:
 def test_auto_never_picks_a_lossy_format(int8_only):
     from zoo.serve.repository import plan_versions
 
-    assert plan_versions(["mnist-mlp"], str(int8_only)) == {"mnist-mlp": {1: "onnx", 2: "torch"}}
-    assert plan_versions(["mnist-mlp"], str(int8_only), "onnx-int8") == {"mnist-mlp": {1: "onnx-int8", 2: "onnx-int8"}}
-    assert plan_versions(["mnist-mlp"], str(int8_only), "onnx-fp16") == {"mnist-mlp": {1: "onnx-fp16"}}
+    store = zoo.WeightsStore(int8_only)
+    assert plan_versions(["mnist-mlp"], store) == {"mnist-mlp": {1: "onnx", 2: "torch"}}
+    assert plan_versions(["mnist-mlp"], store, "onnx-int8") == {"mnist-mlp": {1: "onnx-int8", 2: "onnx-int8"}}
+    assert plan_versions(["mnist-mlp"], store, "onnx-fp16") == {"mnist-mlp": {1: "onnx-fp16"}}
 
 
 @pytest.mark.parametrize("fmt", LOSSY)
@@ -338,13 +339,13 @@ def test_lenet_low_precision_exports_keep_their_accuracy_and_shrink(tmp_path, da
     report = zoo.export("lenet:1", list(LOSSY), weights_dir=str(root), data_dir=str(data_dir))
     float32_bytes = (root / "lenet" / "1" / "model.onnx").stat().st_size
     for fmt in LOSSY:
-        entry = report["artifacts"][fmt]
+        entry = report.artifacts[fmt]
         assert entry["bytes"] <= SIZE_CEILING[fmt] * float32_bytes
         check = entry["verification"]
         assert check["float32_accuracy"] == 99.29 and check["accuracy_drop"] <= 0.5
         scored = zoo.evaluate("lenet:1", weights_dir=str(root), data_dir=str(data_dir), backend=fmt)
-        assert scored["metrics"] == check["metrics"]
-        assert scored["metrics"]["accuracy"] >= 99.29 - 0.5
+        assert scored.metrics == check["metrics"]
+        assert scored.metrics["accuracy"] >= 99.29 - 0.5
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ def test_bf16_reaches_the_manifest_and_the_weights_stay_float32(weights_dir):
 def test_metrics_after_bf16_training_are_float32_on_the_stored_weights(weights_dir):
     trained = train("linear-regression", weights_dir=weights_dir, precision="bf16")
     report = zoo.evaluate(f"linear-regression:{trained.version}", weights_dir=str(weights_dir))
-    assert report["metrics"] == report["recorded"]
+    assert report.metrics == report.recorded
     assert trained.metrics["slope"] == pytest.approx(0.5, abs=0.05)
 
 

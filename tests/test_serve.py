@@ -149,7 +149,7 @@ def test_regression_one_x_and_a_list(client):
 def test_pinned_version_answers_with_that_version(client, served_weights):
     for version in (1, 2):
         answer = client.post(f"/v1/models/linear-regression/versions/{version}/predict", json={"x": 4}).get_json()
-        loaded = zoo.load_version(f"linear-regression:{version}", str(served_weights))
+        loaded = zoo.load_version(f"linear-regression:{version}", weights_dir=str(served_weights))
         assert answer["version"] == version
         with torch.no_grad():
             assert abs(answer["y"] - float(loaded.model(torch.tensor([[4.0]])))) < 1e-4

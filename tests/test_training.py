@@ -117,4 +117,4 @@ def test_missing_mnist_names_the_directory_and_files(tmp_path, weights_dir):
 def test_evaluate_recomputes_the_recorded_metrics(weights_dir):
     train("linear-regression", weights_dir=weights_dir)
     report = zoo.evaluate("linear-regression:1", weights_dir=str(weights_dir))
-    assert report["metrics"] == report["recorded"]
+    assert report.metrics == report.recorded

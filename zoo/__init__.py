@@ -13,10 +13,11 @@ from typing import Any
 
 # Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
-    **dict.fromkeys(("draw_card", "stored_card"), "zoo.cards.card"),
+    **dict.fromkeys(("CardResult", "draw_card", "stored_card"), "zoo.cards.card"),
     "describe_model": "zoo.catalog",
-    "compare": "zoo.cards.comparison",
+    **dict.fromkeys(("ComparisonResult", "compare"), "zoo.cards.comparison"),
     "resolve_device": "zoo.core.devices",
+    "ModelRef": "zoo.core.reference",
     **dict.fromkeys(("Topology", "World", "launch"), "zoo.training.distributed"),
     **dict.fromkeys((
         "ComparisonError", "DataNotFoundError", "DeviceUnavailableError", "DistributedRunError", "DrawingError",
@@ -24,7 +25,8 @@ _EXPORTS: dict[str, str] = {
         "MissingArtifactError", "MissingCardError", "NotDataParallelError", "NotExportableError",
         "ReadOnlyVersionError", "StorageError", "UnknownModelError", "UnknownRecipeError", "UnknownVersionError",
         "VerificationError", "ZooError"), "zoo.core.errors"),
-    "evaluate": "zoo.exports.evaluation",
+    **dict.fromkeys(("EvaluationResult", "evaluate"), "zoo.exports.evaluation"),
+    "ExportResult": "zoo.exports.exporter",
     "preprocess": "zoo.inputs.preprocessing",
     **dict.fromkeys(("export", "launch_training", "train"), "zoo.publishing.runs"),
     **dict.fromkeys(("BACKENDS", "FORMATS", "LOSSLESS_FORMATS", "TRITON_FORMATS"), "zoo.exports.formats"),
@@ -37,7 +39,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("get_model", "list_models", "register_model", "model_catalog"), "zoo.core.registry"),
     **dict.fromkeys(("Runtime", "open_runtime"), "zoo.exports.runtimes"),
     **dict.fromkeys(("InputForm", "Interface", "Minimise", "ModelSpec", "Supervised", "TensorSpec"), "zoo.core.spec"),
-    **dict.fromkeys(("WeightsStore", "parse_ref"), "zoo.store.versions"),
+    **dict.fromkeys(("WeightsLocation", "WeightsStore", "parse_ref"), "zoo.store.versions"),
     **dict.fromkeys(("TrainResult", "check_training"), "zoo.training.trainer"),
     "write_triton_repository": "zoo.exports.triton",
 }

@@ -10,7 +10,7 @@ from zoo.core.errors import UnknownModelError
 from zoo.core.registry import get_model, model_catalog
 from zoo.core.spec import TensorSpec
 from zoo.store.manifest import Manifest, version_summary
-from zoo.store.versions import WeightsStore
+from zoo.store.versions import WeightsLocation, WeightsStore
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,9 @@ def describe(name: str, manifests: Iterable[Manifest] = ()) -> ModelDescription:
     return ModelDescription(catalog[name], tuple(version_summary(manifest) for manifest in manifests))
 
 
-def describe_model(name: str, weights_dir: str | None = None) -> dict[str, Any]:
+def describe_model(name: str, weights_dir: WeightsLocation = None) -> dict[str, Any]:
     """Everything `zoo info` shows about a model, as JSON-ready data: its description with every stored version."""
     describe(name)  # an unknown name fails before any store is read
-    store = WeightsStore(weights_dir)
+    store = WeightsStore.at(weights_dir)
     description = describe(name, (store.manifest(name, version) for version in store.versions(name)))
     return {**description.entry, "weights_dir": store.where, "versions": list(description.versions)}

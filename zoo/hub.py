@@ -8,16 +8,17 @@ from torch import nn
 
 from zoo.core.devices import resolve_device
 from zoo.core.errors import UnknownVersionError
+from zoo.core.reference import ModelRef
 from zoo.core.registry import get_model
-from zoo.store.loading import load_model
-from zoo.store.versions import RELEASED_WEIGHTS, WeightsStore
+from zoo.store.loading import load_stored
+from zoo.store.versions import RELEASED_WEIGHTS, WeightsLocation, WeightsStore
 
 Weights = str | int | None
 
 
-def released_default(name: str) -> int:
-    """The version `weights="DEFAULT"` means: the latest released one."""
-    released = WeightsStore(RELEASED_WEIGHTS).versions(name)
+def released_default(name: str, released_store: WeightsStore) -> int:
+    """The version `weights="DEFAULT"` means: the latest one in `released_store` (the released versions)."""
+    released = released_store.versions(name)
     if not released:
         raise UnknownVersionError(
             f"{name} has no released weights; pass weights=N for a version you trained, or weights=None"
@@ -26,17 +27,18 @@ def released_default(name: str) -> int:
 
 
 def build_pretrained(
-    name: str, weights: Weights = None, weights_dir: str | None = None, device: str = "cpu"
+    name: str, weights: Weights = None, weights_dir: WeightsLocation = None, device: str = "cpu"
 ) -> nn.Module:
     """The eval-mode module of `name`: released weights ("DEFAULT"), version N (an int), or untrained (None)."""
     if weights is None:
         spec = get_model(name)
         return spec.build_module(spec.recipe(), resolve_device(device)).eval()
     if weights == "DEFAULT":
-        return load_model(name, released_default(name), str(RELEASED_WEIGHTS), device).model
+        released = WeightsStore(RELEASED_WEIGHTS)
+        return load_stored(ModelRef(name, released_default(name, released)), released, device).model
     if isinstance(weights, bool) or not isinstance(weights, int):
         raise UnknownVersionError(f"weights for {name}: expected 'DEFAULT', a version number or None, got {weights!r}")
-    return load_model(name, weights, weights_dir, device).model
+    return load_stored(ModelRef(name, weights), WeightsStore.at(weights_dir), device).model
 
 
 def entrypoint(name: str) -> Callable[..., nn.Module]:

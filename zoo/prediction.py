@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 
 from zoo.core.errors import InvalidInputError, ZooError
+from zoo.core.reference import ModelRef
 from zoo.core.registry import get_model
 from zoo.core.spec import InputForm, ModelSpec
 from zoo.exports.inference import classify_digits, predict_values
-from zoo.exports.runtimes import Runtime, check_backend, exportable_model, open_runtime
+from zoo.exports.runtimes import Runtime, check_backend, exportable_model, open_stored
 from zoo.inputs.preprocessing import preprocess
-from zoo.store.versions import WeightsStore, parse_ref
+from zoo.store.versions import WeightsLocation, WeightsStore
 
 # The backend that picks per version: ONNX Runtime where the version has an ONNX export, else PyTorch.
 AUTO = "auto"
@@ -86,11 +87,11 @@ class Prediction:
                 "top_k": [{"digit": digit, "probability": p} for digit, p in self.top(top_k)]}
 
 
-def resolve_backend(name: str, version: int, backend: str, weights_dir: str | None = None) -> str:
+def resolve_backend(name: str, version: int, backend: str, store: WeightsStore) -> str:
     """`backend` itself, or for "auto" onnx when the version has an ONNX export and torch when it has none."""
     if backend != AUTO:
         return check_backend(backend)
-    artifacts = WeightsStore(weights_dir).manifest(name, version).get("artifacts", {})
+    artifacts = store.manifest(name, version).get("artifacts", {})
     return FASTEST if FASTEST in artifacts else "torch"
 
 
@@ -276,8 +277,8 @@ class PredictionRun:
                 yield Prediction(label, answer, probabilities)
 
 
-def predict(ref: str, items: Sequence[str], backend: str = AUTO, weights_dir: str | None = None,
-            device: str = "cpu", batch_size: int = DEFAULT_BATCH, stdin: io.BufferedIOBase | None = None,
+def predict(ref: ModelRef | str, items: Sequence[str], *, weights_dir: WeightsLocation = None, device: str = "cpu",
+            backend: str = AUTO, batch_size: int = DEFAULT_BATCH, stdin: io.BufferedIOBase | None = None,
             on_input: Callable[[int], None] | None = None) -> PredictionRun:
     """Open `MODEL[:VERSION]` on `backend` ("auto": onnx where exported, else torch) and gather `items`;
     iterating the result reads, preprocesses and answers them `batch_size` at a time.
@@ -289,9 +290,9 @@ def predict(ref: str, items: Sequence[str], backend: str = AUTO, weights_dir: st
         raise InvalidInputError(f"expected batch_size of at least 1, got {batch_size}")
     if not items:
         raise InvalidInputError("expected at least one input: a file, folder, glob, '-' or a number")
-    name, version = parse_ref(ref)
-    exportable_model(name)
-    version = WeightsStore(weights_dir).resolve(name, version)
-    chosen = resolve_backend(name, version, backend, weights_dir)
-    runtime = open_runtime(f"{name}:{version}", chosen, weights_dir, device)
-    return PredictionRun(runtime, gather_inputs(items, get_model(name), stdin), batch_size, on_input)
+    ref, store = ModelRef.of(ref), WeightsStore.at(weights_dir)
+    exportable_model(ref.name)
+    version = store.resolve(ref.name, ref.version)
+    chosen = resolve_backend(ref.name, version, backend, store)
+    runtime = open_stored(ref.at(version), store, chosen, device)
+    return PredictionRun(runtime, gather_inputs(items, get_model(ref.name), stdin), batch_size, on_input)

@@ -18,13 +18,14 @@ from zoo.cards.figures import Drawing, card_figures, draw_figure, recipe_changes
 from zoo.core.data import DataContext, resolve_data_dir
 from zoo.core.devices import resolve_device
 from zoo.core.errors import DrawingError, MissingCardError, ZooError
+from zoo.core.reference import ModelRef
 from zoo.core.registry import get_model
 from zoo.core.spec import InputForm, Interface, ModelSpec
 from zoo.exports.formats import FORMATS
 from zoo.store.atomic import CARD_STAGING_PREFIX, replace_file, staging_folder, storage_errors
-from zoo.store.loading import LoadedModel, load_version
+from zoo.store.loading import LoadedModel, load_stored
 from zoo.store.manifest import CardRecord, Manifest, version_file
-from zoo.store.versions import WeightsStore, parse_ref
+from zoo.store.versions import WeightsLocation, WeightsStore
 
 CARD_FILE = "README.md"
 # The zoo declares no license of its own, so the card says "other" (the model hub's value for that) and why.
@@ -63,19 +64,38 @@ def rewritten_card(loaded: LoadedModel, manifest: Manifest, context: DataContext
     return {loaded.stored.path / file: text}
 
 
-def draw_card(ref: str, weights_dir: str | None = None, data_dir: str | None = None,
-              device: str = "cpu") -> dict[str, Any]:
+@dataclass(frozen=True)
+class CardResult:
+    """A card drawn into a stored version: the version, its folder and the card's record in its manifest."""
+
+    model: str
+    version: int
+    folder: Path
+    file: str | None
+    figures: tuple[str, ...]
+    failures: tuple[str, ...]
+    drawing_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as `zoo card --json` prints it."""
+        return {"model": self.model, "version": self.version, "folder": str(self.folder), "file": self.file,
+                "figures": list(self.figures), "failures": list(self.failures),
+                "drawing_seconds": self.drawing_seconds}
+
+
+def draw_card(ref: ModelRef | str, *, data_dir: str | None = None, weights_dir: WeightsLocation = None,
+              device: str = "cpu") -> CardResult:
     """Write or rewrite the card and figures of a stored version: every figure is drawn before any file moves, so a
     failure changes nothing. Released versions are read-only (name their folder with `weights_dir` to redraw them)."""
-    name, version = parse_ref(ref)
-    store = WeightsStore(weights_dir)
-    loaded = load_version(ref, weights_dir, device)
+    store = WeightsStore.at(weights_dir)
+    loaded = load_stored(ModelRef.of(ref), store, device)
+    name = loaded.spec.name
     store.check_writable(name, loaded.version)
     drawing = Drawing(loaded.spec, loaded.recipe, loaded.manifest, loaded.model,
                       DataContext(resolve_data_dir(data_dir), resolve_device(device)))
     folder = loaded.stored.path
     started = time.perf_counter()
-    with storage_errors(f"write the card of {name}:{loaded.version}", folder), \
+    with storage_errors(f"write the card of {loaded.ref}", folder), \
             staging_folder(folder, CARD_STAGING_PREFIX) as staging:
         figures = []
         for figure in card_figures(drawing.spec):
@@ -85,7 +105,7 @@ def draw_card(ref: str, weights_dir: str | None = None, data_dir: str | None = N
                 raise
             except Exception as error:
                 raise DrawingError(
-                    f"could not draw {figure.file} for {name}:{loaded.version}: "
+                    f"could not draw {figure.file} for {loaded.ref}: "
                     f"{type(error).__name__}: {_first_line(error)}"
                 ) from error
             figures.append(figure.file)
@@ -94,7 +114,9 @@ def draw_card(ref: str, weights_dir: str | None = None, data_dir: str | None = N
         record["drawing_seconds"] = round(time.perf_counter() - started, 3)
         staged = {staging / file: folder / file for file in [*figures, CARD_FILE]}
         manifest = store.commit(name, loaded.version, staged, lambda m: m.__setitem__("card", record))
-    return {"model": name, "version": loaded.version, "folder": str(folder), **manifest["card"]}
+    record = manifest["card"]
+    return CardResult(name, loaded.version, folder, record["file"], tuple(record["figures"]),
+                      tuple(record["failures"]), record["drawing_seconds"])
 
 
 @dataclass(frozen=True)
@@ -109,10 +131,10 @@ class StoredCard:
     versions: tuple[int, ...]
 
 
-def stored_card(name: str, version: int | None, weights_dir: str | None = None) -> StoredCard:
+def stored_card(name: str, version: int | None, *, weights_dir: WeightsLocation = None) -> StoredCard:
     """The card of `name` at `version` (latest when None); MissingCardError when that version has none."""
     get_model(name)
-    store = WeightsStore(weights_dir)
+    store = WeightsStore.at(weights_dir)
     version = store.resolve(name, version)
     folder = store.version_dir(name, version)
     record: CardRecord | dict[str, Any] = store.manifest(name, version).get("card") or {}

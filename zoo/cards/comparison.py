@@ -2,22 +2,43 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zoo.cards.figures import draw_loss_comparison, json_ready, recipe_label, spec_loss_curve
 from zoo.core.errors import ComparisonError
+from zoo.core.reference import ModelRef
 from zoo.core.registry import get_model
 from zoo.store.atomic import storage_errors
-from zoo.store.versions import WeightsStore, parse_ref
+from zoo.store.versions import WeightsLocation, WeightsStore
 
 
-def compare(refs: Sequence[str], weights_dir: str | None = None, figure: str | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ComparisonResult:
+    """Versions of one model side by side: each metric and each differing hyperparameter as one value per version
+    (in the order of `versions`), the hyperparameters they share, and the loss figure written."""
+
+    model: str
+    versions: tuple[int, ...]
+    metrics: dict[str, list[Any]]
+    recipe_differences: dict[str, list[Any]]
+    recipe_shared: dict[str, Any]
+    figure: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as `zoo compare --json` prints it (the figure's path as a string)."""
+        return {**dataclasses.asdict(self), "versions": list(self.versions), "figure": str(self.figure)}
+
+
+def compare(refs: Sequence[ModelRef | str], *, weights_dir: WeightsLocation = None,
+            figure: str | None = None) -> ComparisonResult:
     """Metrics and recipe differences of two or more versions of one model, and a PNG of their loss curves at
     `figure` (default: MODEL-A-B-loss.png in the current folder)."""
-    parsed = [parse_ref(ref) for ref in refs]
-    names = sorted({name for name, _ in parsed})
+    parsed = [ModelRef.of(ref) for ref in refs]
+    names = sorted({ref.name for ref in parsed})
     if len(names) > 1:
         raise ComparisonError(f"expected versions of one model, got versions of {', '.join(names)}")
     if len(parsed) < 2:
@@ -26,8 +47,8 @@ def compare(refs: Sequence[str], weights_dir: str | None = None, figure: str | N
                               f"got {len(parsed)}")
     name = names[0]
     spec = get_model(name)
-    store = WeightsStore(weights_dir)
-    versions = [store.resolve(name, version) for _, version in parsed]
+    store = WeightsStore.at(weights_dir)
+    versions = [store.resolve(name, ref.version) for ref in parsed]
     if len(set(versions)) < len(versions):
         raise ComparisonError(f"expected different versions of {name}, got {', '.join(map(str, versions))}")
     manifests = [store.manifest(name, version) for version in versions]
@@ -36,15 +57,16 @@ def compare(refs: Sequence[str], weights_dir: str | None = None, figure: str | N
     param_keys = list(dict.fromkeys(key for p in params for key in p))
     recipe = {key: [json_ready(p.get(key)) for p in params] for key in param_keys}
     path = Path(figure or f"{name}-{'-'.join(map(str, versions))}-loss.png").expanduser()
-    labels = [f"{name}:{version} ({recipe_label(spec, m)})" for version, m in zip(versions, manifests, strict=True)]
+    labels = [f"{ModelRef(name, version)} ({recipe_label(spec, m)})"
+              for version, m in zip(versions, manifests, strict=True)]
     with storage_errors(f"write the loss figure {path}"):
         draw_loss_comparison(spec_loss_curve(spec), manifests, labels, f"{name}: training loss of versions "
                              f"{', '.join(map(str, versions))}", path)
-    return {
-        "model": name,
-        "versions": versions,
-        "metrics": {key: [m.get("metrics", {}).get(key) for m in manifests] for key in metric_keys},
-        "recipe_differences": {key: values for key, values in recipe.items() if len({repr(v) for v in values}) > 1},
-        "recipe_shared": {key: values[0] for key, values in recipe.items() if len({repr(v) for v in values}) == 1},
-        "figure": str(path),
-    }
+    return ComparisonResult(
+        name,
+        tuple(versions),
+        {key: [m.get("metrics", {}).get(key) for m in manifests] for key in metric_keys},
+        {key: values for key, values in recipe.items() if len({repr(v) for v in values}) > 1},
+        {key: values[0] for key, values in recipe.items() if len({repr(v) for v in values}) == 1},
+        path,
+    )

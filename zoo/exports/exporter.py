@@ -13,6 +13,7 @@ import copy
 import datetime as dt
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,13 +22,14 @@ import torch
 
 from zoo.core.data import DataContext, Splits, resolve_data_dir
 from zoo.core.errors import NotExportableError, VerificationError
+from zoo.core.reference import ModelRef
 from zoo.exports.formats import FORMATS, LOSSLESS_FORMATS, load_onnx
 from zoo.exports.quantize import Calibration, draw_calibration
 from zoo.exports.runtimes import exportable_model
 from zoo.store.atomic import storage_errors, temp_beside
-from zoo.store.loading import LoadedModel, load_version
+from zoo.store.loading import LoadedModel, load_stored
 from zoo.store.manifest import ArtifactRecord, Manifest
-from zoo.store.versions import WeightsStore, check_sha256, parse_ref, sha256_file
+from zoo.store.versions import WeightsLocation, WeightsStore, check_sha256, sha256_file
 
 DEFAULT_FORMATS = ("onnx",)
 TOLERANCE = 1e-5
@@ -43,31 +45,46 @@ TEST_DATA_DIR, TEST_DATA_BATCH = "test_data_set_0", 4
 Rewrite = Callable[[LoadedModel, Manifest, DataContext], Mapping[Path, str]]
 
 
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote: the version, its folder and the manifest entry of each format."""
+
+    model: str
+    version: int
+    folder: Path
+    artifacts: dict[str, ArtifactRecord]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as `zoo export --json` prints it (the folder as a string)."""
+        return {"model": self.model, "version": self.version, "folder": str(self.folder),
+                "artifacts": copy.deepcopy(self.artifacts)}
+
+
 def export(
-    ref: str,
+    ref: ModelRef | str,
     formats: Sequence[str] = DEFAULT_FORMATS,
+    *,
+    data_dir: str | None = None,
+    weights_dir: WeightsLocation = None,
     opset: int | None = None,
     verify: bool = True,
-    weights_dir: str | None = None,
-    data_dir: str | None = None,
     max_accuracy_drop: float = MAX_ACCURACY_DROP,
     max_relative_error: float = MAX_RELATIVE_ERROR,
     rewrite: Rewrite | None = None,
-) -> dict[str, Any]:
+) -> ExportResult:
     """Export `MODEL[:VERSION]` to each of `formats` (names in FORMATS, or all: every lossless one) beside its weights.
 
     A lossy format (onnx-int8, onnx-fp16) is made from the version's float32 ONNX file (exported to a temp file
     and not kept when the version has none and `formats` does not ask for it) and verified on the test split: a
     classifier's accuracy may fall at most `max_accuracy_drop` points below the float32 file's, a regression
     model's outputs may differ from the float32 file's by at most `max_relative_error` (relative RMS).
-    Returns {"model", "version", "folder", "artifacts": {format: manifest entry}}; nothing changes on disk
-    unless every format exported and verified. `rewrite` names files to rewrite in the same commit (the card).
+    Returns the folder and each format's manifest entry; nothing changes on disk unless every format exported
+    and verified. `rewrite` names files to rewrite in the same commit (the card).
     """
     formats = _check_formats(formats)
-    name, _ = parse_ref(ref)
-    exportable_model(name)
-    loaded = load_version(ref, weights_dir, "cpu")
-    store = WeightsStore(weights_dir)
+    ref, store = ModelRef.of(ref), WeightsStore.at(weights_dir)
+    name = exportable_model(ref.name).name
+    loaded = load_stored(ref, store, "cpu")
     store.check_writable(name, loaded.version)
     folder = loaded.stored.path
     interface = loaded.spec.required_interface()
@@ -79,7 +96,7 @@ def export(
     bounds = {"max_accuracy_drop": max_accuracy_drop, "max_relative_error": max_relative_error}
     staged: dict[Path, Path] = {}  # temp file -> final path
     scratch: list[Path] = []  # temp files that are never published (a float32 file made only to derive from)
-    with _removed_after(staged, scratch), storage_errors(f"write the export of {name}:{loaded.version}", folder):
+    with _removed_after(staged, scratch), storage_errors(f"write the export of {loaded.ref}", folder):
         entries: dict[str, ArtifactRecord] = {}
         written: dict[str, Path] = {}  # format -> its file as this export wrote it
         for fmt in formats:
@@ -93,7 +110,7 @@ def export(
             manifest.setdefault("artifacts", {}).update(entries)
 
         store.commit(name, loaded.version, staged, record)
-    return {"model": name, "version": loaded.version, "folder": str(folder), "artifacts": entries}
+    return ExportResult(name, loaded.version, folder, entries)
 
 
 @contextlib.contextmanager

@@ -14,12 +14,13 @@ import numpy as np
 import torch
 
 from zoo.core.errors import Call, InvalidInputError, MissingArtifactError, NotExportableError, Setting
+from zoo.core.reference import ModelRef
 from zoo.core.registry import get_model
 from zoo.core.spec import ModelSpec
 from zoo.exports.formats import BACKENDS, FORMATS, NumpyPredict, file_of, platform_of, torch_predict
-from zoo.store.loading import load_version
+from zoo.store.loading import load_stored
 from zoo.store.manifest import Manifest, version_file
-from zoo.store.versions import WeightsStore, check_sha256, parse_ref
+from zoo.store.versions import WeightsLocation, WeightsStore, check_sha256
 
 
 @dataclass
@@ -99,22 +100,27 @@ def artifact_path(name: str, version: int, folder: Path, manifest: Manifest, bac
 
 
 def open_runtime(
-    ref: str, backend: str = "torch", weights_dir: str | None = None, device: str = "cpu", threads: int | None = None
+    ref: ModelRef | str, backend: str = "torch", *, weights_dir: WeightsLocation = None, device: str = "cpu",
+    threads: int | None = None,
 ) -> Runtime:
     """Open `MODEL[:VERSION]` for inference through `backend` (torch, or an export format such as onnx).
 
     `device` places the eager module; the exported files run on CPU. `threads` fixes ONNX Runtime's
     intra-op threads (a server with a worker per core wants 1); torch's are process-wide (torch.set_num_threads).
     """
+    return open_stored(ModelRef.of(ref), WeightsStore.at(weights_dir), backend, device, threads)
+
+
+def open_stored(ref: ModelRef, store: WeightsStore, backend: str = "torch", device: str = "cpu",
+                threads: int | None = None) -> Runtime:
+    """`open_runtime` of a parsed reference in `store`."""
     check_backend(backend)
-    name, version = parse_ref(ref)
-    spec = exportable_model(name)
+    spec = exportable_model(ref.name)
     if backend == "torch":
-        loaded = load_version(ref, weights_dir, device)
+        loaded = load_stored(ref, store, device)
         predict = torch_predict(loaded.model, next(loaded.model.parameters()).device)
-        return Runtime(name, loaded.version, spec, loaded.manifest, backend, predict)
-    store = WeightsStore(weights_dir)
-    version = store.resolve(name, version)
-    manifest = store.manifest(name, version)
-    path = artifact_path(name, version, store.version_dir(name, version), manifest, backend)
-    return Runtime(name, version, spec, manifest, backend, FORMATS[backend].load(path, threads))
+        return Runtime(ref.name, loaded.version, spec, loaded.manifest, backend, predict)
+    version = store.resolve(ref.name, ref.version)
+    manifest = store.manifest(ref.name, version)
+    path = artifact_path(ref.name, version, store.version_dir(ref.name, version), manifest, backend)
+    return Runtime(ref.name, version, spec, manifest, backend, FORMATS[backend].load(path, threads))

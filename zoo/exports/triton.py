@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from zoo.core.errors import Call, IntegrityError, InvalidSettingError, MissingArtifactError, NotExportableError, Setting
+from zoo.core.reference import ModelRef
 from zoo.core.registry import list_models
 from zoo.core.spec import DATATYPES, ModelSpec, TensorSpec
 from zoo.exports.formats import FORMATS, TORCH_PLATFORM, TRITON_FORMATS
 from zoo.exports.runtimes import artifact_path, exportable_model
 from zoo.store.atomic import publish_mode, staged_folder, storage_errors
-from zoo.store.versions import WeightsStore, parse_ref
+from zoo.store.versions import WeightsLocation, WeightsStore
 
 # The format whose folder takes the model's own name; every other format's folder is MODEL-FORMAT.
 MAIN_FORMAT = "onnx"
@@ -88,10 +89,11 @@ class TritonModel:
 
 def write_triton_repository(
     directory: os.PathLike | str,
-    refs: Sequence[str] = (),
+    refs: Sequence[ModelRef | str] = (),
     formats: Sequence[str] = (MAIN_FORMAT,),
+    *,
+    weights_dir: WeightsLocation = None,
     max_batch_size: int = DEFAULT_MAX_BATCH,
-    weights_dir: str | None = None,
 ) -> dict[str, Any]:
     """Write a Triton model repository at `directory` (absent or empty) from `refs` (MODEL[:VERSION], latest when
     no version; none: every exported version of every model), in each of `formats`. Written whole or not at all."""
@@ -105,8 +107,8 @@ def write_triton_repository(
             raise NotExportableError(
                 f"Triton cannot load the {fmt!r} format as it is: expected one of {', '.join(TRITON_FORMATS)}"
             )
-    store = WeightsStore(weights_dir)
-    chosen = _chosen_versions(store, refs, formats)
+    store = WeightsStore.at(weights_dir)
+    chosen = _chosen_versions(store, [ModelRef.of(ref) for ref in refs], formats)
     models = []
     files: dict[Path, Path] = {}  # source artifact -> path inside the repository
     for name, versions in chosen.items():
@@ -124,14 +126,13 @@ def write_triton_repository(
     return {"repository": str(target), "models": [m.to_dict() for m in models]}
 
 
-def _chosen_versions(store: WeightsStore, refs: Sequence[str], formats: Sequence[str]) -> dict[str, list[int]]:
+def _chosen_versions(store: WeightsStore, refs: Sequence[ModelRef], formats: Sequence[str]) -> dict[str, list[int]]:
     """Model name -> sorted versions: the ones named, or every version exported to every format asked for."""
     chosen: dict[str, set[int]] = {}
     if refs:
         for ref in refs:
-            name, version = parse_ref(ref)
-            exportable_model(name)
-            chosen.setdefault(name, set()).add(store.resolve(name, version))
+            exportable_model(ref.name)
+            chosen.setdefault(ref.name, set()).add(store.resolve(ref.name, ref.version))
     else:
         for name in list_models():
             if not exportable_model_or_none(name):

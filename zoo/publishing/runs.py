@@ -17,7 +17,10 @@ from typing import Any
 
 from zoo.cards.card import publish_card, rewritten_card
 from zoo.cards.figures import Drawing
+from zoo.core.reference import ModelRef
 from zoo.exports import exporter
+from zoo.exports.exporter import ExportResult
+from zoo.store.versions import WeightsLocation, WeightsStore
 from zoo.training import trainer
 from zoo.training.distributed import Topology, launch
 from zoo.training.trainer import Publication, TrainResult
@@ -39,7 +42,9 @@ def launch_training(topology: Topology, name: str, **arguments: Any) -> TrainRes
     """`train(name, **arguments)` on every rank of `topology`, each started as `python -P -m zoo.publishing.rank`
     through torchrun; `arguments` are train's own, as plain data (no callbacks: a rank says on stderr when it
     resumes). Returns rank 0's result where rank 0 ran on this machine, else None (another node publishes); a
-    failed rank raises DistributedRunError naming it and its error."""
+    failed rank raises DistributedRunError naming it and its error. A store and a ModelRef parent are handed on as
+    the root and the reference that make them again."""
+    arguments = {key: plain(value) for key, value in arguments.items()}
     with tempfile.TemporaryDirectory(prefix="zoo-launch-") as folder:
         request, result = Path(folder) / "request.json", Path(folder) / "result.json"
         request.write_text(json.dumps({"train": {"name": name, **arguments}, "result": str(result)}), encoding="utf-8")
@@ -50,17 +55,27 @@ def launch_training(topology: Topology, name: str, **arguments: Any) -> TrainRes
         return TrainResult.from_dict(json.loads(result.read_text(encoding="utf-8")))
 
 
+def plain(argument: Any) -> Any:
+    """A train argument as JSON carries it to a rank: a store as its named root, a reference as its text."""
+    if isinstance(argument, WeightsStore):
+        root = argument.named_root
+        return None if root is None else str(root)
+    return str(argument) if isinstance(argument, (ModelRef, Path)) else argument
+
+
 def export(
-    ref: str,
+    ref: ModelRef | str,
     formats: Sequence[str] = exporter.DEFAULT_FORMATS,
+    *,
+    data_dir: str | None = None,
+    weights_dir: WeightsLocation = None,
     opset: int | None = None,
     verify: bool = True,
-    weights_dir: str | None = None,
-    data_dir: str | None = None,
     max_accuracy_drop: float = exporter.MAX_ACCURACY_DROP,
     max_relative_error: float = exporter.MAX_RELATIVE_ERROR,
-) -> dict[str, Any]:
+) -> ExportResult:
     """Export a stored version and redraw its card's export table in the same commit (zoo.exports.exporter.export
     says the rest)."""
-    return exporter.export(ref, formats, opset, verify, weights_dir, data_dir, max_accuracy_drop, max_relative_error,
+    return exporter.export(ref, formats, data_dir=data_dir, weights_dir=weights_dir, opset=opset, verify=verify,
+                           max_accuracy_drop=max_accuracy_drop, max_relative_error=max_relative_error,
                            rewrite=rewritten_card)

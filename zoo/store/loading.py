@@ -11,11 +11,12 @@ from torch import nn
 from zoo.core.devices import resolve_device
 from zoo.core.errors import IntegrityError
 from zoo.core.recipes import Recipe, recipe_from_dict
+from zoo.core.reference import ModelRef
 from zoo.core.registry import get_model
 from zoo.core.spec import ModelSpec
 from zoo.inputs.preprocessing import preprocess
 from zoo.store.manifest import MANIFEST_FILE, Manifest
-from zoo.store.versions import StoredVersion, WeightsStore, parse_ref
+from zoo.store.versions import StoredVersion, WeightsLocation, WeightsStore
 
 
 @dataclass
@@ -34,6 +35,11 @@ class LoadedModel:
     @property
     def manifest(self) -> Manifest:
         return self.stored.manifest
+
+    @property
+    def ref(self) -> ModelRef:
+        """This version's reference, pinned to its number."""
+        return ModelRef(self.spec.name, self.version)
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -75,26 +81,30 @@ def stored_recipe(spec: ModelSpec, stored: StoredVersion) -> Recipe:
         raise IntegrityError(f"{where} has recipe parameters that {spec.name} does not accept: {error}") from None
 
 
-def load_model(name: str, version: int | None = None, weights_dir: str | None = None,
+def load_model(name: str, version: int | None = None, *, weights_dir: WeightsLocation = None,
                device: str = "cpu") -> LoadedModel:
     """A model with trained weights, like torchvision's `weights=`: the latest version unless one is named
     (yours first, then the released ones); `.model` is the eval-mode module, `.preprocess` its input."""
-    return load_version(name if version is None else f"{name}:{version}", weights_dir, device)
+    return load_stored(ModelRef(name, version), WeightsStore.at(weights_dir), device)
 
 
-def load_version(ref: str, weights_dir: str | None = None, device: str = "cpu") -> LoadedModel:
+def load_version(ref: ModelRef | str, *, weights_dir: WeightsLocation = None, device: str = "cpu") -> LoadedModel:
     """Load `MODEL[:VERSION]` (latest when no version): sha256-checked safetensors into a fresh module."""
-    name, version = parse_ref(ref)
-    spec = get_model(name)
+    return load_stored(ModelRef.of(ref), WeightsStore.at(weights_dir), device)
+
+
+def load_stored(ref: ModelRef, store: WeightsStore, device: str = "cpu") -> LoadedModel:
+    """`ref` read from `store` into a fresh module on `device`, its weights' sha256 checked first."""
+    spec = get_model(ref.name)
     torch_device = resolve_device(device)
-    stored = WeightsStore(weights_dir).load(name, version, device=torch_device)
+    stored = store.load(ref.name, ref.version, device=torch_device)
     recipe = stored_recipe(spec, stored)
     model = spec.build(recipe).to(torch_device)
     try:
         model.load_state_dict(stored.state_dict, strict=True)
     except RuntimeError as error:
         raise IntegrityError(
-            f"{stored.path} holds weights that do not fit {name}: {str(error).splitlines()[0]}"
+            f"{stored.path} holds weights that do not fit {ref.name}: {str(error).splitlines()[0]}"
         ) from None
     model.eval()
     return LoadedModel(spec, recipe, model, stored)

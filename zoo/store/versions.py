@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import platformdirs
 from safetensors import SafetensorError
 
 from zoo.core.errors import Call, IntegrityError, ReadOnlyVersionError, Setting, UnknownVersionError
+from zoo.core.reference import ModelRef, is_version_number
 from zoo.store.atomic import (
     CARD_STAGING_PREFIX,
     VERSION_STAGING_PREFIX,
@@ -42,15 +42,6 @@ if TYPE_CHECKING:  # torch is imported where tensors are read or written, so lis
     import torch
 
 WEIGHTS_FILE = "model.safetensors"
-_REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[^:]*))?$")
-# str.isdigit() and int() also take other scripts' digits ('١' is 1) and superscripts ('²' makes int() raise).
-# At most 18 digits: int() of a longer one is slow, and past 4,300 digits it raises.
-_VERSION = re.compile(r"[1-9][0-9]{0,17}")
-
-
-def is_version_number(text: str) -> bool:
-    """Whether `text` is a version number as the zoo writes one: ASCII digits, no sign, no leading zero."""
-    return _VERSION.fullmatch(text) is not None
 
 
 def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[str, str] | None = None) -> None:
@@ -83,21 +74,9 @@ def user_weights_dir() -> Path:
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
-    """Split `MODEL[:VERSION]` into the name and the version (None means latest)."""
-    match = _REF.match(ref.strip())
-    if not match:
-        raise UnknownVersionError(
-            f"malformed model reference {ref!r}: expected MODEL or MODEL:VERSION, e.g. mnist-mlp:3"
-        )
-    version = match.group("version")
-    if version is None or version == "latest":
-        return match.group("name"), None
-    if not is_version_number(version):
-        raise UnknownVersionError(
-            f"malformed version {version!r} in {ref!r}: expected a whole number >= 1 in ASCII digits without a "
-            "leading zero (e.g. 3), or 'latest'"
-        )
-    return match.group("name"), int(version)
+    """Split `MODEL[:VERSION]` into the name and the version (None means latest); ModelRef.parse is the parser."""
+    parsed = ModelRef.parse(ref)
+    return parsed.name, parsed.version
 
 
 def sha256_file(path: Path) -> str:
@@ -142,6 +121,17 @@ class WeightsStore:
         explicit = root or os.environ.get("ZOO_WEIGHTS_DIR")
         self.root = Path(explicit).expanduser() if explicit else user_weights_dir()
         self.released: Path | None = None if explicit else RELEASED_WEIGHTS
+
+    @classmethod
+    def at(cls, weights: WeightsLocation) -> WeightsStore:
+        """`weights` itself when it is a store, else the store of that root (None: the default folders)."""
+        return weights if isinstance(weights, WeightsStore) else cls(weights)
+
+    @property
+    def named_root(self) -> Path | None:
+        """The one root this store was named (by argument or $ZOO_WEIGHTS_DIR), None for the default folders: what
+        rebuilds the same store in another process."""
+        return None if self.released else self.root
 
     @property
     def where(self) -> str:
@@ -309,3 +299,8 @@ class WeightsStore:
                     moved_into.add(final.parent)
                 del staged[temp]
         return manifest
+
+
+# What a public function takes for its weights: a store, the root folder of one, or None for the default folders
+# (WeightsStore.at makes the store, once, at the public entry).
+WeightsLocation: TypeAlias = WeightsStore | os.PathLike[str] | str | None

@@ -32,10 +32,11 @@ from zoo.core.errors import (
     ZooError,
 )
 from zoo.core.recipes import Recipe
+from zoo.core.reference import ModelRef
 from zoo.core.registry import get_model
 from zoo.core.spec import ModelSpec
 from zoo.store.manifest import Manifest, ParentRecord, sampled_steps
-from zoo.store.versions import WeightsStore, parse_ref
+from zoo.store.versions import WeightsLocation, WeightsStore
 from zoo.training.distributed import (
     World,
     all_ranks_reached,
@@ -148,11 +149,12 @@ def train(
     name: str,
     recipe: str | None = None,
     overrides: Mapping[str, Any] | None = None,
-    device: str = "auto",
+    *,
     data_dir: str | None = None,
-    weights_dir: str | None = None,
+    weights_dir: WeightsLocation = None,
+    device: str = "auto",
     on_progress: ProgressCallback | None = None,
-    parent: str | None = None,
+    parent: ModelRef | str | None = None,
     resume: bool = False,
     checkpoint_every: int = 1,
     on_resume: Callable[[int, int], None] | None = None,
@@ -171,22 +173,22 @@ def train(
     """
     world = World.from_env()
     try:
-        return _train(world, name, recipe, overrides, device, data_dir, weights_dir, on_progress, parent, resume,
+        store, parent_ref = WeightsStore.at(weights_dir), None if parent is None else ModelRef.of(parent)
+        return _train(world, name, recipe, overrides, device, data_dir, store, on_progress, parent_ref, resume,
                       checkpoint_every, on_resume, before_publish)
     except BaseException as error:
         record_failure(error)
         raise
 
 
-def parent_weights(name: str, parent: str, store: WeightsStore, device: torch.device,
+def parent_weights(name: str, parent: ModelRef, store: WeightsStore, device: torch.device,
                    ) -> tuple[ParentRecord, dict[str, torch.Tensor]]:
     """The stored version a fine-tuning run starts from: its manifest record and its (sha256-checked) tensors."""
-    parent_name, version = parse_ref(parent)
-    if parent_name != name:
-        raise InvalidSettingError(f"cannot fine-tune {name} from {parent!r}: expected a version of {name} "
-                                  f"(parent={name}:VERSION), got one of {parent_name}")
-    stored = store.load(name, version, device=device)
-    return {"ref": f"{name}:{stored.version}", "sha256": stored.manifest["weights"]["sha256"],
+    if parent.name != name:
+        raise InvalidSettingError(f"cannot fine-tune {name} from {str(parent)!r}: expected a version of {name} "
+                                  f"(parent={name}:VERSION), got one of {parent.name}")
+    stored = store.load(name, parent.version, device=device)
+    return {"ref": str(parent.at(stored.version)), "sha256": stored.manifest["weights"]["sha256"],
             "recipe": stored.manifest.get("recipe", {}).get("name")}, stored.state_dict
 
 
@@ -200,8 +202,8 @@ def run_folder(store: WeightsStore, name: str, recipe_name: str, chosen: Recipe,
 
 
 def _train(world: World, name: str, recipe: str | None, overrides: Mapping[str, Any] | None, device: str,
-           data_dir: str | None, weights_dir: str | None, on_progress: ProgressCallback | None,
-           parent: str | None, resume: bool, checkpoint_every: int,
+           data_dir: str | None, store: WeightsStore, on_progress: ProgressCallback | None,
+           parent: ModelRef | None, resume: bool, checkpoint_every: int,
            on_resume: Callable[[int, int], None] | None, before_publish: BeforePublish | None) -> TrainResult:
     if checkpoint_every < 1:
         raise InvalidSettingError(f"expected checkpoint_every of at least 1 epoch, got {checkpoint_every}")
@@ -215,7 +217,6 @@ def _train(world: World, name: str, recipe: str | None, overrides: Mapping[str, 
             f"local rank {world.local_rank} needs {torch_device} but this machine has "
             f"{torch.cuda.device_count()} CUDA device(s); start fewer processes per node"
         )
-    store = WeightsStore(weights_dir)
     parent_record, parent_state = parent_weights(name, parent, store, torch_device) if parent else (None, None)
     context = DataContext(resolve_data_dir(data_dir), torch_device)
     folder = run_folder(store, name, recipe_name, chosen, context.data_dir, torch_device, world.size, parent_record)
