@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.core.errors import UnknownModelError
 from zoo.core.registry import get_model, model_catalog
-from zoo.core.spec import TensorSpec
 from zoo.store.manifest import Manifest, version_summary
 from zoo.store.versions import WeightsLocation, WeightsStore
+
+if TYPE_CHECKING:  # zoo.core.spec imports torch, which `zoo list` and `zoo info` never load
+    from zoo.core.spec import TensorSpec
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class ModelDescription:
 
 
 def _tensor(data: dict[str, Any] | None) -> TensorSpec | None:
+    from zoo.core.spec import TensorSpec  # the server's metadata reads it, with torch loaded already
+
     return None if data is None else TensorSpec(data["name"], tuple(data["shape"]), data["dtype"])
 
 
