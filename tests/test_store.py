@@ -263,3 +263,21 @@ def test_a_weights_file_listed_but_missing_is_an_integrity_error(weights_dir):
     (weights_dir / "m" / "1" / "model.safetensors").unlink()
     with pytest.raises(zoo.IntegrityError, match="model.safetensors is listed in its manifest but missing"):
         store.load("m", 1)
+
+
+@pytest.mark.parametrize("text,ref", [("mnist-mlp", zoo.ModelRef("mnist-mlp")), ("lenet:latest", zoo.ModelRef("lenet")),
+                                      ("mnist-mlp:3", zoo.ModelRef("mnist-mlp", 3))])
+def test_a_model_ref_is_parsed_once_and_printed_back(text, ref):
+    assert zoo.ModelRef.parse(text) == ref
+    assert zoo.ModelRef.of(ref) is ref and zoo.ModelRef.of(text) == ref
+    assert zoo.ModelRef.parse(str(ref)) == ref
+    assert str(zoo.ModelRef("mnist-mlp", 3)) == "mnist-mlp:3" and str(zoo.ModelRef("mnist-mlp")) == "mnist-mlp"
+
+
+def test_weights_store_at_takes_a_store_a_root_or_none(weights_dir, monkeypatch):
+    store = WeightsStore(weights_dir)
+    assert WeightsStore.at(store) is store
+    assert WeightsStore.at(str(weights_dir)).root == weights_dir
+    assert WeightsStore.at(weights_dir).named_root == weights_dir
+    monkeypatch.delenv("ZOO_WEIGHTS_DIR", raising=False)
+    assert WeightsStore.at(None).named_root is None and WeightsStore.at(None).released is not None
