@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 
 from zoo.core.errors import ZooError
+from zoo.core.reference import ModelRef
 from zoo.publishing.runs import train
 from zoo.store.atomic import replace_file
+from zoo.store.versions import WeightsStore
 
 
 def main(argv: list[str]) -> int:
@@ -24,6 +26,10 @@ def main(argv: list[str]) -> int:
         print(f"resuming {arguments['name']} from its checkpoint after epoch {epoch} of {epochs}", file=sys.stderr)
 
     try:
+        # The request's plain data made into the values train takes, here at the rank's edge.
+        arguments["weights_dir"] = WeightsStore.at(arguments.get("weights_dir"))
+        if arguments.get("parent") is not None:
+            arguments["parent"] = ModelRef.parse(arguments["parent"])
         result = train(**arguments, on_resume=resumed)
     except ZooError as error:
         print(f"error: {error}", file=sys.stderr)
