@@ -1,8 +1,8 @@
-"""What one single v2 JSON request costs a worker, without sockets: the zoo's path from the ASGI front on, against
+"""What one single v2 JSON request costs a worker, without sockets: the zoo's path from the front on, against
 the Flask floor's app (benchmarks/floor_apps.py:flask_orjson) called the same way, in the same run.
 
-Each request is handed to the app as `zoo serve`'s ASGI front hands it a complete request (the scope, then the whole
-body), and answered into a list; the cost is CPU time per request (process time, so that other processes on a
+Each request is handed to the app through the front's ASGI interface, a complete request (the scope, then the
+whole body), and answered into a list; the cost is CPU time per request (process time, so that other processes on a
 loaded machine count for less than in a wall-clock figure), the median of --rounds rounds of --requests requests
 after a warm-up. `--profile` prints cProfile's top functions for the zoo instead.
 
@@ -83,7 +83,7 @@ def main() -> None:
 
     from zoo.core.data import mnist_test_images, resolve_data_dir
     from zoo.serve import create_app
-    from zoo.serve.asgi import BufferedWSGI
+    from zoo.serve.front import BufferedWSGI
 
     images, _ = mnist_test_images(resolve_data_dir(), 1)
     body = v2_body(images[:1].numpy())

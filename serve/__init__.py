@@ -35,9 +35,9 @@ DEFAULTS: dict[str, Any] = {
     "RUNTIME_THREADS": None,  # ONNX Runtime intra-op threads; None: its own choice by batch size
     "TORCH_THREADS": None,  # torch.set_num_threads in this process; None leaves it
     "ACCESS_LOG": None,  # None: no access log; "text" or "json": one line per request on the zoo.access logger
-    "THREADS": 1,  # request threads per process, under zoo serve's ASGI front (serve/asgi.py)
-    "BODY_TIMEOUT": 30,  # seconds for a request's whole body to arrive, else 408 (serve/asgi.py); 0 never
-    "MAX_QUEUE": 64,  # complete requests waiting in a worker before new ones get 503 (serve/asgi.py); 0 no bound
+    "THREADS": 1,  # request threads per process, under zoo serve's ASGI front (serve/front.py)
+    "BODY_TIMEOUT": 30,  # seconds for a request's whole body to arrive, else 408 (serve/front.py); 0 never
+    "MAX_QUEUE": 64,  # complete requests waiting in a worker before new ones get 503 (serve/front.py); 0 no bound
 }
 
 

@@ -29,7 +29,7 @@ from zoo.serve.checks import RequestLimits, interface
 from zoo.serve.context import LIMITS_KEY, MODELS_KEY
 from zoo.serve.errors import SPELLING, shown
 from zoo.serve.grpc_protocol import grpc_predict_v2_pb2 as pb
-from zoo.serve.metrics import UNSERVED, access_log, escaped, instruments, record_inference
+from zoo.serve.metrics import observe_request, record_inference
 from zoo.serve.statistics import Durations, model_statistics, record_failure, record_success
 from zoo.serve.v2_codec import (
     check_model_name,
@@ -47,7 +47,7 @@ from zoo.serve.v2_codec import (
 if TYPE_CHECKING:
     from flask import Flask
 
-    from zoo.serve.asgi import BufferedWSGI
+    from zoo.serve.front import BufferedWSGI
     from zoo.serve.repository import ServedModels
 
 log = logging.getLogger("zoo.serve")
@@ -265,24 +265,10 @@ class GrpcFront:
 
     def _observe(self, context: grpc.aio.ServicerContext, route: str, model: str, version: str,
                  code: grpc.StatusCode, started: float, size: int) -> None:
-        """Count and time the RPC in /metrics (status: the code's name) and write its access-log line."""
-        seconds = time.perf_counter() - started
-        if model and model not in self.service.served.runtimes:
-            model = UNSERVED
-        instruments().requests.labels(model, version, route, code.name).inc()
-        instruments().latency.labels(model).observe(seconds)
+        """Count and time the RPC in /metrics (status: the code's name) and write its access-log line, as HTTP's."""
         log_format = self.service.access_log
-        if not log_format:
-            return
-        peer = context.peer()
-        if log_format == "json":
-            import json
-
-            access_log.info(json.dumps({"time": time.time(), "remote": peer, "method": "GRPC", "path": route,
-                                        "status": code.name, "model": model, "version": version, "bytes": size,
-                                        "latency_ms": round(seconds * 1000, 3)}))
-        else:
-            access_log.info('%s "GRPC %s" %s %s %.2fms', escaped(peer), route, code.name, size, seconds * 1000)
+        observe_request(self.service.served, model, version, route, code.name, time.perf_counter() - started,
+                        log_format, context.peer() if log_format else "", "GRPC", route, size)
 
     async def start(self, host: str, port: int) -> int:
         """Listen on host:port (SO_REUSEPORT, shared with the other workers) and serve; returns the port bound."""

@@ -99,7 +99,7 @@ def record_loaded(served: ServedModels) -> None:
 def record_refusal(status: int) -> None:
     """Count a request the ASGI front answered itself: 408 (body too slow), 413 (a chunked body over the limit) or
     503 (queue full)."""
-    instruments().requests.labels("", "", "refused by the front", str(status)).inc()
+    series("requests", "", "", "refused by the front", str(status)).inc()
 
 
 def record_reload(result: str) -> None:
@@ -109,7 +109,7 @@ def record_reload(result: str) -> None:
 
 def record_inference(runtime: Runtime, seconds: float) -> None:
     """Time one inference of `runtime`'s model and version on its backend."""
-    instruments().inference.labels(runtime.name, str(runtime.version), runtime.backend).observe(seconds)
+    series("inference", runtime.name, str(runtime.version), runtime.backend).observe(seconds)
 
 
 @metrics.get("/metrics")
@@ -148,20 +148,29 @@ def instrument(app: Flask) -> None:
         return response
 
 
-def observe_request(served: ServedModels, model: str, version: str, route: str, status: int, seconds: float,
+@functools.cache
+def series(metric: str, *labels: str) -> Any:
+    """One labelled series of an instrument (`metric`: an Instruments field), looked up once per process:
+    prometheus_client's labels() takes a lock and builds its key on every call, which cost a cheap request 5-10%
+    of its time. The label values are bounded (served names, statuses, routes), so the cache is too."""
+    return getattr(instruments(), metric).labels(*labels)
+
+
+def observe_request(served: ServedModels, model: str, version: str, route: str, status: int | str, seconds: float,
                     log_format: str | None, remote: str, method: str, path: str, size: int | None) -> None:
-    """Count and time one HTTP request by model, version, route and status, and write its access-log line when
-    `log_format` is "text" or "json": for Flask's requests and for those the ASGI front answers itself."""
+    """Count and time one request by model, version, route and status (an HTTP status, or a gRPC code's name), and
+    write its access-log line when `log_format` is "text" or "json": for Flask's requests, for those the front
+    answers itself and for gRPC's (method "GRPC", the RPC's path as route and path)."""
     if model and model not in served.runtimes:
         model = UNSERVED
-    instruments().requests.labels(model, version, route, str(status)).inc()
-    instruments().latency.labels(model).observe(seconds)
+    series("requests", model, version, route, str(status)).inc()
+    series("latency", model).observe(seconds)
     if log_format == "json":
         access_log.info(json.dumps({"time": time.time(), "remote": remote, "method": method, "path": path,
                                     "status": status, "model": model, "version": version, "bytes": size,
                                     "latency_ms": round(seconds * 1000, 3)}))
     elif log_format:
-        access_log.info('%s "%s %s" %s %s %.2fms', remote, escaped(method), escaped(path), status, size,
+        access_log.info('%s "%s %s" %s %s %.2fms', escaped(remote), escaped(method), escaped(path), status, size,
                         seconds * 1000)
 
 

@@ -1,7 +1,7 @@
 """`zoo serve`'s process runner: the app under granian (a Rust HTTP server), each worker loading its own models.
 
 granian was chosen on measurements (benchmarks/README.md): against gunicorn's threaded workers it keeps the
-tail within a few times the median under load. The app runs behind serve/asgi.py's buffering front, so a
+tail within a few times the median under load. The app runs behind serve/front.py's buffering front, so a
 client that trickles its body costs no request thread.
 """
 
@@ -130,8 +130,8 @@ def run(
     raise_open_files_limit(workers * max_in_flight + BACKLOG + 256)
     try:
         Server(
-            "zoo.serve.asgi:create_asgi_app", address=host, port=port, interface=Interfaces.ASGI, factory=True,
-            workers=workers, respawn_failed_workers=True, respawn_interval=0.5,
+            "zoo.serve.front:create_front", address=host, port=port, interface=Interfaces.RSGI, factory=True,
+            websockets=False, workers=workers, respawn_failed_workers=True, respawn_interval=0.5,
             backlog=BACKLOG, backpressure=max_in_flight,
             http1_settings=HTTP1Settings(header_read_timeout=HEADER_TIMEOUT * 1000, keep_alive=True),
             log_level=LogLevels.info, log_access=False, log_dictconfig=logging_config(),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from zoo.serve import create_app
-from zoo.serve.asgi import BufferedWSGI
+from zoo.serve.front import BufferedWSGI
 from zoo.serve.metrics import instruments
 from zoo.serve.statistics import model_statistics
 from zoo.serve.v2 import INFER_ROUTES, DirectInfer

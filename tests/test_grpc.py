@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from zoo.cli.main import app as cli
 from zoo.serve import create_app
-from zoo.serve.asgi import BufferedWSGI
+from zoo.serve.front import BufferedWSGI
 from zoo.serve.grpc_front import SERVICE, GrpcFront
 from zoo.serve.grpc_protocol import generate
 from zoo.serve.grpc_protocol import grpc_predict_v2_pb2 as pb

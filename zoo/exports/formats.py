@@ -130,10 +130,11 @@ def load_onnx(path: Path, threads: int | None = None) -> NumpyPredict:
     small = session(threads or 1)
     large = small if threads or (os.cpu_count() or 1) == 1 else session(os.cpu_count() or 1)
     input_name = small.get_inputs()[0].name
+    output_names = [small.get_outputs()[0].name]  # named, not None: run() would list every output on each call
 
     def predict(x: np.ndarray) -> np.ndarray:
         chosen = large if len(x) >= ONNX_PARALLEL_BATCH else small
-        return chosen.run(None, {input_name: x})[0]
+        return chosen.run(output_names, {input_name: x})[0]
 
     return predict
 
