@@ -20,7 +20,7 @@ BIN="$REPO/.venv/bin"
 # NAME = "module file|test files|-k expression" (fast tests only; -x: the first failure kills the mutant).
 declare -A MODULES=(
     [store]="zoo/store/versions.py|tests/test_store.py|"
-    [manifest]="zoo/store/manifest.py|tests/test_store.py tests/test_errors.py tests/test_trust.py|"
+    [manifest]="zoo/store/manifest.py|tests/test_store.py tests/test_trust.py tests/test_errors.py|test_store.py or plain_file or symlink or the_card_never or hand_edited and (command0 or command3)"
     [v2_codec]="serve/v2_codec.py|tests/test_serve.py tests/test_hostile.py tests/test_grpc.py|not shipped_mnist"
     [forms]="serve/forms.py|tests/test_serve.py tests/test_hostile.py|not shipped_mnist"
     [checks]="serve/checks.py|tests/test_serve.py tests/test_hostile.py tests/test_grpc.py|not shipped_mnist"
@@ -38,12 +38,26 @@ if [ ! -x "$WORK/venv/bin/python" ]; then
     python3 -m venv --without-pip "$WORK/venv"  # pip and setuptools are the checkout's, not an older bundled pair
     site="$("$WORK/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     # The checkout's dependencies, without its .pth files (its editable zoo among them): a path a .pth file adds is
-    # not scanned for .pth files.
-    "$BIN/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > "$site/_zoo_dependencies.pth"
+    # not scanned for .pth files, so every site-packages folder the checkout's python sees is listed (a worktree's
+    # venv that borrows another's through a .pth of its own included).
+    "$BIN/python" -c 'import sys; print("\n".join(p for p in sys.path if p.endswith("site-packages")))' \
+        > "$site/_zoo_dependencies.pth"
 fi
 "$BIN/python" -m pip --python "$WORK/venv/bin/python" install -q --no-deps --no-build-isolation -e "$TREE"
 
 export ZOO_DATA_DIR="${ZOO_DATA_DIR:-$(cd "$REPO/.." && pwd)/shared/data}" ZOO_TEST_CACHE="$WORK/fixtures"
+
+# Each mutant's pytest is a fork of a server that imported torch and the other libraries once
+# (benchmarks/mutation_forkserver.py; MUTATION_FORK=0: a fresh process per mutant, as cosmic-ray does by itself).
+SOCKET="$WORK/forkserver.sock"
+RUNNER="$WORK/venv/bin/python -m pytest"
+if [ "${MUTATION_FORK:-1}" != 0 ]; then
+    "$WORK/venv/bin/python" "$REPO/benchmarks/mutation_forkserver.py" serve "$SOCKET" > "$WORK/forkserver.log" 2>&1 &
+    server=$!
+    trap 'kill "$server" 2>/dev/null || true' EXIT
+    until [ -S "$SOCKET" ] || ! kill -0 "$server" 2>/dev/null; do sleep 0.5; done
+    RUNNER="$WORK/venv/bin/python $REPO/benchmarks/mutation_forkserver.py run $SOCKET"
+fi
 for name in "${ORDER[@]}"; do
     IFS="|" read -r module tests expression <<< "${MODULES[$name]}"
     select="${expression:+ -k '$expression'}"
@@ -53,7 +67,7 @@ for name in "${ORDER[@]}"; do
 module-path = "$module"
 timeout = 300.0
 excluded-modules = []
-test-command = "$WORK/venv/bin/python -m pytest -x -q -p no:randomly -p no:cacheprovider -m 'not slow' $tests$select"
+test-command = "$RUNNER -x -q -p no:randomly -p no:cacheprovider -m 'not slow' $tests$select"
 
 [cosmic-ray.distributor]
 name = "local"
