@@ -281,3 +281,65 @@ def test_weights_store_at_takes_a_store_a_root_or_none(weights_dir, monkeypatch)
     assert WeightsStore.at(weights_dir).named_root == weights_dir
     monkeypatch.delenv("ZOO_WEIGHTS_DIR", raising=False)
     assert WeightsStore.at(None).named_root is None and WeightsStore.at(None).released is not None
+
+
+# --- the manifest reader (zoo/store/manifest.py): each check below is one that a mutant of it survived without ---
+
+def _manifest(tmp_path, data) -> "os.PathLike[str]":
+    path = tmp_path / "manifest.json"
+    path.write_bytes(data if isinstance(data, bytes) else json.dumps(data).encode())
+    return path
+
+
+GOOD = {"model": "m", "version": 1, "weights": {"file": "model.safetensors", "sha256": "0" * 64},
+        "recipe": {"name": "exact", "params": {}}}
+
+
+def test_a_manifest_that_is_not_utf8_is_an_integrity_error(tmp_path):
+    from zoo.store.manifest import read_manifest
+
+    with pytest.raises(zoo.IntegrityError, match="is not a UTF-8 JSON file"):
+        read_manifest(_manifest(tmp_path, b'{"model": "\xff\xfe"}'))
+
+
+@pytest.mark.parametrize(("key", "inner", "missing"), [("weights", {"file": "model.safetensors"}, "sha256"),
+                                                       ("weights", {}, "file"),
+                                                       ("recipe", {"params": {}}, "name"),
+                                                       ("recipe", {}, "name")])
+def test_a_nested_record_without_a_key_names_the_first_key_missing(tmp_path, key, inner, missing):
+    from zoo.store.manifest import read_manifest
+
+    assert read_manifest(_manifest(tmp_path, GOOD))["version"] == 1
+    with pytest.raises(zoo.IntegrityError, match=f"'{key}' has no '{missing}' key"):
+        read_manifest(_manifest(tmp_path, {**GOOD, key: inner}))
+
+
+@pytest.mark.parametrize("name", ["a/b", "a\\b", "a\0b", "..", ".", "", "/abs"])
+def test_each_kind_of_non_plain_file_name_is_refused_on_its_own(tmp_path, name):
+    from zoo.store.manifest import plain_file_name
+
+    assert plain_file_name(tmp_path / "manifest.json", "weights.file", "model.safetensors") == "model.safetensors"
+    with pytest.raises(zoo.IntegrityError, match="must be a plain file name"):
+        plain_file_name(tmp_path / "manifest.json", "weights.file", name)
+
+
+def test_a_written_manifest_is_indented_json_in_its_keys_order(tmp_path):
+    """People read manifests: two-space indents, keys as the trainer wrote them (not sorted)."""
+    from zoo.store.manifest import write_manifest
+
+    path = tmp_path / "manifest.json"
+    manifest = {"version": 1, "model": "m", "weights": GOOD["weights"]}
+    write_manifest(path, manifest)  # type: ignore[arg-type]
+    text = path.read_text()
+    assert text == json.dumps(manifest, indent=2) + "\n"
+    assert text.index('"version"') < text.index('"model"')
+
+
+def test_sampled_steps_keep_every_step_or_evenly_spaced_ones_and_the_last():
+    from zoo.store.manifest import sampled_steps
+
+    assert sampled_steps(0) == [] and sampled_steps(5) == [0, 1, 2, 3, 4] and sampled_steps(100) == list(range(100))
+    steps = sampled_steps(250)
+    assert len(steps) == 101 and steps[:4] == [0, 2, 5, 7] and steps[-2:] == [247, 249]
+    assert steps == sorted(set(steps))
+    assert sampled_steps(10, points=4) == [0, 2, 5, 7, 9]
