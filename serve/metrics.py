@@ -97,7 +97,7 @@ def record_loaded(served: ServedModels) -> None:
 
 
 def record_refusal(status: int) -> None:
-    """Count a request the ASGI front answered itself: 408 (body too slow), 413 (a chunked body over the limit) or
+    """Count a request the front answered itself: 408 (body too slow), 413 (a chunked body over the limit) or
     503 (queue full)."""
     series("requests", "", "", "refused by the front", str(status)).inc()
 
@@ -151,7 +151,7 @@ def instrument(app: Flask) -> None:
 @functools.cache
 def series(metric: str, *labels: str) -> Any:
     """One labelled series of an instrument (`metric`: an Instruments field), looked up once per process:
-    prometheus_client's labels() takes a lock and builds its key on every call, which cost a cheap request 5-10%
+    prometheus_client's labels() takes a lock and builds its key on every call, some 4% of a cheap request's
     of its time. The label values are bounded (served names, statuses, routes), so the cache is too."""
     return getattr(instruments(), metric).labels(*labels)
 
