@@ -151,8 +151,8 @@ def instrument(app: Flask) -> None:
 @functools.cache
 def series(metric: str, *labels: str) -> Any:
     """One labelled series of an instrument (`metric`: an Instruments field), looked up once per process:
-    prometheus_client's labels() takes a lock and builds its key on every call, some 4% of a cheap request's
-    of its time. The label values are bounded (served names, statuses, routes), so the cache is too."""
+    prometheus_client's labels() takes a lock and builds its key on every call, some 4% of a cheap request's time.
+    The label values are bounded (served names, statuses, routes), so the cache is too."""
     return getattr(instruments(), metric).labels(*labels)
 
 
