@@ -52,6 +52,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
                 # JPEG decodes at 1/2, 1/4 or 1/8 scale, straight to grey, for a fraction of the time and memory.
                 image.draft("L", _shrunk_size(image.size))
             image.load()
+    except InvalidInputError:  # over max_pixels (a ValueError, which the last clause would take as damage)
+        raise
     except UnidentifiedImageError:
         raise InvalidInputError(
             f"expected a PNG or JPEG image, got {len(data)} bytes that are neither (starting {data[:8]!r})"
@@ -189,20 +191,25 @@ def pixels_to_batch(values: Any) -> tuple[np.ndarray, bool]:
 
 def numeric_array(values: Any, what: str) -> np.ndarray:
     """`values` (nested lists of numbers) as a finite float32 array, or InvalidInputError saying what was wrong."""
+    not_rectangular = f"expected {what} as a rectangular array of numbers, got"
+    try:
+        array = np.asarray(values)  # numpy's own dtype first: asked for floats, it reads True as 1 and "7" as 7
+    except ValueError:
+        raise InvalidInputError(f"{not_rectangular} ragged nested lists") from None
     leaf = values
     while isinstance(leaf, list) and leaf:
         leaf = leaf[0]
-    if isinstance(leaf, (bool, str)):  # numpy would quietly read True as 1 and "7" as 7
-        raise InvalidInputError(
-            f"expected {what} as numbers, got {'booleans' if isinstance(leaf, bool) else 'strings'}"
-        )
+    # A string anywhere makes the dtype a string's and booleans alone a boolean's; a boolean among numbers is caught
+    # only as the first value, as a scan of every value would double the cost of reading a digit.
+    kind = "b" if isinstance(leaf, bool) else array.dtype.kind
+    if kind in "USb":
+        raise InvalidInputError(f"expected {what} as numbers, got {'booleans' if kind == 'b' else 'strings'}")
     try:
         with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused below
-            array = np.asarray(values, dtype=np.float32)
+            # Objects are integers past int64 (read as floats here), or None and other values that are not numbers.
+            array = np.asarray(values if kind == "O" else array, dtype=np.float32)
     except (ValueError, TypeError, OverflowError):
-        raise InvalidInputError(
-            f"expected {what} as a rectangular array of numbers, got {_what_came(values)}"
-        ) from None
+        raise InvalidInputError(f"{not_rectangular} values that are not all numbers") from None
     if array.size == 0:
         raise InvalidInputError(
             f"expected {what} with at least one value, got an empty array of shape {list(array.shape)}"
@@ -210,12 +217,3 @@ def numeric_array(values: Any, what: str) -> np.ndarray:
     if not np.isfinite(array).all():
         raise InvalidInputError(f"expected finite {what}, got NaN or infinity (or a number too large for float32)")
     return array
-
-
-def _what_came(values: Any) -> str:
-    """What is wrong with nested lists that numpy could not turn into a float array."""
-    try:
-        kind = np.asarray(values).dtype.kind
-    except ValueError:
-        return "ragged nested lists"
-    return {"U": "strings", "S": "strings"}.get(kind, "values that are not all numbers")

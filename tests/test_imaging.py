@@ -1,0 +1,301 @@
+"""The image reader (zoo/inputs/imaging.py) called directly: pictures and pixel arrays to MNIST-style batches.
+
+Real pictures made with PIL, real MNIST digits; tests/test_serve.py and tests/test_hostile.py send the same kinds of
+picture through the server. Fast, with no fixture: benchmarks/mutation.sh runs these once per mutant.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from zoo.core.data import mnist_test_images
+from zoo.core.errors import InvalidInputError
+from zoo.inputs import imaging
+
+
+def refused(match: str):
+    return pytest.raises(InvalidInputError, match=match)
+
+
+def encoded(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def bar(width: int = 200, height: int = 300, ink: int = 0, paper: int = 255) -> Image.Image:
+    """A vertical bar (a "1") of `ink` on `paper`, left of centre and high."""
+    picture = Image.new("L", (width, height), paper)
+    ImageDraw.Draw(picture).rectangle((width // 4, height // 6, width // 4 + width // 10, height // 2), fill=ink)
+    return picture
+
+
+@pytest.fixture(scope="module")
+def digits(data_dir) -> np.ndarray:
+    """Ten real MNIST test digits, uint8 [10, 28, 28], white on black."""
+    images, _ = mnist_test_images(data_dir, 10)
+    return (images[:, 0].numpy() * 255).round().astype(np.uint8)
+
+
+# --- decode_image
+
+
+def test_decode_image_reads_png_and_jpeg_as_grey_in_0_1():
+    grey = imaging.decode_image(encoded(bar()))
+    assert grey.dtype == np.float32 and grey.shape == (300, 200)
+    assert grey.min() == 0.0 and grey.max() == 1.0
+    assert grey[100, 55] == 0.0 and grey[0, 0] == 1.0
+    jpeg = imaging.decode_image(encoded(bar(), "JPEG", quality=95))
+    assert jpeg.shape == (300, 200) and np.abs(jpeg - grey).mean() < 0.02
+
+
+def test_decode_image_takes_max_pixels_exactly():
+    picture = encoded(Image.new("L", (10, 20), 0))
+    assert imaging.decode_image(picture, max_pixels=200).shape == (20, 10)
+    with refused("^expected an image of at most 199 pixels, got 10x20 = 200$"):
+        imaging.decode_image(picture, max_pixels=199)
+
+
+def test_decode_image_refuses_what_is_not_a_png_or_jpeg():
+    with refused("^expected a PNG or JPEG image, got an empty body$"):
+        imaging.decode_image(b"")
+    with refused(r"^expected a PNG or JPEG image, got 11 bytes that are neither \(starting b'GIF89a\\x01\\x00'\)$"):
+        imaging.decode_image(b"GIF89a\x01\x00\x01\x00\x00")
+    with refused(r"^expected a PNG or JPEG image, got \d+ bytes that are neither \(starting b'BM"):
+        imaging.decode_image(encoded(bar(), "BMP"))  # PIL reads BMP; the server takes only what it documents
+    whole = encoded(bar())
+    with refused("^expected a complete PNG or JPEG image, got a damaged one: "):
+        imaging.decode_image(whole[: len(whole) // 2])
+
+
+def test_decode_image_refuses_a_decompression_bomb_from_its_header():
+    # Past PIL's own limit (twice Image.MAX_IMAGE_PIXELS) with max_pixels raised above it: PIL's error, reworded.
+    side = 20_000
+    header = encoded(Image.new("1", (side, side)))
+    with refused(r"^expected an image of at most \d+ pixels, got a decompression bomb \("):
+        imaging.decode_image(header, max_pixels=side * side + 1)
+
+
+def test_large_pictures_are_shrunk_to_work_side_while_read():
+    grey = imaging.decode_image(encoded(bar(3000, 1500)))
+    assert grey.shape == (500, 1000)  # box-averaged by 3
+    jpeg = imaging.decode_image(encoded(bar(3000, 1500), "JPEG"))
+    assert max(jpeg.shape) <= imaging.WORK_SIDE and jpeg.shape[1] == 2 * jpeg.shape[0]
+    assert imaging.decode_image(encoded(bar(1024, 100))).shape == (100, 1024)  # at WORK_SIDE: untouched
+    assert imaging.decode_image(encoded(bar(1025, 100))).shape == (50, 513)
+
+
+def test_shrunk_size_rounds_up():
+    assert imaging._shrunk_size((1024, 10)) == (1024, 10)
+    assert imaging._shrunk_size((1025, 10)) == (513, 5)
+    assert imaging._shrunk_size((3000, 1499)) == (1000, 500)
+    assert imaging._shrunk_size((5, 7)) == (5, 7)
+
+
+# --- colour, transparency and polarity
+
+
+@pytest.mark.parametrize("mode", ["RGB", "P", "1", "L"])
+def test_every_mode_reads_as_the_same_grey(mode):
+    picture = bar()
+    grey = imaging.decode_image(encoded(picture.convert(mode)))
+    np.testing.assert_allclose(grey, np.asarray(picture, np.float32) / 255, atol=1 / 255)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_strokes_on_transparency_are_put_on_the_background_they_stand_out_from(mode):
+    dark = Image.new("RGBA", (100, 100), (0, 0, 0, 0))
+    ImageDraw.Draw(dark).rectangle((40, 20, 50, 80), fill=(0, 0, 0, 255))  # black strokes: on white
+    grey = imaging.decode_image(encoded(dark.convert(mode)))
+    assert grey[50, 45] == 0.0 and grey[0, 0] == 1.0
+    light = Image.new("RGBA", (100, 100), (0, 0, 0, 0))
+    ImageDraw.Draw(light).rectangle((40, 20, 50, 80), fill=(255, 255, 255, 255))  # white strokes: on black
+    grey = imaging.decode_image(encoded(light.convert(mode)))
+    assert grey[50, 45] == 1.0 and grey[0, 0] == 0.0
+
+
+def test_a_palette_with_a_transparent_colour_is_read_as_transparency():
+    picture = Image.new("P", (60, 60), 0)
+    picture.putpalette([255, 255, 255] * 2 + [0, 0, 0] * 254)  # colour 0 and 1 white, the rest black
+    ImageDraw.Draw(picture).rectangle((20, 10, 30, 50), fill=2)  # black strokes
+    grey = imaging.decode_image(encoded(picture, transparency=0))
+    assert grey[30, 25] == 0.0 and grey[0, 0] == 1.0  # the transparent white paper is drawn as white, not its colour
+    picture.putpalette([0, 0, 0] * 2 + [255, 255, 255] * 254)  # now black paper, white strokes
+    grey = imaging.decode_image(encoded(picture, transparency=0))
+    assert grey[30, 25] == 1.0 and grey[0, 0] == 0.0
+
+
+def test_fully_transparent_pictures_are_white_and_then_blank():
+    grey = imaging.decode_image(encoded(Image.new("RGBA", (40, 30), (255, 255, 255, 0))))
+    assert grey.shape == (30, 40) and np.all(grey == 1.0)
+    with refused("^expected a picture of a digit, got a blank 40x30 image$"):
+        imaging.grey_to_batch(grey)
+
+
+def test_shrinking_averages_the_ink_not_the_colour_under_transparency():
+    """Red ink hidden under alpha 0 must not darken the average of a shrunk transparent picture."""
+    rgba = np.zeros((2048, 2048, 4), np.uint8)
+    rgba[..., 0] = 255  # red, fully transparent
+    rgba[1000:1100, 900:1000] = (255, 255, 255, 255)  # a white square, opaque
+    grey = imaging.decode_image(encoded(Image.fromarray(rgba, "RGBA")))
+    assert grey.shape == (1024, 1024)
+    assert grey[0, 0] == 0.0 and grey[525, 475] == 1.0  # black around the white ink, nothing of the red
+
+
+def test_white_on_black_inverts_only_a_mostly_bright_border():
+    image = np.zeros((5, 5), np.float32)
+    image[0, :] = 1.0  # 5 bright of 16 border pixels: kept
+    np.testing.assert_array_equal(imaging.white_on_black(image), image)
+    image[:, 0] = 1.0
+    image[-1, :3] = 1.0  # 5 + 4 + 2 = 11 of 16: inverted
+    np.testing.assert_array_equal(imaging.white_on_black(image), 1.0 - image)
+    half = np.zeros((4, 4), np.float32)
+    half[:2] = 1.0  # 6 of 12 border pixels bright: exactly half is not "mostly"
+    np.testing.assert_array_equal(imaging.white_on_black(half), half)
+    both = np.stack([np.zeros((4, 4), np.float32), np.ones((4, 4), np.float32)])
+    np.testing.assert_array_equal(imaging.white_on_black(both), np.zeros((2, 4, 4)))  # each image on its own
+    assert imaging.white_on_black(half.astype(np.float64)).dtype == np.float32
+
+
+# --- MNIST form
+
+
+def test_a_28x28_picture_is_taken_as_mnist_has_it(digits):
+    for digit in digits[:3]:
+        batch = imaging.image_to_batch(encoded(Image.fromarray(digit)))
+        assert batch.shape == (1, 1, 28, 28) and batch.dtype == np.float32
+        np.testing.assert_array_equal(batch[0, 0], digit / np.float32(255))
+        inverted = imaging.image_to_batch(encoded(Image.fromarray(255 - digit)))
+        np.testing.assert_allclose(inverted, batch, atol=1e-6)
+
+
+def test_mnist_form_fits_the_digit_in_20_pixels_and_centres_it_by_mass():
+    out = imaging.grey_to_batch(np.asarray(bar(500, 300), np.float32) / 255)
+    assert out.shape == (1, 1, 28, 28) and out.dtype == np.float32
+    image = out[0, 0]
+    rows, cols = np.nonzero(image > imaging.INK_THRESHOLD)
+    assert rows.max() - rows.min() + 1 == 20  # the tall side fills the box
+    assert 9 <= cols.max() - cols.min() + 1 <= 11  # a 51x101 bar: 20 tall, so 10 wide
+    ys, xs = np.indices(image.shape)
+    assert abs((ys * image).sum() / image.sum() - 13.5) <= 0.5
+    assert abs((xs * image).sum() / image.sum() - 13.5) <= 0.5
+    assert image.min() == 0.0 and image.max() <= 1.0 and image.max() > 0.95
+
+
+def test_a_wide_digit_fills_the_box_across():
+    grey = np.ones((100, 400), np.float32)
+    grey[40:60, 20:380] = 0.0
+    image = imaging.grey_to_batch(grey)[0, 0]
+    rows, cols = np.nonzero(image > imaging.INK_THRESHOLD)
+    assert cols.max() - cols.min() + 1 == 20 and rows.max() - rows.min() + 1 <= 2
+
+
+def test_a_faint_digit_on_grey_paper_is_stretched_to_full_contrast():
+    grey = np.full((200, 200), 0.6, np.float32)
+    grey[50:150, 90:110] = 0.4  # a faint dark bar on grey paper
+    image = imaging.grey_to_batch(grey)[0, 0]
+    assert image.max() > 0.95 and image[0, 0] == 0.0
+
+
+def test_a_digit_photographed_small_and_large_reads_the_same(digits):
+    for digit in digits:
+        paper = Image.new("L", (600, 600), 255)
+        paper.paste(Image.fromarray(255 - digit).resize((300, 300), Image.Resampling.BILINEAR), (200, 50))
+        photo = imaging.image_to_batch(encoded(paper))[0, 0]
+        # MNIST's own digits are fitted in 20x20 and centred by mass, so the round trip comes close to the original.
+        assert np.abs(photo - digit / 255).mean() < 0.15
+
+
+def test_place_by_mass_keeps_a_digit_inside_the_image():
+    fitted = np.zeros((20, 20), np.float32)
+    fitted[:, -1] = 1.0  # all mass on the box's right edge: centring it would push the box out on the left
+    out = imaging._place_by_mass(fitted)
+    expected = np.zeros((28, 28), np.float32)
+    expected[4:24, 19] = 1.0  # the box at the left edge (left 0), centred down (top 4)
+    np.testing.assert_array_equal(out, expected)
+    fitted = np.zeros((20, 20), np.float32)
+    fitted[0, 0] = 1.0  # all mass in the top-left corner: the box at the bottom right
+    assert imaging._place_by_mass(fitted)[8, 8] == 1.0
+    assert np.all(imaging._place_by_mass(np.zeros((20, 4), np.float32)) == 0)  # no mass: centred by its box
+
+
+def test_picture_to_batch_takes_images_bytes_paths_and_pixels(tmp_path, digits):
+    digit = digits[0]
+    expected = digit[None, None] / np.float32(255)
+    path = tmp_path / "digit.png"
+    path.write_bytes(encoded(Image.fromarray(digit)))
+    for picture in (Image.fromarray(digit), path.read_bytes(), bytearray(path.read_bytes()), path, str(path),
+                    digit, digit.tolist(), digit / 255.0):
+        np.testing.assert_allclose(imaging.picture_to_batch(picture), expected, atol=1e-6, err_msg=type(picture))
+    with refused("^expected an image of at most 10 pixels, got 28x28 = 784$"):
+        imaging.picture_to_batch(path, max_pixels=10)
+    with refused("^expected an image of at most 10 pixels"):
+        imaging.picture_to_batch(path.read_bytes(), max_pixels=10)
+
+
+# --- pixels_to_batch and numeric_array
+
+
+@pytest.mark.parametrize("shape, batched", [((28, 28), False), ((784,), False), ((3, 28, 28), True),
+                                            ((3, 784), True), ((3, 1, 28, 28), True), ((1, 784), True)])
+def test_pixel_shapes_that_are_taken(digits, shape, batched):
+    count = shape[0] if batched else 1
+    pixels = digits[:count].reshape(shape)
+    batch, came_batched = imaging.pixels_to_batch(pixels.tolist())
+    assert came_batched is batched and batch.shape == (count, 1, 28, 28) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch, digits[:count, None] / 255, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(27, 28), (785,), (2, 2, 28, 28), (2, 28), (28, 28, 1), (1, 1, 1, 784)])
+def test_pixel_shapes_that_are_refused(shape):
+    with refused(r"^expected pixels as one image \(28x28 or 784 values\) or a batch \(\[N, 28, 28\], \[N, 784\] or "
+                 rf"\[N, 1, 28, 28\]\), got shape \[{', '.join(map(str, shape))}\]$"):
+        imaging.pixels_to_batch(np.zeros(shape).tolist())
+
+
+def test_pixel_scales_and_polarity():
+    one = np.zeros(784)
+    one[300:310] = 1.0
+    scaled = imaging.pixels_to_batch(one.tolist())[0]
+    assert scaled.max() == 1.0 and scaled.sum() == 10.0
+    assert np.array_equal(imaging.pixels_to_batch((one * 255).tolist())[0], scaled)  # 0-255 when any value is over 1
+    assert np.array_equal(imaging.pixels_to_batch((255 - one * 255).tolist())[0], scaled)  # black on white inverted
+    assert imaging.pixels_to_batch([255.0] + [0.0] * 783)[0].max() == 1.0
+    assert imaging.pixels_to_batch([1.0] + [0.0] * 783)[0].max() == 1.0  # 1 is the top of the 0-1 scale, not 1/255
+    assert imaging.pixels_to_batch([0.0] * 784)[0].max() == 0.0
+    for low, high in ((-1, 0), (0, 256), (-0.5, 300)):
+        with refused(f"^expected pixel values in 0-255 or 0-1, got values from {low:g} to {high:g}$"):
+            imaging.pixels_to_batch([float(low), float(high)] + [0.0] * 782)
+
+
+def test_numeric_array_reads_nested_numbers_as_float32():
+    array = imaging.numeric_array([[1, 2.5], [3, 4]], "x")
+    assert array.dtype == np.float32 and array.tolist() == [[1.0, 2.5], [3.0, 4.0]]
+    assert imaging.numeric_array(7, "x").shape == ()
+    assert imaging.numeric_array([[[0]]], "x").shape == (1, 1, 1)
+
+
+@pytest.mark.parametrize("values, message", [
+    ([True, 1], "^expected x as numbers, got booleans$"),
+    ([[False]], "^expected x as numbers, got booleans$"),
+    (["7"], "^expected x as numbers, got strings$"),
+    ([[1, 2], [3]], r"^expected x as a rectangular array of numbers, got ragged nested lists$"),
+    ([1, "7"], "^expected x as numbers, got strings$"),  # numpy reads "7" as 7 when asked for floats
+    ([[1, 2], [3, "x"]], "^expected x as numbers, got strings$"),
+    ([True, False], "^expected x as numbers, got booleans$"),
+    ([1, None], r"^expected finite x, got NaN or infinity \(or a number too large for float32\)$"),
+    ([1, {"a": 1}], r"^expected x as a rectangular array of numbers, got values that are not all numbers$"),
+    ([1, 10**400], r"^expected x as a rectangular array of numbers, got values that are not all numbers$"),
+    ([], r"^expected x with at least one value, got an empty array of shape \[0\]$"),
+    ([[], []], r"^expected x with at least one value, got an empty array of shape \[2, 0\]$"),
+    ([1, float("nan")], r"^expected finite x, got NaN or infinity \(or a number too large for float32\)$"),
+    ([1, float("-inf")], r"^expected finite x, got NaN or infinity"),
+    ([1, 1e39], r"^expected finite x, got NaN or infinity \(or a number too large for float32\)$"),
+])
+def test_numeric_array_refuses_what_is_not_finite_numbers(values, message):
+    with refused(message):
+        imaging.numeric_array(values, "x")
