@@ -21,10 +21,10 @@ BIN="$REPO/.venv/bin"
 declare -A MODULES=(
     [store]="zoo/store/versions.py|tests/test_store.py|"
     [manifest]="zoo/store/manifest.py|tests/test_store.py tests/test_trust.py tests/test_errors.py|test_store.py or plain_file or symlink or the_card_never or hand_edited and (command0 or command3)"
-    [v2_codec]="serve/v2_codec.py|tests/test_serve.py tests/test_hostile.py tests/test_grpc.py|not shipped_mnist"
-    [forms]="serve/forms.py|tests/test_serve.py tests/test_hostile.py|not shipped_mnist"
-    [checks]="serve/checks.py|tests/test_serve.py tests/test_hostile.py tests/test_grpc.py|not shipped_mnist"
-    [imaging]="zoo/inputs/imaging.py|tests/test_serve.py tests/test_hostile.py tests/test_predict.py|not shipped_mnist"
+    [v2_codec]="serve/v2_codec.py|tests/test_readers.py|"
+    [forms]="serve/forms.py|tests/test_readers.py|"
+    [checks]="serve/checks.py|tests/test_readers.py|"
+    [imaging]="zoo/inputs/imaging.py|tests/test_imaging.py|"
     [exporter]="zoo/exports/exporter.py|tests/test_export.py|refused or within or later_format or no_verify or reexport"
 )
 ORDER=(store manifest v2_codec forms checks imaging exporter)

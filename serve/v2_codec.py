@@ -192,7 +192,7 @@ def tensor_values(
     count = math.prod(shape)  # Python integers: a numpy product of huge dimensions could wrap to 0
     if array.size != count:
         raise InvalidInputError(
-            f"expected the values input {spec.name!r} of shape {shape} needs: it needs {count} values, got {array.size}"
+            f"expected input {spec.name!r} of shape {shape} to carry {count} values, got {array.size}"
         )
     batch = array.reshape(shape)
     check_batch(batch, True, limits)

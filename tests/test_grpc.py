@@ -217,8 +217,7 @@ def test_bad_requests_get_their_grpc_codes_and_the_messages_http_gives(app, addr
         assert got == code and words in message, (code, words, got, message)
     short = infer_request("linear-regression", "x", x)
     short.raw_input_contents[0] = short.raw_input_contents[0][:4]
-    assert refused(address, short) == (invalid, "expected the values input 'x' of shape [2, 1] needs: it needs 2 "
-                                                "values, got 1")
+    assert refused(address, short) == (invalid, "expected input 'x' of shape [2, 1] to carry 2 values, got 1")
     # The same mistake over HTTP says the same.
     body = {"inputs": [{"name": "x", "shape": [2, 1], "datatype": "FP64", "data": [1, 2]}]}
     assert "with datatype FP32, got 'FP64'" in http.post("/v2/models/linear-regression/infer", json=body).get_json()[
