@@ -25,7 +25,7 @@ declare -A MODULES=(
     [forms]="serve/forms.py|tests/test_readers.py|"
     [checks]="serve/checks.py|tests/test_readers.py|"
     [imaging]="zoo/inputs/imaging.py|tests/test_imaging.py|"
-    [exporter]="zoo/exports/exporter.py|tests/test_export.py|refused or within or later_format or no_verify or reexport"
+    [exporter]="zoo/exports/exporter.py|tests/test_verification.py|"
 )
 ORDER=(store manifest v2_codec forms checks imaging exporter)
 [ "$#" -gt 0 ] && ORDER=("$@")

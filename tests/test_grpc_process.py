@@ -282,7 +282,8 @@ def test_kserves_own_clients_call_zoo_serve_unchanged(root, tmp_path):
         # KServe's InferResponse.from_bytes (its REST client) does not read model_version; from_grpc does.
         assert version == ("1" if key.startswith("grpc") else None), (key, out[key])
     assert "404" in out["rest_unknown"] and "unknown model 'nope'" in out["rest_unknown"]
-    assert out["grpc_bad"][0] == "StatusCode.INVALID_ARGUMENT" and "of shape [2, 1] to carry 2 values, got 1" in out["grpc_bad"][1]
+    assert out["grpc_bad"][0] == "StatusCode.INVALID_ARGUMENT"
+    assert "of shape [2, 1] to carry 2 values, got 1" in out["grpc_bad"][1]
     assert "Traceback" not in log, log
 
 
