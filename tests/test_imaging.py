@@ -55,6 +55,12 @@ def test_decode_image_reads_png_and_jpeg_as_grey_in_0_1():
     assert jpeg.shape == (300, 200) and np.abs(jpeg - grey).mean() < 0.02
 
 
+def test_the_default_pixel_limit_is_4096_squared():
+    assert imaging.DEFAULT_MAX_PIXELS == 4096 * 4096
+    with refused("^expected an image of at most 16777216 pixels, got 4097x4096 = 16781312$"):
+        imaging.decode_image(encoded(Image.new("1", (4097, 4096))))  # a 2 KB file, refused from its header
+
+
 def test_decode_image_takes_max_pixels_exactly():
     picture = encoded(Image.new("L", (10, 20), 0))
     assert imaging.decode_image(picture, max_pixels=200).shape == (20, 10)
@@ -85,8 +91,8 @@ def test_decode_image_refuses_a_decompression_bomb_from_its_header():
 def test_large_pictures_are_shrunk_to_work_side_while_read():
     grey = imaging.decode_image(encoded(bar(3000, 1500)))
     assert grey.shape == (500, 1000)  # box-averaged by 3
-    jpeg = imaging.decode_image(encoded(bar(3000, 1500), "JPEG"))
-    assert max(jpeg.shape) <= imaging.WORK_SIDE and jpeg.shape[1] == 2 * jpeg.shape[0]
+    # A JPEG is decoded at 1/2 scale (1500x750, the draft at least the size asked for) and then box-averaged by 2.
+    assert imaging.decode_image(encoded(bar(3000, 1500), "JPEG")).shape == (375, 750)
     assert imaging.decode_image(encoded(bar(1024, 100))).shape == (100, 1024)  # at WORK_SIDE: untouched
     assert imaging.decode_image(encoded(bar(1025, 100))).shape == (50, 513)
 
@@ -148,6 +154,11 @@ def test_shrinking_averages_the_ink_not_the_colour_under_transparency():
     assert grey[0, 0] == 0.0 and grey[525, 475] == 1.0  # black around the white ink, nothing of the red
 
 
+def test_the_border_is_the_outermost_pixels_once_each():
+    assert imaging._border(np.arange(16).reshape(4, 4)).tolist() == [0, 1, 2, 3, 12, 13, 14, 15, 4, 8, 7, 11]
+    assert imaging._border(np.arange(32).reshape(2, 4, 4)).shape == (2, 12)
+
+
 def test_white_on_black_inverts_only_a_mostly_bright_border():
     image = np.zeros((5, 5), np.float32)
     image[0, :] = 1.0  # 5 bright of 16 border pixels: kept
@@ -158,6 +169,10 @@ def test_white_on_black_inverts_only_a_mostly_bright_border():
     half = np.zeros((4, 4), np.float32)
     half[:2] = 1.0  # 6 of 12 border pixels bright: exactly half is not "mostly"
     np.testing.assert_array_equal(imaging.white_on_black(half), half)
+    grey = np.zeros((4, 4), np.float32)
+    grey.flat[[0, 1, 2, 3, 4, 7, 8]] = 0.5  # 7 of 12 border pixels at 0.5, which is not bright
+    grey[1, 1] = 1.0
+    np.testing.assert_array_equal(imaging.white_on_black(grey), grey)
     both = np.stack([np.zeros((4, 4), np.float32), np.ones((4, 4), np.float32)])
     np.testing.assert_array_equal(imaging.white_on_black(both), np.zeros((2, 4, 4)))  # each image on its own
     assert imaging.white_on_black(half.astype(np.float64)).dtype == np.float32
@@ -186,6 +201,15 @@ def test_mnist_form_fits_the_digit_in_20_pixels_and_centres_it_by_mass():
     assert abs((ys * image).sum() / image.sum() - 13.5) <= 0.5
     assert abs((xs * image).sum() / image.sum() - 13.5) <= 0.5
     assert image.min() == 0.0 and image.max() <= 1.0 and image.max() > 0.95
+
+
+def test_a_digit_box_already_20_pixels_tall_is_taken_pixel_for_pixel():
+    grey = np.ones((100, 100), np.float32)
+    grey[10:30, 40:50] = 0.0  # a 10x20 box of ink on white: cut exactly, scale 1
+    image = imaging.grey_to_batch(grey)[0, 0]
+    assert image.sum() == pytest.approx(200.0, abs=1e-3)
+    rows, cols = np.nonzero(image > 0.5)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (4, 23, 9, 18)  # centred: 13.5 in either direction
 
 
 def test_a_wide_digit_fills_the_box_across():
@@ -219,6 +243,11 @@ def test_place_by_mass_keeps_a_digit_inside_the_image():
     expected = np.zeros((28, 28), np.float32)
     expected[4:24, 19] = 1.0  # the box at the left edge (left 0), centred down (top 4)
     np.testing.assert_array_equal(out, expected)
+    fitted = np.zeros((20, 20), np.float32)
+    fitted[-1, :] = 1.0  # all mass on the bottom edge: the box at the top edge
+    expected = np.zeros((28, 28), np.float32)
+    expected[19, 4:24] = 1.0
+    np.testing.assert_array_equal(imaging._place_by_mass(fitted), expected)
     fitted = np.zeros((20, 20), np.float32)
     fitted[0, 0] = 1.0  # all mass in the top-left corner: the box at the bottom right
     assert imaging._place_by_mass(fitted)[8, 8] == 1.0

@@ -8,6 +8,7 @@ what lets benchmarks/mutation.sh run them once per mutant.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -90,8 +91,10 @@ def test_check_batch_takes_the_limit_and_refuses_one_more():
         checks.check_batch(np.zeros((5, 1)), True, LIMITS)
 
 
-def test_the_default_limits():
+def test_the_default_limits_and_that_no_reader_can_change_them():
     assert RequestLimits() == RequestLimits(256, 4096 * 4096)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        LIMITS.max_batch = 10**9  # type: ignore[misc]
 
 
 def test_field_checks_the_type_and_refuses_a_boolean_as_a_number():
@@ -377,7 +380,9 @@ def test_run_and_encode_response(mlp):
 
 
 def test_json_field_reads_one_key_of_a_json_object():
-    assert forms.json_field(request('{"x": [1, 2]}'), "x", "EX") == [1, 2]
+    body = request('{"x": [1, 2]}')
+    assert forms.json_field(body, "x", "EX") == [1, 2]
+    assert body.get_data() == b""  # read once and not kept: a large body is not held twice while it is answered
     assert forms.json_field(request('{"x": 1}', "application/json; charset=utf-8"), "x", "EX") == 1
 
 
@@ -477,3 +482,5 @@ def test_forms_of_each_input_form():
     assert (values.read, values.answer) == (forms.value_batch, forms.value_answer)
     assert digits.media == ("application/json", "image/png", "image/jpeg", "multipart/form-data")
     assert values.media == ("application/json",)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        digits.read = forms.value_batch  # type: ignore[misc]

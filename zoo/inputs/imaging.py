@@ -174,7 +174,7 @@ def pixels_to_batch(values: Any) -> tuple[np.ndarray, bool]:
     shape = array.shape
     if shape in ((SIDE, SIDE), (SIDE * SIDE,)):
         array, batched = array.reshape(1, 1, SIDE, SIDE), False
-    elif len(shape) >= 2 and shape[1:] in ((SIDE, SIDE), (SIDE * SIDE,), (1, SIDE, SIDE)) and shape[0] > 0:
+    elif len(shape) >= 2 and shape[1:] in ((SIDE, SIDE), (SIDE * SIDE,), (1, SIDE, SIDE)):  # N > 0: never empty
         array, batched = array.reshape(shape[0], 1, SIDE, SIDE), True
     else:
         raise InvalidInputError(
