@@ -212,6 +212,18 @@ def test_a_digit_box_already_20_pixels_tall_is_taken_pixel_for_pixel():
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (4, 23, 9, 18)  # centred: 13.5 in either direction
 
 
+def test_resampling_overshoot_is_clipped_to_1():
+    """LANCZOS rings past 1 on fine strokes (1.17 for these stripes of period 9 in a 40-pixel box); MNIST never does."""
+    stripes = np.zeros((40, 40), np.float32)
+    for column in range(0, 40, 9):
+        stripes[:, column : column + 4] = 1.0
+    stripes[[0, -1], :] = stripes[:, [0, -1]] = 1.0
+    grey = np.ones((100, 100), np.float32)
+    grey[30:70, 30:70] = 1.0 - stripes  # black stripes on white paper
+    image = imaging.grey_to_batch(grey)[0, 0]
+    assert image.max() == 1.0 and image.min() == 0.0
+
+
 def test_a_wide_digit_fills_the_box_across():
     grey = np.ones((100, 400), np.float32)
     grey[40:60, 20:380] = 0.0

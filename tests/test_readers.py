@@ -415,8 +415,10 @@ def test_digit_batch_reads_each_media_type():
             body = buffer.getvalue()
         else:
             body = png(digit)
-        batch, batched = forms.digit_batch(request(body, mimetype), spec, LIMITS)
+        sent = request(body, mimetype)
+        batch, batched = forms.digit_batch(sent, spec, LIMITS)
         assert batched is False and batch.shape == (1, 1, 28, 28)
+        assert sent.get_data() == b""  # read once and not kept
         np.testing.assert_allclose(batch, expected, atol=0.05)
     upload = request({"image": (io.BytesIO(png(digit)), "d.png")}, None)
     batch, batched = forms.digit_batch(upload, spec, LIMITS)
