@@ -128,13 +128,31 @@ def test_strokes_on_transparency_are_put_on_the_background_they_stand_out_from(m
 
 def test_a_palette_with_a_transparent_colour_is_read_as_transparency():
     picture = Image.new("P", (60, 60), 0)
-    picture.putpalette([255, 255, 255] * 2 + [0, 0, 0] * 254)  # colour 0 and 1 white, the rest black
-    ImageDraw.Draw(picture).rectangle((20, 10, 30, 50), fill=2)  # black strokes
+    picture.putpalette([128, 128, 128] + [0, 0, 0] + [255, 255, 255] * 254)  # 0: grey paper, 1: black, 2...: white
+    ImageDraw.Draw(picture).rectangle((20, 10, 30, 50), fill=1)  # black strokes
     grey = imaging.decode_image(encoded(picture, transparency=0))
-    assert grey[30, 25] == 0.0 and grey[0, 0] == 1.0  # the transparent white paper is drawn as white, not its colour
-    picture.putpalette([0, 0, 0] * 2 + [255, 255, 255] * 254)  # now black paper, white strokes
+    assert grey[30, 25] == 0.0 and grey[0, 0] == 1.0  # the transparent grey paper is background (white), not grey
+    ImageDraw.Draw(picture).rectangle((20, 10, 30, 50), fill=2)  # now white strokes
     grey = imaging.decode_image(encoded(picture, transparency=0))
     assert grey[30, 25] == 1.0 and grey[0, 0] == 0.0
+    assert imaging.decode_image(encoded(picture))[0, 0] == pytest.approx(128 / 255)  # opaque: the paper is grey
+
+
+@pytest.mark.parametrize("mode, paper", [("RGB", (255, 0, 0)), ("L", 77)])
+def test_a_grey_or_rgb_png_with_a_transparent_colour_key_is_read_as_transparency(mode, paper):
+    picture = Image.new(mode, (60, 60), paper)
+    ImageDraw.Draw(picture).rectangle((20, 10, 30, 50), fill=(0, 0, 0) if mode == "RGB" else 0)
+    grey = imaging.decode_image(encoded(picture, transparency=paper))
+    assert grey[30, 25] == 0.0 and grey[0, 0] == 1.0  # the keyed paper is background, not a dark grey
+
+
+def test_mid_grey_strokes_on_transparency_go_on_white_and_faint_white_ones_on_black():
+    grey_strokes = Image.new("LA", (100, 100), (0, 0))
+    ImageDraw.Draw(grey_strokes).rectangle((10, 10, 90, 90), fill=(100, 255))  # darker than half: on white
+    assert imaging.decode_image(encoded(grey_strokes))[0, 0] == 1.0
+    faint = Image.new("LA", (100, 100), (0, 0))
+    faint.putpixel((50, 50), (255, 128))  # one white pixel, half opaque: a weight of 0.5, still white ink
+    assert imaging.decode_image(encoded(faint))[0, 0] == 0.0
 
 
 def test_fully_transparent_pictures_are_white_and_then_blank():
@@ -224,6 +242,16 @@ def test_resampling_overshoot_is_clipped_to_1():
     assert image.max() == 1.0 and image.min() == 0.0
 
 
+def test_ink_is_what_lies_above_the_threshold():
+    grey = np.zeros((100, 100), np.float32)
+    grey[10:30, 40:50] = 1.0
+    speck = grey.copy()
+    speck[90, 90] = imaging.INK_THRESHOLD  # at the threshold, not above it: not part of the digit's box
+    np.testing.assert_array_equal(imaging.grey_to_batch(speck), imaging.grey_to_batch(grey))
+    speck[90, 90] = 0.25
+    assert not np.array_equal(imaging.grey_to_batch(speck), imaging.grey_to_batch(grey))
+
+
 def test_a_wide_digit_fills_the_box_across():
     grey = np.ones((100, 400), np.float32)
     grey[40:60, 20:380] = 0.0
@@ -309,6 +337,7 @@ def test_pixel_scales_and_polarity():
     assert np.array_equal(imaging.pixels_to_batch((255 - one * 255).tolist())[0], scaled)  # black on white inverted
     assert imaging.pixels_to_batch([255.0] + [0.0] * 783)[0].max() == 1.0
     assert imaging.pixels_to_batch([1.0] + [0.0] * 783)[0].max() == 1.0  # 1 is the top of the 0-1 scale, not 1/255
+    assert imaging.pixels_to_batch([2.0] + [0.0] * 783)[0].max() == np.float32(2 / 255)  # over 1: the 0-255 scale
     assert imaging.pixels_to_batch([0.0] * 784)[0].max() == 0.0
     for low, high in ((-1, 0), (0, 256), (-0.5, 300)):
         with refused(f"^expected pixel values in 0-255 or 0-1, got values from {low:g} to {high:g}$"):

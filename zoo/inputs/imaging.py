@@ -81,7 +81,8 @@ def _shrink(image: Image.Image) -> Image.Image:
 def _greyscale(image: Image.Image) -> np.ndarray:
     """Any picture as grey float32 in [0, 1], shrunk and composited in 8 bits first, so that a large picture costs
     a few bytes a pixel, never the 16-32 of a float RGBA copy."""
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
+    # "transparency" in info: a palette's transparent colour, or the colour key (tRNS) of a grey or RGB PNG.
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         # Premultiplied grey and alpha, so that shrinking averages the ink, not the colours hidden under alpha 0.
         shrunk = _shrink(image.convert("LA").convert("La"))
         premultiplied, alpha = (np.asarray(band, dtype=np.float32) / np.float32(255) for band in shrunk.split())
@@ -115,14 +116,15 @@ def mnist_from_image(grey: np.ndarray) -> np.ndarray:
 
 def _place_by_mass(fitted: np.ndarray) -> np.ndarray:
     """Paste `fitted` into a 28x28 black image so that its centre of mass lands on the centre."""
-    height, width = fitted.shape
+    out = np.zeros((SIDE, SIDE), dtype=np.float32)
     total = float(fitted.sum())
+    if not total:  # nothing to place (values are clipped at 0, so a zero sum is an all-zero box)
+        return out
+    height, width = fitted.shape
     ys, xs = np.indices(fitted.shape)
-    centre_y = float((ys * fitted).sum() / total) if total else (height - 1) / 2
-    centre_x = float((xs * fitted).sum() / total) if total else (width - 1) / 2
+    centre_y, centre_x = float((ys * fitted).sum() / total), float((xs * fitted).sum() / total)
     top = int(np.clip(round((SIDE - 1) / 2 - centre_y), 0, SIDE - height))
     left = int(np.clip(round((SIDE - 1) / 2 - centre_x), 0, SIDE - width))
-    out = np.zeros((SIDE, SIDE), dtype=np.float32)
     out[top : top + height, left : left + width] = fitted
     return out
 
@@ -174,7 +176,7 @@ def pixels_to_batch(values: Any) -> tuple[np.ndarray, bool]:
     shape = array.shape
     if shape in ((SIDE, SIDE), (SIDE * SIDE,)):
         array, batched = array.reshape(1, 1, SIDE, SIDE), False
-    elif len(shape) >= 2 and shape[1:] in ((SIDE, SIDE), (SIDE * SIDE,), (1, SIDE, SIDE)):  # N > 0: never empty
+    elif shape[1:] in ((SIDE, SIDE), (SIDE * SIDE,), (1, SIDE, SIDE)):  # N > 0: numeric_array refuses empty arrays
         array, batched = array.reshape(shape[0], 1, SIDE, SIDE), True
     else:
         raise InvalidInputError(
