@@ -192,6 +192,10 @@ def test_decode_request_reads_the_batch_id_and_binary_choice(mlp):
     assert decoded.batch.shape == (1, 1, 28, 28) and decoded.batch.dtype == np.float32
     assert np.all(decoded.batch == 0.5)
     assert v2_codec.decode_request(v2(), b"", mlp, LIMITS).id is None
+    bare = v2_codec.InferRequest(decoded.batch)
+    assert (bare.id, bare.binary_output) == (None, False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.binary_output = True  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("document", [[], None, {"inputs": {}}, {"inputs": []}, {"inputs": [1]},
@@ -331,6 +335,9 @@ def test_tensor_shapes_that_are_refused(shape, message):
     ({"outputs": [{"name": "logits", "parameters": {"binary_data": False}}],
       "parameters": {"binary_data_output": True}}, False),
     ({"outputs": [{"name": "logits", "parameters": {}}], "parameters": {"binary_data_output": True}}, True),
+    # The output named twice: its first entry says how it is sent.
+    ({"outputs": [{"name": "logits", "parameters": {"binary_data": True}}, {"name": "logits"}]}, True),
+    ({"outputs": [{"name": "logits"}, {"name": "logits", "parameters": {"binary_data": True}}]}, False),
 ])
 def test_requested_binary(mlp, document, binary):
     assert v2_codec.requested_binary(document, "logits") is binary
