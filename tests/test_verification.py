@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import cached
+from onnx import load_tensor, numpy_helper
 
 import zoo
 from zoo.core.data import Splits
@@ -163,3 +164,52 @@ def test_a_planted_wrong_file_is_refused_by_export_and_nothing_is_written(onnx_f
                        r"difference (0\.001|0\.000999), expected under 1e-05; nothing was written$"):
         zoo.export("linear-regression", ["torchscript"], weights_dir=str(folder.parents[1]), data_dir=str(data_dir))
     assert {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} == before
+
+
+def test_lossy_formats_made_from_the_versions_own_file_are_verified_on_the_task_and_published_together(
+        onnx_file, data_dir, tmp_path):
+    """The whole of zoo.export on the successful path: int8 and fp16 made from the version's stored float32 file
+    (not a fresh one), each verified on the test split, the test data pair and a rewritten file published with them,
+    and nothing left behind."""
+    root = tmp_path / "weights"
+    shutil.copytree(onnx_file.parents[1], root / "linear-regression")
+    folder = root / "linear-regression" / "1"
+    float32 = folder / "model.onnx"
+    stored = zoo.WeightsStore(root).manifest("linear-regression", 1)["artifacts"]["onnx"]
+
+    def rewrite(loaded, manifest, context):
+        assert sorted(manifest["artifacts"]) == ["onnx", "onnx-fp16", "onnx-int8"]  # the manifest as it will be
+        return {folder / "NOTES.md": f"{len(manifest['artifacts'])} artifacts\n"}
+
+    report = exporter.export("linear-regression", ["onnx-fp16", "onnx-int8"], weights_dir=str(root),
+                        data_dir=str(data_dir), rewrite=rewrite)
+    assert report.model == "linear-regression" and report.version == 1 and report.folder == folder
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.version = 2  # type: ignore[misc]
+    assert sorted(report.artifacts) == ["onnx-fp16", "onnx-int8"]
+    for fmt, file in (("onnx-fp16", "model.fp16.onnx"), ("onnx-int8", "model.int8.onnx")):
+        entry = report.artifacts[fmt]
+        assert entry["file"] == file and entry["bytes"] == (folder / file).stat().st_size
+        assert entry["derived_from"] == {"format": "onnx", "sha256": stored["sha256"], "bytes": float32.stat().st_size,
+                                         "size_ratio": round(entry["bytes"] / float32.stat().st_size, 4)}
+        check = entry["verification"]
+        assert check["passed"] is True and check["measure"] == "relative error"
+        assert 0 < check["relative_error"] <= exporter.MAX_RELATIVE_ERROR and check["batches"] == [1, 1000]
+    assert zoo.WeightsStore(root).manifest("linear-regression", 1)["artifacts"]["onnx"] == stored  # kept as it was
+    assert (folder / "NOTES.md").read_text() == "3 artifacts\n"
+    pair = [numpy_helper.to_array(load_tensor(str(folder / "test_data_set_0" / f"{stem}.pb")))
+            for stem in ("input_0", "output_0")]
+    assert pair[0].shape == (4, 1) and pair[1].shape == (4, 1)  # TEST_DATA_BATCH rows of the batch-1000 inputs
+    eager = zoo.load_model("linear-regression", weights_dir=str(root)).model
+    with torch.inference_mode():
+        np.testing.assert_allclose(pair[1], eager(torch.from_numpy(pair[0].copy())).numpy(), rtol=1e-6)
+    assert len(np.unique(pair[0])) == 4
+    assert [p.name for p in folder.rglob("*") if p.name.startswith(".")] == [".manifest.lock"]  # no temp file left
+
+
+def test_scores_are_rounded_as_recorded():
+    assert exporter._check_accuracy("f", {}, {"accuracy": 97.12346}, {"accuracy": 98.0}, 1.0)["accuracy_drop"] == 0.8765
+    splits = Splits(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(3, 1), torch.zeros(3, 1), "x")
+    third = exporter._check_outputs("f", {}, lambda x: np.full((len(x), 1), 4.0, np.float32),
+                                    lambda x: np.full((len(x), 1), 3.0, np.float32), splits, 1.0)
+    assert third["relative_error"] == 0.33333334  # 1/3 in float32, to 8 places
