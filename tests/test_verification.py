@@ -176,6 +176,7 @@ def test_lossy_formats_made_from_the_versions_own_file_are_verified_on_the_task_
     folder = root / "linear-regression" / "1"
     float32 = folder / "model.onnx"
     stored = zoo.WeightsStore(root).manifest("linear-regression", 1)["artifacts"]["onnx"]
+    shutil.rmtree(folder / "test_data_set_0")  # written again by this export
 
     def rewrite(loaded, manifest, context):
         assert sorted(manifest["artifacts"]) == ["onnx", "onnx-fp16", "onnx-int8"]  # the manifest as it will be
@@ -213,3 +214,34 @@ def test_scores_are_rounded_as_recorded():
     third = exporter._check_outputs("f", {}, lambda x: np.full((len(x), 1), 4.0, np.float32),
                                     lambda x: np.full((len(x), 1), 3.0, np.float32), splits, 1.0)
     assert third["relative_error"] == 0.33333334  # 1/3 in float32, to 8 places
+
+
+def test_a_lossy_format_whose_float32_file_is_gone_is_made_from_a_fresh_verified_one(onnx_file, data_dir, tmp_path,
+                                                                                       monkeypatch):
+    """The manifest still records model.onnx but the file is gone: the fp16 file is made from a fresh float32 export,
+    verified against eager first (a planted wrong one is refused) and never kept."""
+    root = tmp_path / "weights"
+    shutil.copytree(onnx_file.parents[1], root / "linear-regression")
+    folder = root / "linear-regression" / "1"
+    (folder / "model.onnx").unlink()
+    report = exporter.export("linear-regression", ["onnx-fp16"], weights_dir=str(root), data_dir=str(data_dir))
+    assert report.artifacts["onnx-fp16"]["verification"]["passed"] and not (folder / "model.onnx").exists()
+    assert (folder / "model.fp16.onnx").is_file()
+    original = FORMATS["onnx"].export
+
+    class Shifted(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.model(x) + 1e-3
+
+    def wrong(model, interface, path, opset):
+        return original(Shifted(model).eval(), interface, path, opset)
+
+    monkeypatch.setitem(FORMATS, "onnx", dataclasses.replace(FORMATS["onnx"], export=wrong))
+    before = {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    with pytest.raises(zoo.VerificationError, match="^onnx export does not match PyTorch eager"):
+        exporter.export("linear-regression", ["onnx-fp16"], weights_dir=str(root), data_dir=str(data_dir))
+    assert {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} == before
