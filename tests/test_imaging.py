@@ -263,8 +263,36 @@ def test_a_wide_digit_fills_the_box_across():
 def test_a_faint_digit_on_grey_paper_is_stretched_to_full_contrast():
     grey = np.full((200, 200), 0.6, np.float32)
     grey[50:150, 90:110] = 0.4  # a faint dark bar on grey paper
+    sharp = np.ones((200, 200), np.float32)
+    sharp[50:150, 90:110] = 0.0  # the same bar, black on white
+    np.testing.assert_allclose(imaging.grey_to_batch(grey), imaging.grey_to_batch(sharp), atol=1e-5)
+
+
+def test_a_picture_of_one_grey_is_blank():
+    with refused("^expected a picture of a digit, got a blank 30x20 image$"):
+        imaging.grey_to_batch(np.full((20, 30), 0.5, np.float32))
+
+
+def test_a_one_pixel_line_keeps_one_column():
+    grey = np.ones((200, 200), np.float32)
+    grey[20:180, 100] = 0.0  # 160 tall, 1 wide: 20 tall and 0.125 wide when fitted, kept as 1 column
     image = imaging.grey_to_batch(grey)[0, 0]
-    assert image.max() > 0.95 and image[0, 0] == 0.0
+    rows, cols = np.nonzero(image > 0.5)
+    assert rows.max() - rows.min() + 1 == 20 and set(cols) == {14}  # 13.5 rounds to 14
+
+
+def test_an_odd_box_is_placed_by_its_centre_of_mass_rounded_to_even():
+    fitted = np.ones((19, 3), np.float32)  # centre (9, 1): 13.5 - 9 = 4.5 rounds to 4, 13.5 - 1 = 12.5 to 12
+    out = imaging._place_by_mass(fitted)
+    rows, cols = np.nonzero(out)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (4, 22, 12, 14)
+
+
+def test_strokes_exactly_half_bright_go_on_white():
+    picture = Image.new("LA", (60, 60), (0, 0))
+    ImageDraw.Draw(picture).rectangle((10, 10, 29, 50), fill=(255, 255))
+    ImageDraw.Draw(picture).rectangle((30, 10, 49, 50), fill=(0, 255))  # as much black ink as white: brightness 0.5
+    assert imaging.decode_image(encoded(picture))[0, 0] == 1.0
 
 
 def test_a_digit_photographed_small_and_large_reads_the_same(digits):
