@@ -367,6 +367,9 @@ def test_pixel_scales_and_polarity():
     assert imaging.pixels_to_batch([1.0] + [0.0] * 783)[0].max() == 1.0  # 1 is the top of the 0-1 scale, not 1/255
     assert imaging.pixels_to_batch([2.0] + [0.0] * 783)[0].max() == np.float32(2 / 255)  # over 1: the 0-255 scale
     assert imaging.pixels_to_batch([0.0] * 784)[0].max() == 0.0
+    assert imaging.pixels_to_batch([0.5] + [0.0] * 783)[0].max() == 0.5  # under 1: the 0-1 scale, as it came
+    lifted = imaging.pixels_to_batch([1.0] * 783 + [200.0])[0]  # nothing at 0 is still in range
+    assert lifted.min() == np.float32(1 / 255) and lifted.max() == np.float32(200 / 255)
     for low, high in ((-1, 0), (0, 256), (-0.5, 300)):
         with refused(f"^expected pixel values in 0-255 or 0-1, got values from {low:g} to {high:g}$"):
             imaging.pixels_to_batch([float(low), float(high)] + [0.0] * 782)
