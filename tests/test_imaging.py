@@ -273,6 +273,41 @@ def test_a_picture_of_one_grey_is_blank():
         imaging.grey_to_batch(np.full((20, 30), 0.5, np.float32))
 
 
+def test_a_box_wider_than_tall_is_cut_exactly_too():
+    grey = np.ones((100, 100), np.float32)
+    grey[10:20, 30:50] = 0.0  # 20 wide, 10 tall: the width sets the scale (1)
+    image = imaging.grey_to_batch(grey)[0, 0]
+    assert image.sum() == pytest.approx(200.0, abs=1e-3)
+    rows, cols = np.nonzero(image > 0.5)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (9, 18, 4, 23)
+
+
+def test_paper_darker_than_its_border_is_black_not_below_it():
+    grey = np.full((100, 100), 0.3, np.float32)  # ink space: a grey field whose border sets the black level
+    grey[10:90, 50:60] = grey[10:90, 70:80] = 1.0  # two strokes...
+    level = imaging.grey_to_batch(grey)
+    grey[30:70, 60:70] = 0.1  # ...with a patch darker than the field between them, inside the digit's box
+    np.testing.assert_array_equal(imaging.grey_to_batch(grey), level)  # at or below the black level: black alike
+
+
+def test_a_one_pixel_line_across_keeps_one_row():
+    grey = np.ones((200, 200), np.float32)
+    grey[100, 20:180] = 0.0
+    image = imaging.grey_to_batch(grey)[0, 0]
+    rows, cols = np.nonzero(image > 0.5)
+    assert cols.max() - cols.min() + 1 == 20 and set(rows) == {14}
+
+
+@pytest.mark.parametrize("extra", [0.0, 0.879, 3.0])
+def test_the_centre_of_mass_lands_within_half_a_pixel_of_the_centre(extra):
+    fitted = np.ones((20, 6), np.float32)
+    fitted[-1] += extra  # heavier at the bottom: the centre of mass moves down (9.9 rows for 0.879)
+    fitted[:, 0] += extra
+    out = imaging._place_by_mass(fitted)
+    ys, xs = np.indices(out.shape)
+    assert abs((ys * out).sum() / out.sum() - 13.5) <= 0.5 and abs((xs * out).sum() / out.sum() - 13.5) <= 0.5
+
+
 def test_a_one_pixel_line_keeps_one_column():
     grey = np.ones((200, 200), np.float32)
     grey[20:180, 100] = 0.0  # 160 tall, 1 wide: 20 tall and 0.125 wide when fitted, kept as 1 column
