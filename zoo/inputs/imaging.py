@@ -193,25 +193,24 @@ def pixels_to_batch(values: Any) -> tuple[np.ndarray, bool]:
 
 def numeric_array(values: Any, what: str) -> np.ndarray:
     """`values` (nested lists of numbers) as a finite float32 array, or InvalidInputError saying what was wrong."""
-    not_rectangular = f"expected {what} as a rectangular array of numbers, got"
-    try:
-        array = np.asarray(values)  # numpy's own dtype first: asked for floats, it reads True as 1 and "7" as 7
-    except ValueError:
-        raise InvalidInputError(f"{not_rectangular} ragged nested lists") from None
     leaf = values
     while isinstance(leaf, list) and leaf:
         leaf = leaf[0]
-    # A string anywhere makes the dtype a string's and booleans alone a boolean's; a boolean among numbers is caught
-    # only as the first value, as a scan of every value would double the cost of reading a digit.
-    kind = "b" if isinstance(leaf, bool) else array.dtype.kind
-    if kind in "USb":
-        raise InvalidInputError(f"expected {what} as numbers, got {'booleans' if kind == 'b' else 'strings'}")
+    # numpy would quietly read True as 1 and "7" as 7. Only the first value is checked: numpy's own choice of dtype
+    # would tell a string anywhere, but it sizes every value to the longest string (a 100 KB body made 400 MB), and a
+    # scan of every value would double the cost of reading a digit.
+    if isinstance(leaf, (bool, str)):
+        raise InvalidInputError(
+            f"expected {what} as numbers, got {'booleans' if isinstance(leaf, bool) else 'strings'}"
+        )
     try:
         with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused below
-            # Objects are integers past int64 (read as floats here), or None and other values that are not numbers.
-            array = np.asarray(values if kind == "O" else array, dtype=np.float32)
-    except (ValueError, TypeError, OverflowError):
-        raise InvalidInputError(f"{not_rectangular} values that are not all numbers") from None
+            array = np.asarray(values, dtype=np.float32)
+    except (ValueError, TypeError, OverflowError) as error:
+        # Told apart by numpy's message, never by reading the values again (which could cost what the above saves).
+        came = ("strings" if "convert string" in str(error) else
+                "ragged nested lists" if "inhomogeneous" in str(error) else "values that are not all numbers")
+        raise InvalidInputError(f"expected {what} as a rectangular array of numbers, got {came}") from None
     if array.size == 0:
         raise InvalidInputError(
             f"expected {what} with at least one value, got an empty array of shape {list(array.shape)}"
