@@ -167,13 +167,15 @@ def test_a_person_draws_a_digit_and_sees_it_recognised(served_weights, tmp_path)
     with browsing(served_weights, tmp_path) as (browser, url):
         browser.get(url + "/")
         pad = browser.find_element(By.ID, "pad")
+        wait = WebDriverWait(browser, 20)
+        # The page fills the model list from /v1/models after it loads: wait for the option, not for a fixed time.
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#model option[value='lenet']"))
         Select(browser.find_element(By.ID, "model")).select_by_visible_text("lenet")
         # A vertical stroke down the middle of the pad: a "1".
         stroke = ActionChains(browser).move_to_element_with_offset(pad, 0, -90).click_and_hold()
         for _ in range(18):
             stroke = stroke.move_by_offset(0, 10)
         stroke.release().perform()
-        wait = WebDriverWait(browser, 20)
         wait.until(lambda b: b.find_element(By.ID, "digit").text.isdigit())
         bars = browser.find_elements(By.CSS_SELECTOR, "#bars li")
         assert len(bars) == 10
