@@ -224,6 +224,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--kserve-python", default=sys.executable)
     parser.add_argument("--clients", default="c,python", help="c, python or both (comma-separated)")
+    parser.add_argument("--floor", action="store_true",
+                        help="add the gRPC floor (benchmarks/grpc_floor.py: grpc.aio, a fixed answer) to the C rows")
     args = parser.parse_args()
     kinds = set(args.clients.split(","))
     weights = ROOT / "weights"
@@ -231,7 +233,7 @@ def main() -> None:
     pixels = image()
     zoo_cli = str(Path(sys.executable).with_name("zoo"))
     http_port, grpc_port, kserve_port = free_port(), free_port(), free_port()
-    kserve_grpc = free_port()
+    kserve_grpc, floor_grpc = free_port(), free_port()
     servers = []
     rows: list[tuple[str, str, int, dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as folder:
@@ -247,11 +249,18 @@ def main() -> None:
                  "--name", MODEL, "--port", str(kserve_port), "--grpc-port", str(kserve_grpc)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder)
             servers.append(kserve)
+            grpc_addresses = [f"127.0.0.1:{grpc_port}", f"127.0.0.1:{kserve_grpc}"]
+            if args.floor:
+                servers.append(subprocess.Popen(
+                    [sys.executable, str(ROOT / "benchmarks" / "grpc_floor.py"), str(floor_grpc)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder))
             wait_http(http_port, "/v2/health/ready", zoo)
             wait_http(kserve_port, "/v2/health/ready", kserve)
-            for address in (f"127.0.0.1:{grpc_port}", f"127.0.0.1:{kserve_grpc}"):
+            for address in grpc_addresses:
                 wait_grpc(address)
                 check_answers(address, pixels)
+            if args.floor:
+                wait_grpc(f"127.0.0.1:{floor_grpc}")
             message, body = grpc_message(pixels), v2_json(pixels)
             for round_ in range(1, args.rounds + 1):
                 for in_flight in IN_FLIGHT:
@@ -263,6 +272,9 @@ def main() -> None:
                                      h2load(grpc_port, message, args.seconds, in_flight, scratch)))
                         rows.append((f"KServe ModelServer gRPC binary (h2load), round {round_}", "c", in_flight,
                                      h2load(kserve_grpc, message, args.seconds, in_flight, scratch)))
+                        if args.floor:
+                            rows.append((f"gRPC floor: grpc.aio, fixed answer (h2load), round {round_}", "c",
+                                         in_flight, h2load(floor_grpc, message, args.seconds, in_flight, scratch)))
                     if "python" in kinds:
                         rows.append((f"zoo HTTP v2 JSON (tritonclient.http), round {round_}", "python", in_flight,
                                      python_clients("http", f"127.0.0.1:{http_port}", pixels, args.seconds,
