@@ -249,14 +249,13 @@ def main() -> None:
                  "--name", MODEL, "--port", str(kserve_port), "--grpc-port", str(kserve_grpc)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder)
             servers.append(kserve)
-            grpc_addresses = [f"127.0.0.1:{grpc_port}", f"127.0.0.1:{kserve_grpc}"]
             if args.floor:
                 servers.append(subprocess.Popen(
                     [sys.executable, str(ROOT / "benchmarks" / "grpc_floor.py"), str(floor_grpc)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder))
             wait_http(http_port, "/v2/health/ready", zoo)
             wait_http(kserve_port, "/v2/health/ready", kserve)
-            for address in grpc_addresses:
+            for address in (f"127.0.0.1:{grpc_port}", f"127.0.0.1:{kserve_grpc}"):
                 wait_grpc(address)
                 check_answers(address, pixels)
             if args.floor:
