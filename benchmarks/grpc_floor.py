@@ -7,8 +7,8 @@ the loopback's round trip.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 from typing import Any
 
 import grpc
@@ -39,12 +39,20 @@ async def serve(port: int) -> None:
             ready, request_deserializer=pb.ServerReadyRequest.FromString,
             response_serializer=pb.ServerReadyResponse.SerializeToString),
     }
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # a port in use is refused, not shared
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, table),))
-    server.add_insecure_port(f"127.0.0.1:{port}")
+    try:
+        server.add_insecure_port(f"127.0.0.1:{port}")
+    except RuntimeError:  # grpc's own message points at GRPC_VERBOSITY, not at the port
+        raise SystemExit(f"grpc_floor.py: cannot listen on 127.0.0.1:{port}: expected a free port") from None
     await server.start()
     await server.wait_for_termination()
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(int(sys.argv[1])))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("port", type=int, help="the loopback port to serve gRPC on")
+    port = parser.parse_args().port
+    if not 1 <= port <= 65535:  # grpc would take 99999 as 34463
+        parser.error(f"expected a port of 1-65535, got {port}")
+    asyncio.run(serve(port))
