@@ -2,13 +2,20 @@
 ModelInfer with one fixed ModelInferResponse and runs no zoo code, so what it measures is grpc.aio's own cost and
 the loopback's round trip.
 
-    python benchmarks/grpc_floor.py PORT
+    python benchmarks/grpc_floor.py PORT [--processes N]
+
+With --processes N it runs N such servers on the one port (SO_REUSEPORT, as zoo serve's workers share theirs), so
+that it can be set beside `zoo serve --workers N`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import signal
+import socket
+import sys
 from typing import Any
 
 import grpc
@@ -30,7 +37,7 @@ async def ready(request: Any, context: grpc.aio.ServicerContext) -> Any:
     return pb.ServerReadyResponse(ready=True)  # what grpc_load.py waits for
 
 
-async def serve(port: int) -> None:
+async def serve(port: int, shared: bool) -> None:
     table = {
         "ModelInfer": grpc.unary_unary_rpc_method_handler(
             infer, request_deserializer=pb.ModelInferRequest.FromString,
@@ -39,7 +46,8 @@ async def serve(port: int) -> None:
             ready, request_deserializer=pb.ServerReadyRequest.FromString,
             response_serializer=pb.ServerReadyResponse.SerializeToString),
     }
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # a port in use is refused, not shared
+    # One process refuses a port in use rather than sharing it; several share theirs, checked free beforehand.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", int(shared))])
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, table),))
     try:
         server.add_insecure_port(f"127.0.0.1:{port}")
@@ -49,10 +57,42 @@ async def serve(port: int) -> None:
     await server.wait_for_termination()
 
 
-if __name__ == "__main__":
+def serve_shared(port: int) -> None:
+    asyncio.run(serve(port, shared=True))
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", type=int, help="the loopback port to serve gRPC on")
-    port = parser.parse_args().port
-    if not 1 <= port <= 65535:  # grpc would take 99999 as 34463
-        parser.error(f"expected a port of 1-65535, got {port}")
-    asyncio.run(serve(port))
+    parser.add_argument("--processes", type=int, default=1, help="servers sharing the port (default 1)")
+    args = parser.parse_args()
+    if not 1 <= args.port <= 65535:  # grpc would take 99999 as 34463
+        parser.error(f"expected a port of 1-65535, got {args.port}")
+    if args.processes < 1:
+        parser.error(f"expected --processes of at least 1, got {args.processes}")
+    if args.processes == 1:
+        asyncio.run(serve(args.port, shared=False))
+        return
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", args.port))
+        except OSError:
+            raise SystemExit(f"grpc_floor.py: cannot listen on 127.0.0.1:{args.port}: expected a free port") from None
+    spawn = multiprocessing.get_context("spawn")  # each child starts grpc afresh: grpc does not survive a fork
+    children = [spawn.Process(target=serve_shared, args=(args.port,), daemon=True) for _ in range(args.processes)]
+    # SIGTERM (how grpc_load.py stops its servers) ends the children too, not just this parent.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    for child in children:
+        child.start()
+    try:
+        for child in children:
+            child.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            child.terminate()
+
+
+if __name__ == "__main__":
+    main()

@@ -21,7 +21,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import socket
 import statistics
 import struct
 import subprocess
@@ -34,17 +33,12 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from serve_load import free_port, load_wrk  # benchmarks/ is on the path: these scripts run as files
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "mnist-mlp"
 IN_FLIGHT = (1, 8, 32)
 INFER = "/inference.GRPCInferenceService/ModelInfer"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_http(port: int, path: str, process: subprocess.Popen) -> None:
@@ -107,35 +101,6 @@ def summary(latencies_ms: list[float], seconds: float, errors: int) -> dict[str,
     latencies_ms.sort()
     return {"rps": len(latencies_ms) / seconds, "p50": statistics.median(latencies_ms),
             "p99": latencies_ms[int(0.99 * (len(latencies_ms) - 1))], "errors": errors}
-
-
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local file = io.open(os.getenv("ZOO_BENCH_BODY"), "rb")
-wrk.body = file:read("*a")
-file:close()
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('{"requests": %d, "seconds": %f, "p50": %f, "p99": %f, "errors": %d}\\n',
-    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(99) / 1e3,
-    e.connect + e.read + e.write + e.status + e.timeout))
-end
-"""
-
-
-def wrk(port: int, body: bytes, seconds: float, in_flight: int, scratch: Path) -> dict[str, float]:
-    """wrk's load: `in_flight` keep-alive connections for `seconds`, after a 1 s warm-up run."""
-    (scratch / "body.json").write_bytes(body)
-    (scratch / "post.lua").write_text(WRK_SCRIPT)
-    env = {**os.environ, "ZOO_BENCH_BODY": str(scratch / "body.json")}
-    for duration in (1, seconds):
-        output = subprocess.run(
-            ["wrk", f"-t{min(2, in_flight)}", f"-c{in_flight}", f"-d{int(duration)}s", "-s", str(scratch / "post.lua"),
-             f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer"], capture_output=True, text=True, env=env, check=True)
-    result = json.loads(output.stdout.strip().splitlines()[-1])
-    return {"rps": result["requests"] / result["seconds"], "p50": result["p50"], "p99": result["p99"],
-            "errors": result["errors"]}
 
 
 def h2load(port: int, message: bytes, seconds: float, in_flight: int, scratch: Path) -> dict[str, float]:
@@ -225,7 +190,8 @@ def main() -> None:
     parser.add_argument("--kserve-python", default=sys.executable)
     parser.add_argument("--clients", default="c,python", help="c, python or both (comma-separated)")
     parser.add_argument("--floor", action="store_true",
-                        help="add the gRPC floor (benchmarks/grpc_floor.py: grpc.aio, a fixed answer) to the C rows")
+                        help="add the gRPC floor (benchmarks/grpc_floor.py: grpc.aio, a fixed answer) to the C rows, "
+                             "in one process (as KServe's server) and in --workers processes (as zoo's)")
     args = parser.parse_args()
     kinds = set(args.clients.split(","))
     weights = ROOT / "weights"
@@ -233,7 +199,8 @@ def main() -> None:
     pixels = image()
     zoo_cli = str(Path(sys.executable).with_name("zoo"))
     http_port, grpc_port, kserve_port = free_port(), free_port(), free_port()
-    kserve_grpc, floor_grpc = free_port(), free_port()
+    kserve_grpc = free_port()
+    floors = {1: free_port(), args.workers: free_port()} if args.floor else {}  # processes: port
     servers = []
     rows: list[tuple[str, str, int, dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as folder:
@@ -249,31 +216,33 @@ def main() -> None:
                  "--name", MODEL, "--port", str(kserve_port), "--grpc-port", str(kserve_grpc)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder)
             servers.append(kserve)
-            if args.floor:
+            for processes, port in floors.items():
                 servers.append(subprocess.Popen(
-                    [sys.executable, str(ROOT / "benchmarks" / "grpc_floor.py"), str(floor_grpc)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder))
+                    [sys.executable, str(ROOT / "benchmarks" / "grpc_floor.py"), str(port), "--processes",
+                     str(processes)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder))
             wait_http(http_port, "/v2/health/ready", zoo)
             wait_http(kserve_port, "/v2/health/ready", kserve)
             for address in (f"127.0.0.1:{grpc_port}", f"127.0.0.1:{kserve_grpc}"):
                 wait_grpc(address)
                 check_answers(address, pixels)
-            if args.floor:
-                wait_grpc(f"127.0.0.1:{floor_grpc}")
+            for port in floors.values():
+                wait_grpc(f"127.0.0.1:{port}")
             message, body = grpc_message(pixels), v2_json(pixels)
             for round_ in range(1, args.rounds + 1):
                 for in_flight in IN_FLIGHT:
                     before = len(rows)
                     if "c" in kinds:
                         rows.append((f"zoo HTTP v2 JSON (wrk), round {round_}", "c", in_flight,
-                                     wrk(http_port, body, args.seconds, in_flight, scratch)))
+                                     load_wrk(http_port, f"/v2/models/{MODEL}/infer", body, args.seconds,
+                                              in_flight, scratch)))
                         rows.append((f"zoo gRPC binary (h2load), round {round_}", "c", in_flight,
                                      h2load(grpc_port, message, args.seconds, in_flight, scratch)))
                         rows.append((f"KServe ModelServer gRPC binary (h2load), round {round_}", "c", in_flight,
                                      h2load(kserve_grpc, message, args.seconds, in_flight, scratch)))
-                        if args.floor:
-                            rows.append((f"gRPC floor: grpc.aio, fixed answer (h2load), round {round_}", "c",
-                                         in_flight, h2load(floor_grpc, message, args.seconds, in_flight, scratch)))
+                        for processes, port in floors.items():
+                            rows.append((f"gRPC floor: grpc.aio, fixed answer, {processes} process"
+                                         f"{'es' if processes > 1 else ''} (h2load), round {round_}", "c",
+                                         in_flight, h2load(port, message, args.seconds, in_flight, scratch)))
                     if "python" in kinds:
                         rows.append((f"zoo HTTP v2 JSON (tritonclient.http), round {round_}", "python", in_flight,
                                      python_clients("http", f"127.0.0.1:{http_port}", pixels, args.seconds,

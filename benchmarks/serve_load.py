@@ -160,7 +160,8 @@ end
 
 def load_wrk(port: int, path: str, body: bytes, seconds: float, concurrency: int, scratch: Path,
              content_type: str = "application/json") -> dict[str, float]:
-    """The same load from wrk (C, two threads, `concurrency` keep-alive connections) for `seconds`."""
+    """The same load from wrk (C, two threads, `concurrency` keep-alive connections) for `seconds`, after a 1 s
+    warm-up run."""
     (scratch / "body.bin").write_bytes(body)
     (scratch / "post.lua").write_text(WRK_SCRIPT)
     env = {**os.environ, "ZOO_BENCH_BODY": str(scratch / "body.bin"), "ZOO_BENCH_TYPE": content_type}
@@ -168,7 +169,7 @@ def load_wrk(port: int, path: str, body: bytes, seconds: float, concurrency: int
         output = subprocess.run(
             [
                 "wrk",
-                "-t2",
+                f"-t{min(2, concurrency)}",  # wrk wants a connection for each thread
                 f"-c{concurrency}",
                 f"-d{int(duration)}s",
                 "-s",
