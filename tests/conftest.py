@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -17,6 +21,14 @@ os.environ.setdefault("ZOO_DATA_DIR", str(SHARED_DATA))
 # Apps made in this process share prometheus_client's registry: a poll thread of one would rewrite the
 # models-loaded gauge another test reads. Reloads are tested on their own (refresh(), and zoo serve processes).
 os.environ.setdefault("ZOO_SERVE_POLL_SECONDS", "0")
+
+
+def encoded(picture: Image.Image | np.ndarray, fmt: str = "PNG", **options: Any) -> bytes:
+    """`picture` (an image, or uint8 pixels) as the bytes of a file in `fmt`, as a client would send it."""
+    image = picture if isinstance(picture, Image.Image) else Image.fromarray(picture)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
 
 
 @pytest.fixture(autouse=True)

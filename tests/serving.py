@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cached
+from conftest import cached, encoded
 from PIL import Image
 
 import zoo
@@ -76,10 +75,7 @@ def photo_of(digit: np.ndarray, fmt: str = "PNG", side: int = 280, colour: bool 
     ink = Image.fromarray(255 - digit).resize((side * 3 // 4, side * 3 // 4), Image.Resampling.BILINEAR)
     paper = Image.new("L", (side, side), 255)
     paper.paste(ink, (side // 5, side // 10))
-    image = Image.merge("RGB", (paper, paper, paper)) if colour else paper
-    buffer = io.BytesIO()
-    image.save(buffer, fmt)
-    return buffer.getvalue()
+    return encoded(Image.merge("RGB", (paper, paper, paper)) if colour else paper, fmt)
 
 
 class ReservedPort:

@@ -5,7 +5,6 @@ Through Flask's test client; tests/test_hostile_process.py does the same against
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import serving
+from conftest import encoded
 from PIL import Image, ImageDraw
 
 import zoo
@@ -224,9 +224,7 @@ def canvas_digit(side: int, mode: str) -> bytes:
         options["transparency"] = image.getpixel((0, 0))
     elif mode != "RGBA":
         image = Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image).convert(mode)
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", **options)
-    return buffer.getvalue()
+    return encoded(image, **options)
 
 
 @pytest.mark.parametrize("mode", ["P", "RGBA", "LA", "RGB", "L", "1"])
@@ -264,9 +262,8 @@ def test_a_small_file_of_a_large_picture_costs_bounded_memory(mode):
 def test_a_phone_photo_of_a_digit_is_still_accepted(client):
     photo = Image.new("RGB", (4032, 3024), "white")
     ImageDraw.Draw(photo).line((2016, 600, 2016, 2400), fill="black", width=220)  # a 1
-    buffer = io.BytesIO()
-    photo.save(buffer, "JPEG", quality=85)
-    response = client.post("/v1/models/mnist-mlp/predict", data=buffer.getvalue(), content_type="image/jpeg")
+    response = client.post("/v1/models/mnist-mlp/predict", data=encoded(photo, "JPEG", quality=85),
+                           content_type="image/jpeg")
     assert response.status_code == 200 and response.get_json()["digit"] == 1
 
 

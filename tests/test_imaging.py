@@ -6,10 +6,9 @@ picture through the server. Fast, with no fixture: benchmarks/mutation.sh runs t
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
+from conftest import encoded
 from PIL import Image, ImageDraw
 
 from zoo.core.data import mnist_test_images
@@ -19,12 +18,6 @@ from zoo.inputs import imaging
 
 def refused(match: str):
     return pytest.raises(InvalidInputError, match=match)
-
-
-def encoded(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def bar(width: int = 200, height: int = 300, ink: int = 0, paper: int = 255) -> Image.Image:

@@ -6,7 +6,6 @@ from PNG files and must score what mnist-mlp:1's manifest records.
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import encoded
 from serving import ZOO, mnist_digits, photo_of
 
 import zoo
@@ -33,19 +32,13 @@ def json_lines(result: subprocess.CompletedProcess) -> list[dict]:
     return [json.loads(line) for line in result.stdout.decode().splitlines()]
 
 
-def png_bytes(digit: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(digit).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def save_digits(folder: Path, digits: np.ndarray, per_folder: int = 1000) -> list[Path]:
     """Each digit as folder/<i // per_folder>/<i>.png, so finding them means walking nested folders."""
     paths = []
     for i, digit in enumerate(digits):
         path = folder / f"{i // per_folder:02d}" / f"{i:05d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(png_bytes(digit))
+        path.write_bytes(encoded(digit))
         paths.append(path)
     return paths
 
@@ -102,7 +95,7 @@ def test_numbers_answer_a_values_model_in_the_documents_units():
 
 def test_stdin_takes_an_image_or_numbers(data_dir):
     digits, labels = mnist_digits(data_dir, 1)
-    answer = json_lines(run_predict("mnist-mlp:1", "-", "--json", stdin=png_bytes(digits[0])))
+    answer = json_lines(run_predict("mnist-mlp:1", "-", "--json", stdin=encoded(digits[0])))
     assert answer[0]["input"] == "-" and answer[0]["digit"] == labels[0]
     values = json_lines(run_predict("linear-regression:1", "-", "--json", stdin=b"0 10\n100\n"))
     assert [v["input"] for v in values] == ["-[0]", "-[1]", "-[2]"] and values[2]["y"] > values[1]["y"] > values[0]["y"]
@@ -124,9 +117,9 @@ def test_npy_and_json_files_give_one_answer_per_image(tmp_path, data_dir):
 
 def test_an_unreadable_input_is_reported_on_its_own_line_and_the_rest_go_on(tmp_path, data_dir):
     digits, _ = mnist_digits(data_dir, 2)
-    (tmp_path / "a.png").write_bytes(png_bytes(digits[0]))
+    (tmp_path / "a.png").write_bytes(encoded(digits[0]))
     (tmp_path / "broken.png").write_bytes(b"not an image at all")
-    (tmp_path / "c.png").write_bytes(png_bytes(digits[1]))
+    (tmp_path / "c.png").write_bytes(encoded(digits[1]))
     result = run_predict("mnist-mlp:1", tmp_path, tmp_path / "missing.png", str(tmp_path / "nothing-*.png"), "--csv")
     assert result.returncode == 1
     rows = result.stdout.decode().splitlines()
@@ -144,7 +137,7 @@ def test_an_unreadable_input_is_reported_on_its_own_line_and_the_rest_go_on(tmp_
 
 def test_the_table_shows_answer_probability_and_top_k(tmp_path, data_dir):
     digits, _ = mnist_digits(data_dir, 1)
-    (tmp_path / "d.png").write_bytes(png_bytes(digits[0]))
+    (tmp_path / "d.png").write_bytes(encoded(digits[0]))
     result = run_predict("mnist-mlp:1", tmp_path / "d.png", "--top-k", 2)
     assert result.returncode == 0, result.stderr
     table = result.stdout.decode()

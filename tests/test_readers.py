@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 import serving
-from PIL import Image
+from conftest import encoded
 from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
@@ -50,12 +50,6 @@ def refused(match: str):
 def request(body: bytes | str | dict | None = None, content_type: str | None = "application/json") -> Request:
     """A werkzeug Request as a route would get it (a dict `body` is a multipart form)."""
     return Request(EnvironBuilder(method="POST", data=body, content_type=content_type).get_environ())
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 # --- serve/checks.py
@@ -417,18 +411,13 @@ def test_digit_batch_reads_each_media_type():
     digit[6:22, 12:16] = 255  # a white "1" on black, as MNIST has it
     expected = digit[None, None] / np.float32(255)
     for mimetype in ("image/png", "image/jpeg"):
-        if mimetype == "image/jpeg":
-            buffer = io.BytesIO()
-            Image.fromarray(digit).save(buffer, format="JPEG", quality=100)
-            body = buffer.getvalue()
-        else:
-            body = png(digit)
+        body = encoded(digit, "JPEG", quality=100) if mimetype == "image/jpeg" else encoded(digit)
         sent = request(body, mimetype)
         batch, batched = forms.digit_batch(sent, spec, LIMITS)
         assert batched is False and batch.shape == (1, 1, 28, 28)
         assert sent.get_data() == b""  # read once and not kept
         np.testing.assert_allclose(batch, expected, atol=0.05)
-    upload = request({"image": (io.BytesIO(png(digit)), "d.png")}, None)
+    upload = request({"image": (io.BytesIO(encoded(digit)), "d.png")}, None)
     batch, batched = forms.digit_batch(upload, spec, LIMITS)
     assert batched is False
     np.testing.assert_array_equal(batch, expected)
@@ -449,9 +438,9 @@ def test_digit_batch_refuses_the_unreadable_and_the_too_many():
     with refused("^expected a batch of at most 4 items, got 5$"):
         forms.digit_batch(request(json.dumps({"pixels": [[0] * 784] * 5})), spec, LIMITS)
     with refused(r"^expected an image of at most 4096 pixels, got 65x64 = 4160$"):
-        forms.digit_batch(request(png(np.zeros((64, 65), dtype=np.uint8)), "image/png"), spec, LIMITS)
+        forms.digit_batch(request(encoded(np.zeros((64, 65), dtype=np.uint8)), "image/png"), spec, LIMITS)
     with refused(r"^expected an image of at most 4096 pixels, got 64x65 = 4160$"):
-        upload = request({"image": (io.BytesIO(png(np.zeros((65, 64), np.uint8))), "d.png")}, None)
+        upload = request({"image": (io.BytesIO(encoded(np.zeros((65, 64), np.uint8))), "d.png")}, None)
         forms.digit_batch(upload, spec, LIMITS)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import serving
 import torch
+from conftest import encoded
 from PIL import Image
 from serving import SERVED, mnist_digits, photo_of
 
@@ -32,12 +33,6 @@ def app(served_weights):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def predict(client, name, **kwargs):
@@ -112,7 +107,7 @@ def test_transparent_canvas_drawing(client, data_dir):
         big = np.asarray(Image.fromarray(digit).resize((200, 200)))
         rgba = np.zeros((200, 200, 4), np.uint8)
         rgba[..., 3] = big  # black strokes whose opacity is the ink, on transparency
-        answer = predict(client, "lenet", data=png_bytes(Image.fromarray(rgba, "RGBA")), content_type="image/png")
+        answer = predict(client, "lenet", data=encoded(Image.fromarray(rgba, "RGBA")), content_type="image/png")
         correct += answer.get_json()["digit"] == label
     assert correct >= 8
 
@@ -316,7 +311,7 @@ def bomb_png(side: int) -> bytes:
 
 
 def truncated_png() -> bytes:
-    return png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200), np.uint8)))[:900]
+    return encoded(Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200), np.uint8)))[:900]
 
 
 BAD_REQUESTS = [
@@ -343,7 +338,7 @@ BAD_REQUESTS = [
     ("mnist-mlp", {"data": truncated_png(), "content_type": "image/png"}, 400, ["damaged"]),
     ("mnist-mlp", {"data": bomb_png(50_000), "content_type": "image/png"}, 400, ["at most", "decompression bomb"]),
     ("mnist-mlp", {"data": bomb_png(5_000), "content_type": "image/png"}, 400, ["at most", "5000x5000"]),
-    ("mnist-mlp", {"data": png_bytes(Image.new("L", (100, 100), 255)), "content_type": "image/png"}, 400, ["blank"]),
+    ("mnist-mlp", {"data": encoded(Image.new("L", (100, 100), 255)), "content_type": "image/png"}, 400, ["blank"]),
     ("mnist-mlp", {"data": {"other": "field"}, "content_type": "multipart/form-data"}, 400, ["file field"]),
     ("mnist-mlp", {"json": {"pixels": [[0] * 784] * 65}}, 400, ["at most 64", "65"]),
     ("mnist-mlp", {"data": "x" * 10, "content_type": "text/plain"}, 415, ["image/png", "text/plain"]),
