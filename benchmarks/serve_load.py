@@ -160,7 +160,7 @@ end
 
 def load_wrk(port: int, path: str, body: bytes, seconds: float, concurrency: int, scratch: Path,
              content_type: str = "application/json") -> dict[str, float]:
-    """The same load from wrk (C, two threads, `concurrency` keep-alive connections) for `seconds`, after a 1 s
+    """The same load from wrk (C, up to two threads, `concurrency` keep-alive connections) for `seconds`, after a 1 s
     warm-up run."""
     (scratch / "body.bin").write_bytes(body)
     (scratch / "post.lua").write_text(WRK_SCRIPT)
