@@ -191,8 +191,9 @@ def test_a_killed_worker_costs_only_its_grpc_requests_in_flight(root, tmp_path):
         for thread in threads:
             thread.join(60)
         replaced = children(process.pid)
-        assert len(replaced) == 2 and workers[0] not in replaced
-        assert owners(replaced, sockets_on(port, "0A")) == set(replaced)  # the new worker serves gRPC too
+        assert len(replaced) == 2 and workers[0] not in replaced, (workers, replaced)
+        listening = owners(replaced, sockets_on(port, "0A"))
+        assert listening == set(replaced), (replaced, listening)  # the new worker serves gRPC too
     finally:
         stop.set()
         stop_server(process)
